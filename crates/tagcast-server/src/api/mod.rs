@@ -1,0 +1,158 @@
+//! The handlers of the REST API, one module per family of data.
+
+mod accounts;
+mod attrs;
+mod tags;
+
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tagcast_proto::{ApiError, Code, Envelope, ErrorItem};
+use tagcast_store::{ItemError, ItemResult, RequestError, Store, StoreError};
+
+use crate::routes::{Family, Op, Route};
+use crate::state::AppState;
+
+/// One authenticated request.
+pub struct Ctx<'a> {
+    pub app: &'a AppState,
+    pub route: Route,
+    pub store: &'a Store,
+}
+
+/// A serialized OK response.
+pub type Reply = Result<Vec<u8>, ApiError>;
+
+/// Runs the API of `ctx.route` on `body`.
+pub async fn dispatch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+    match ctx.route.op {
+        Op::AddTag => tags::add_tag(ctx, body).await,
+        Op::RemoveTag => tags::remove_tag(ctx, body).await,
+        Op::ClearAllTags => tags::clear_all_tags(ctx, body).await,
+        Op::GetTag => tags::get_tag(ctx, body),
+        Op::SetAttrName => attrs::set_attr_name(ctx, body).await,
+        Op::GetAttrName => attrs::get_attr_name(ctx, body),
+        Op::SetAttr => attrs::set_attr(ctx, body).await,
+        Op::GetAttr => attrs::get_attr(ctx, body),
+        Op::RemoveAttr => attrs::remove_attr(ctx, body).await,
+        Op::AccountImport => accounts::account_import(ctx, body).await,
+        Op::MultiAccountImport => accounts::multiaccount_import(ctx, body).await,
+        Op::AccountDelete => accounts::account_delete(ctx, body).await,
+        Op::AccountCheck => accounts::account_check(ctx, body),
+    }
+}
+
+impl Ctx<'_> {
+    /// Parses the body as `T`; the error names the offending field.
+    pub fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, ApiError> {
+        let deserializer = &mut serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let info = if path == "." {
+                format!("invalid request body: {}", e.inner())
+            } else {
+                format!("invalid request body at {path}: {}", e.inner())
+            };
+            ApiError::new(self.parse_error_code(), info)
+        })
+    }
+
+    fn parse_error_code(&self) -> Code {
+        match self.route.family {
+            Family::Account => Code::RequestJsonParse,
+            Family::TimPush | Family::AllMemberPush => Code::JsonParse,
+        }
+    }
+
+    /// A storage failure, reported with the family's internal-error code.
+    pub fn internal(&self, error: StoreError) -> ApiError {
+        tracing::error!(api = self.route.name, %error, "storage failure");
+        let code = match self.route.family {
+            Family::Account => Code::AccountInternal,
+            Family::TimPush | Family::AllMemberPush => Code::Internal,
+        };
+        ApiError::new(code, format!("internal error, please retry: {error}"))
+    }
+
+    /// Refuses a request listing more accounts than the app allows (90018).
+    pub fn check_account_count(&self, field: &str, count: usize) -> Result<(), ApiError> {
+        let limit = self.app.limits.accounts_per_request;
+        if count > limit {
+            return Err(ApiError::new(
+                Code::TooManyAccounts,
+                format!("{field} has {count} accounts, more than the limit of {limit}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Serializes an OK response with `body`'s fields after the envelope.
+pub fn reply<T: Serialize>(body: T) -> Reply {
+    serde_json::to_vec(&Envelope::ok(body))
+        .map_err(|e| ApiError::new(Code::Internal, format!("cannot encode the response: {e}")))
+}
+
+/// Per-account outcome of a multi-account write, in request order.
+type Checked<T> = Vec<(String, Result<T, ApiError>)>;
+
+/// Writes the elements that passed validation with `write`, and returns the `ErrorList` of all
+/// elements that failed, validation or write, in request order.
+pub async fn write_valid<T, F, Fut>(
+    elements: Checked<T>,
+    write: F,
+) -> Result<Vec<ErrorItem>, ApiError>
+where
+    F: FnOnce(Vec<(String, T)>) -> Fut,
+    Fut: Future<Output = Result<Vec<ItemResult>, ApiError>>,
+{
+    let mut valid = Vec::new();
+    let mut outcome: Vec<(String, Option<ApiError>)> = Vec::with_capacity(elements.len());
+    for (account, checked) in elements {
+        match checked {
+            Ok(item) => {
+                valid.push((account.clone(), item));
+                outcome.push((account, None));
+            }
+            Err(e) => outcome.push((account, Some(e))),
+        }
+    }
+    let mut written = write(valid).await?.into_iter();
+    let mut errors = Vec::new();
+    for (account, failed) in outcome {
+        let error = match failed {
+            Some(e) => Some(e),
+            None => written
+                .next()
+                .and_then(Result::err)
+                .map(|e| item_error(&account, e)),
+        };
+        errors.extend(error.map(|e| ErrorItem::new(account, e)));
+    }
+    Ok(errors)
+}
+
+/// The documented code for a per-account failure of the store.
+pub fn item_error(account: &str, error: ItemError) -> ApiError {
+    let code = match error {
+        ItemError::AccountNotFound => return not_found(account),
+        ItemError::TooManyTagsForAccount { .. } | ItemError::TooManyTagsForApp { .. } => {
+            Code::TooManyTags
+        }
+        ItemError::AccountTypeMismatch(_) => Code::AccountTypeMismatch,
+    };
+    ApiError::new(code, error.to_string())
+}
+
+/// The documented code for a whole request the store refused.
+pub fn request_error(error: RequestError) -> ApiError {
+    ApiError::new(Code::InvalidAttribute, error.to_string())
+}
+
+pub fn not_found(account: &str) -> ApiError {
+    ApiError::new(
+        Code::AccountNotFound,
+        format!("account '{account}' does not exist"),
+    )
+}

@@ -1,0 +1,103 @@
+//! Who is calling: the query parameters, the app, the UserSig and the admin check.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use percent_encoding::percent_decode_str;
+use tagcast_proto::{ApiError, Code};
+
+use crate::routes::Family;
+use crate::state::{AppState, SharedState};
+
+/// Finds the app named by `sdkappid` and checks that `identifier` is its admin with a valid UserSig.
+pub fn authenticate<'a>(
+    state: &'a SharedState,
+    raw_query: Option<&str>,
+    family: Family,
+) -> Result<&'a AppState, ApiError> {
+    let params = query_params(raw_query.unwrap_or(""));
+    let sdkappid = params
+        .get("sdkappid")
+        .ok_or_else(|| ApiError::from(Code::SdkAppIdMissing))?;
+    let sdkappid: u64 = sdkappid.parse().map_err(|_| {
+        ApiError::new(
+            Code::InvalidSdkAppId,
+            format!("sdkappid '{sdkappid}' is not a number"),
+        )
+    })?;
+    let app = state.apps.get(&sdkappid).ok_or_else(|| {
+        ApiError::new(
+            Code::SdkAppIdNotFound,
+            format!("SDKAppID {sdkappid} not found"),
+        )
+    })?;
+    let identifier = params.get("identifier").map(String::as_str).unwrap_or("");
+    let usersig = params.get("usersig").map(String::as_str).unwrap_or("");
+    tagcast_usersig::verify(usersig, sdkappid, identifier, &app.secret_key, now_unix())
+        .map_err(|e| ApiError::new(usersig_code(e.code()), e.to_string()))?;
+    if !app.admins.contains(identifier) {
+        return Err(ApiError::new(
+            admin_code(family),
+            format!("identifier '{identifier}' is not an App admin"),
+        ));
+    }
+    Ok(app)
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Query parameters, percent-decoded: some clients escape the UserSig.
+fn query_params(raw: &str) -> HashMap<String, String> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn usersig_code(number: u32) -> Code {
+    Code::ALL
+        .iter()
+        .copied()
+        .find(|c| c.number() == number)
+        .unwrap_or(Code::UserSigInvalid)
+}
+
+/// Each family reports a non-admin caller with its own documented code.
+fn admin_code(family: Family) -> Code {
+    match family {
+        Family::Account => Code::AccountAdminRequired,
+        Family::TimPush | Family::AllMemberPush => Code::AdminRequired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let params =
+            query_params("sdkappid=1&usersig=eJy%2A%2Dx_&identifier=admin&contenttype=json");
+        assert_eq!(params["usersig"], "eJy*-x_");
+        assert_eq!(params["identifier"], "admin");
+        assert_eq!(params["sdkappid"], "1");
+    }
+
+    #[test]
+    fn every_usersig_failure_maps_to_its_own_code() {
+        for number in [70001, 70002, 70003, 70009, 70013, 70014] {
+            assert_eq!(usersig_code(number).number(), number);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Server and per-app settings. Every limit of the Tencent API is configurable per app, with
+//! Tencent's numbers as defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: Option<TlsConfig>,
+    pub apps: Vec<AppConfig>,
+}
+
+/// PEM files of the certificate chain and private key; with them the server speaks HTTPS.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One app (SDKAppID) served by this server.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub sdkappid: u64,
+    /// The app's secret key; UserSigs are HMAC-signed with its UTF-8 bytes.
+    pub secret_key: String,
+    /// Accounts allowed to call the REST API.
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Per-app limits. Defaults are Tencent's published numbers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Accounts in one tag/attribute call (90018).
+    pub accounts_per_request: usize,
+    /// Accounts in one account_import/delete/check call (70402).
+    pub accounts_per_account_request: usize,
+    /// Tags for one account in one add_tag call with Replace=0 (90032).
+    pub tags_per_add: usize,
+    /// Tags for one account in one add_tag call with Replace=1 (90032).
+    pub tags_per_replace: usize,
+    /// Tags one account may have.
+    pub tags_per_account: usize,
+    /// Distinct tags one app may have.
+    pub tags_per_app: usize,
+    /// Bytes in a tag (90020).
+    pub tag_bytes: usize,
+    /// Bytes in an attribute name (90033).
+    pub attr_name_bytes: usize,
+    /// Bytes in an attribute value (90033).
+    pub attr_value_bytes: usize,
+    /// Bytes in a UserID (70402).
+    pub account_id_bytes: usize,
+    /// Bytes in a Nick or FaceUrl of account_import (40601).
+    pub profile_field_bytes: usize,
+    /// Bytes in a request body.
+    pub body_bytes: usize,
+    /// Calls per second of each API, unless `api_calls_per_second_by_api` names it (60007).
+    pub api_calls_per_second: u32,
+    /// Per-API overrides, keyed by the path after `/v4/`, e.g. `"timpush/get_tag" = 1000`.
+    pub api_calls_per_second_by_api: BTreeMap<String, u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            accounts_per_request: 100,
+            accounts_per_account_request: 100,
+            tags_per_add: 10,
+            tags_per_replace: 100,
+            tags_per_account: 100,
+            tags_per_app: 1000,
+            tag_bytes: 50,
+            attr_name_bytes: 50,
+            attr_value_bytes: 50,
+            account_id_bytes: 32,
+            profile_field_bytes: 500,
+            body_bytes: 1 << 20,
+            api_calls_per_second: 100,
+            api_calls_per_second_by_api: BTreeMap::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks what types alone cannot; the message names the offending key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.apps.is_empty() {
+            return Err("apps: at least one [[apps]] entry is required".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            if !seen.insert(app.sdkappid) {
+                return Err(format!(
+                    "apps[{i}].sdkappid: {} is configured twice",
+                    app.sdkappid
+                ));
+            }
+            app.validate().map_err(|e| format!("apps[{i}].{e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl AppConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.secret_key.is_empty() {
+            return Err("secret_key: must not be empty".into());
+        }
+        if self.admins.is_empty() || self.admins.iter().any(String::is_empty) {
+            return Err("admins: needs at least one non-empty admin identifier".into());
+        }
+        self.limits.validate().map_err(|e| format!("limits.{e}"))
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("accounts_per_request", self.accounts_per_request),
+            (
+                "accounts_per_account_request",
+                self.accounts_per_account_request,
+            ),
+            ("tags_per_add", self.tags_per_add),
+            ("tags_per_replace", self.tags_per_replace),
+            ("tags_per_account", self.tags_per_account),
+            ("tags_per_app", self.tags_per_app),
+            ("tag_bytes", self.tag_bytes),
+            ("attr_name_bytes", self.attr_name_bytes),
+            ("attr_value_bytes", self.attr_value_bytes),
+            ("account_id_bytes", self.account_id_bytes),
+            ("body_bytes", self.body_bytes),
+            ("api_calls_per_second", self.api_calls_per_second as usize),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{key}: must be greater than 0"));
+        }
+        if let Some((api, _)) = self
+            .api_calls_per_second_by_api
+            .iter()
+            .find(|(_, v)| **v == 0)
+        {
+            return Err(format!(
+                "api_calls_per_second_by_api.\"{api}\": must be greater than 0"
+            ));
+        }
+        if let Some(api) = self
+            .api_calls_per_second_by_api
+            .keys()
+            .find(|api| crate::routes::Route::from_path(api).is_none())
+        {
+            return Err(format!(
+                "api_calls_per_second_by_api.\"{api}\": no such API"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! The tagcast HTTP server: Tencent Cloud Chat's push REST API over HTTP or HTTPS.
+//!
+//! Every request under `/v4/` goes through the same steps, in the order the spec recommends:
+//! route, method, app and UserSig, admin, rate limit, body, then the API's own handler. Every
+//! API-level outcome is HTTP 200 with the `ActionStatus/ErrorCode/ErrorInfo` envelope.
+
+mod api;
+mod auth;
+
+pub use auth::now_unix;
+pub mod config;
+mod metrics;
+mod routes;
+mod state;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum_server::Handle;
+use tagcast_proto::{ApiError, Code, Envelope};
+use tagcast_store::Store;
+
+use crate::api::{Ctx, Reply};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::routes::Route;
+use crate::state::{AppState, SharedState};
+
+/// Controls a running server: where it listens, and its graceful shutdown.
+pub type ServerHandle = Handle<SocketAddr>;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the store in {path}: {source}")]
+    Store {
+        path: String,
+        source: tagcast_store::StoreError,
+    },
+    #[error("cannot load the TLS certificate or key: {0}")]
+    Tls(std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `config` until `handle` is told to shut down.
+pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(), ServeError> {
+    let store = Store::open(&config.data_dir).map_err(|source| ServeError::Store {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let app = router(shared_state(&config, store));
+    let service = app.into_make_service();
+    match &config.tls {
+        Some(tls) => {
+            // Both rustls users in the process (server and any client) share the ring provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(ServeError::Tls)?;
+            axum_server::bind_rustls(config.listen, rustls)
+                .handle(handle)
+                .serve(service)
+                .await?
+        }
+        None => {
+            axum_server::bind(config.listen)
+                .handle(handle)
+                .serve(service)
+                .await?
+        }
+    }
+    Ok(())
+}
+
+fn shared_state(config: &ServerConfig, store: Store) -> Arc<SharedState> {
+    let apps: HashMap<u64, AppState> = config
+        .apps
+        .iter()
+        .map(|app| (app.sdkappid, AppState::new(app)))
+        .collect();
+    Arc::new(SharedState {
+        apps,
+        store,
+        metrics: Metrics::new(),
+    })
+}
+
+fn router(state: Arc<SharedState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(render_metrics))
+        .route("/v4/{*path}", any(v4))
+        .fallback(any(v4))
+        // Each app has its own body limit, enforced while reading the body in `handle`.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn render_metrics(State(state): State<Arc<SharedState>>) -> String {
+    state.metrics.render()
+}
+
+async fn v4(
+    State(state): State<Arc<SharedState>>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let route = uri.path().strip_prefix("/v4/").and_then(Route::from_path);
+    let result = handle(&state, route, &method, &uri, body).await;
+    let (code, bytes) = match result {
+        Ok(bytes) => (0, bytes),
+        Err(error) => {
+            tracing::debug!(path = uri.path(), code = error.code.number(), info = %error.info, "request failed");
+            (error.code.number(), fail_body(&error))
+        }
+    };
+    let api = route.map_or("unknown", |r| r.name);
+    state
+        .metrics
+        .observe(api, code, started.elapsed().as_secs_f64());
+    json_response(bytes)
+}
+
+async fn handle(
+    state: &SharedState,
+    route: Option<Route>,
+    method: &Method,
+    uri: &Uri,
+    body: Body,
+) -> Reply {
+    let route = route.ok_or_else(|| {
+        ApiError::new(Code::ResourceNotFound, format!("no API at {}", uri.path()))
+    })?;
+    if method != Method::POST {
+        return Err(ApiError::new(
+            Code::MalformedRequest,
+            format!("{} is not supported; the REST API takes POST only", method),
+        ));
+    }
+    let app = auth::authenticate(state, uri.query(), route.family)?;
+    if !app.admit(&route) {
+        return Err(ApiError::new(
+            Code::RateLimited,
+            format!(
+                "{} is limited to its configured calls per second for this app",
+                route.name
+            ),
+        ));
+    }
+    let limit = app.limits.body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            Code::HttpParse,
+            format!("request body is larger than {limit} bytes"),
+        )
+    })?;
+    let ctx = Ctx {
+        app,
+        route,
+        store: &state.store,
+    };
+    api::dispatch(&ctx, &body).await
+}
+
+fn fail_body(error: &ApiError) -> Vec<u8> {
+    serde_json::to_vec(&Envelope::fail(error, serde_json::Map::new()))
+        .unwrap_or_else(|_| br#"{"ActionStatus":"FAIL","ErrorInfo":"","ErrorCode":91000}"#.to_vec())
+}
+
+fn json_response(bytes: Vec<u8>) -> Response {
+    let mut response = bytes.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,133 @@
+//! The URL table: which path is which API, and of which family.
+
+/// The three URL families; they share handlers but differ in error codes and a few fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `v4/timpush/...`: ErrorList, AttrTypes, Replace.
+    TimPush,
+    /// `v4/all_member_push/im_...`.
+    AllMemberPush,
+    /// `v4/im_open_login_svc/...`.
+    Account,
+}
+
+/// What a request asks for, whatever its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    AddTag,
+    RemoveTag,
+    ClearAllTags,
+    GetTag,
+    SetAttrName,
+    GetAttrName,
+    SetAttr,
+    GetAttr,
+    RemoveAttr,
+    AccountImport,
+    MultiAccountImport,
+    AccountDelete,
+    AccountCheck,
+}
+
+/// A known API path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub op: Op,
+    pub family: Family,
+    /// The path after `/v4/`, e.g. `timpush/add_tag`: the API's name in metrics and config.
+    pub name: &'static str,
+}
+
+const ROUTES: &[(&str, Op, Family)] = &[
+    ("timpush/add_tag", Op::AddTag, Family::TimPush),
+    ("timpush/remove_tag", Op::RemoveTag, Family::TimPush),
+    ("timpush/clear_all_tags", Op::ClearAllTags, Family::TimPush),
+    ("timpush/get_tag", Op::GetTag, Family::TimPush),
+    ("timpush/set_attr_name", Op::SetAttrName, Family::TimPush),
+    ("timpush/get_attr_name", Op::GetAttrName, Family::TimPush),
+    ("timpush/set_attr", Op::SetAttr, Family::TimPush),
+    ("timpush/get_attr", Op::GetAttr, Family::TimPush),
+    ("timpush/remove_attr", Op::RemoveAttr, Family::TimPush),
+    (
+        "all_member_push/im_add_tag",
+        Op::AddTag,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_remove_tag",
+        Op::RemoveTag,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_remove_all_tags",
+        Op::ClearAllTags,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_get_tag",
+        Op::GetTag,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_set_attr_name",
+        Op::SetAttrName,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_get_attr_name",
+        Op::GetAttrName,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_set_attr",
+        Op::SetAttr,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_get_attr",
+        Op::GetAttr,
+        Family::AllMemberPush,
+    ),
+    (
+        "all_member_push/im_remove_attr",
+        Op::RemoveAttr,
+        Family::AllMemberPush,
+    ),
+    (
+        "im_open_login_svc/account_import",
+        Op::AccountImport,
+        Family::Account,
+    ),
+    (
+        "im_open_login_svc/multiaccount_import",
+        Op::MultiAccountImport,
+        Family::Account,
+    ),
+    (
+        "im_open_login_svc/account_delete",
+        Op::AccountDelete,
+        Family::Account,
+    ),
+    (
+        "im_open_login_svc/account_check",
+        Op::AccountCheck,
+        Family::Account,
+    ),
+];
+
+impl Route {
+    /// The route for a path after `/v4/`, e.g. `timpush/add_tag`.
+    pub fn from_path(path: &str) -> Option<Route> {
+        ROUTES
+            .iter()
+            .find(|(name, _, _)| *name == path)
+            .map(|&(name, op, family)| Route { op, family, name })
+    }
+
+    /// Every route.
+    pub fn all() -> impl Iterator<Item = Route> {
+        ROUTES
+            .iter()
+            .map(|&(name, op, family)| Route { op, family, name })
+    }
+}

@@ -1,0 +1,64 @@
+//! What the handlers share: the apps with their keys, admins and rate limiters, the store, metrics.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tagcast_store::{Store, TagLimits};
+
+use crate::config::{AppConfig, Limits};
+use crate::metrics::Metrics;
+use crate::routes::Route;
+
+pub struct AppState {
+    pub sdkappid: u64,
+    pub secret_key: String,
+    pub admins: HashSet<String>,
+    pub limits: Limits,
+    /// One token bucket per API, so a flood of one API never starves another.
+    limiters: HashMap<&'static str, DefaultDirectRateLimiter>,
+}
+
+impl AppState {
+    pub fn new(config: &AppConfig) -> Self {
+        let limiters = Route::all()
+            .map(|route| {
+                let rate = config
+                    .limits
+                    .api_calls_per_second_by_api
+                    .get(route.name)
+                    .copied()
+                    .unwrap_or(config.limits.api_calls_per_second);
+                let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN));
+                (route.name, RateLimiter::direct(quota))
+            })
+            .collect();
+        Self {
+            sdkappid: config.sdkappid,
+            secret_key: config.secret_key.clone(),
+            admins: config.admins.iter().cloned().collect(),
+            limits: config.limits.clone(),
+            limiters,
+        }
+    }
+
+    /// Takes one call of `route` from its bucket; false when the bucket is empty.
+    pub fn admit(&self, route: &Route) -> bool {
+        self.limiters
+            .get(route.name)
+            .is_none_or(|l| l.check().is_ok())
+    }
+
+    pub fn tag_limits(&self) -> TagLimits {
+        TagLimits {
+            max_tags_per_account: self.limits.tags_per_account,
+            max_tags_per_app: self.limits.tags_per_app,
+        }
+    }
+}
+
+pub struct SharedState {
+    pub apps: HashMap<u64, AppState>,
+    pub store: Store,
+    pub metrics: Metrics,
+}

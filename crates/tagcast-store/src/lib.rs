@@ -1,0 +1,56 @@
+//! The durable embedded store of tagcast: accounts with dense per-app ids, their tags and
+//! attributes, and each app's attribute names, kept in one redb file.
+//!
+//! Reads run on their own MVCC snapshot. Writes go to a single writer thread that applies every
+//! write waiting in its queue inside one transaction and makes them durable with one commit
+//! (group commit); each caller is answered only after that commit.
+
+mod codec;
+mod error;
+mod read;
+mod schema;
+mod tags;
+mod write_ops;
+mod writer;
+
+pub use write_ops::{SlotUpdate, TagEdit};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::Database;
+
+pub use error::{ItemError, RequestError, StoreError};
+pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
+
+/// An app's `sdkappid`.
+pub type AppId = u64;
+/// A dense account id, unique inside its app; the audience index is built on it.
+pub type AccountId = u32;
+/// The result for one account of a multi-account write; failures go to `ErrorList`.
+pub type ItemResult = Result<(), ItemError>;
+
+/// The limits a tag write is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagLimits {
+    pub max_tags_per_account: usize,
+    pub max_tags_per_app: usize,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`, which is created if missing.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let db = Arc::new(Database::create(data_dir.join("tagcast.redb"))?);
+        schema::create_tables(&db)?;
+        let writer = writer::spawn(db.clone());
+        Ok(Self { db, writer })
+    }
+}

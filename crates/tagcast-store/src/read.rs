@@ -1,0 +1,99 @@
+//! Reads, each on its own consistent snapshot; they never wait for the writer.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadTransaction, ReadableDatabase};
+
+use crate::codec::{decode_attrs, decode_schema, decode_tag_ids};
+use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_TAGS, ACCOUNTS, ATTR_SCHEMAS, TAG_NAMES};
+use crate::{AccountId, AppId, AttrSchema, Store, StoreError};
+
+impl Store {
+    /// Each account's tags in the order added, or None for an account that does not exist.
+    pub fn get_tags(
+        &self,
+        app: AppId,
+        names: &[String],
+    ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let accounts = txn.open_table(ACCOUNTS)?;
+        let account_tags = txn.open_table(ACCOUNT_TAGS)?;
+        let tag_names = txn.open_table(TAG_NAMES)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(id) = accounts.get((app, name.as_str()))?.map(|g| g.value()) else {
+                out.push(None);
+                continue;
+            };
+            let ids = account_tags
+                .get((app, id))?
+                .map(|g| decode_tag_ids(g.value()))
+                .unwrap_or_default();
+            let mut tags = Vec::with_capacity(ids.len());
+            for tag in ids {
+                tags.extend(tag_names.get((app, tag))?.map(|g| g.value().to_string()));
+            }
+            out.push(Some(tags));
+        }
+        Ok(out)
+    }
+
+    /// Each account's attributes by name, or None for an account that does not exist.
+    pub fn get_attrs(
+        &self,
+        app: AppId,
+        names: &[String],
+    ) -> Result<Vec<Option<BTreeMap<String, String>>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let schema = schema_in(&txn, app)?;
+        let accounts = txn.open_table(ACCOUNTS)?;
+        let account_attrs = txn.open_table(ACCOUNT_ATTRS)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(id) = accounts.get((app, name.as_str()))?.map(|g| g.value()) else {
+                out.push(None);
+                continue;
+            };
+            let values = account_attrs
+                .get((app, id))?
+                .map(|g| decode_attrs(g.value()))
+                .unwrap_or_default();
+            let named = values
+                .into_iter()
+                .filter_map(|(slot, value)| {
+                    let attr = schema.slots.get(slot as usize)?.as_ref()?;
+                    Some((attr.name.clone(), value))
+                })
+                .collect();
+            out.push(Some(named));
+        }
+        Ok(out)
+    }
+
+    /// The app's attribute slots.
+    pub fn attr_schema(&self, app: AppId) -> Result<AttrSchema, StoreError> {
+        schema_in(&self.db.begin_read()?, app)
+    }
+
+    /// Each account's id, or None for an account that does not exist.
+    pub fn account_ids(
+        &self,
+        app: AppId,
+        names: &[String],
+    ) -> Result<Vec<Option<AccountId>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let accounts = txn.open_table(ACCOUNTS)?;
+        names
+            .iter()
+            .map(|name| Ok(accounts.get((app, name.as_str()))?.map(|g| g.value())))
+            .collect()
+    }
+}
+
+fn schema_in(txn: &ReadTransaction, app: AppId) -> Result<AttrSchema, StoreError> {
+    let table = txn.open_table(ATTR_SCHEMAS)?;
+    Ok(table
+        .get(app)?
+        .map(|g| decode_schema(g.value()))
+        .unwrap_or_default())
+}

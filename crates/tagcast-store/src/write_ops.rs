@@ -1,0 +1,365 @@
+//! The writes the API makes, each applied atomically inside the writer's shared transaction.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::codec::{decode_attrs, decode_schema, encode_attrs, encode_schema};
+use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNTS, APPS, ATTR_SCHEMAS};
+use crate::tags::TagTables;
+use crate::{
+    AccountId, AppId, AttrSchema, AttrSlot, ItemError, ItemResult, RequestError, Store, StoreError,
+    TagLimits,
+};
+
+/// What to do with the listed tags of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagEdit {
+    /// Add them to the account's tags.
+    Add,
+    /// Make them the account's only tags.
+    Replace,
+    /// Remove them.
+    Remove,
+}
+
+/// A slot to (re)name in `set_attr_names`; `account_type` None keeps the current one (0 if new).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotUpdate {
+    pub slot: u8,
+    pub name: String,
+    pub account_type: Option<u8>,
+}
+
+impl Store {
+    /// Imports accounts; returns, for each, whether it was new. Importing twice is harmless.
+    pub async fn import_accounts(
+        &self,
+        app: AppId,
+        names: Vec<String>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.writer
+            .write(move |txn| {
+                names
+                    .iter()
+                    .map(|name| import_account(txn, app, name))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Deletes accounts with their tags and attributes; returns, for each, whether it existed.
+    pub async fn delete_accounts(
+        &self,
+        app: AppId,
+        names: Vec<String>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.writer
+            .write(move |txn| {
+                names
+                    .iter()
+                    .map(|name| delete_account(txn, app, name))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Adds, replaces or removes tags of each listed account.
+    pub async fn edit_tags(
+        &self,
+        app: AppId,
+        edit: TagEdit,
+        items: Vec<(String, Vec<String>)>,
+        limits: TagLimits,
+    ) -> Result<Vec<ItemResult>, StoreError> {
+        self.writer
+            .write(move |txn| {
+                let mut tables = TagTables::open(txn)?;
+                items
+                    .iter()
+                    .map(|(name, tags)| {
+                        edit_account_tags(txn, &mut tables, app, name, edit, tags, &limits)
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    /// Removes every tag of each listed account.
+    pub async fn clear_tags(
+        &self,
+        app: AppId,
+        names: Vec<String>,
+        limits: TagLimits,
+    ) -> Result<Vec<ItemResult>, StoreError> {
+        let items = names.into_iter().map(|name| (name, Vec::new())).collect();
+        self.edit_tags(app, TagEdit::Replace, items, limits).await
+    }
+
+    /// Names attribute slots, merging with the slots already named.
+    pub async fn set_attr_names(
+        &self,
+        app: AppId,
+        updates: Vec<SlotUpdate>,
+    ) -> Result<Result<(), RequestError>, StoreError> {
+        self.writer
+            .write(move |txn| {
+                let current = read_schema(txn, app)?;
+                let merged = match merge_schema(current, &updates) {
+                    Ok(schema) => schema,
+                    Err(e) => return Ok(Err(e)),
+                };
+                txn.open_table(ATTR_SCHEMAS)?
+                    .insert(app, encode_schema(&merged).as_slice())?;
+                Ok(Ok(()))
+            })
+            .await
+    }
+
+    /// Sets attribute values (by name) of each listed account, keeping its other attributes.
+    /// Every name must be defined for the app, or nothing is written.
+    pub async fn set_attrs(
+        &self,
+        app: AppId,
+        items: Vec<(String, BTreeMap<String, String>)>,
+    ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
+        self.writer
+            .write(move |txn| {
+                let schema = read_schema(txn, app)?;
+                if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
+                    return Ok(Err(e));
+                }
+                let results = items
+                    .iter()
+                    .map(|(name, attrs)| set_account_attrs(txn, &schema, app, name, attrs))
+                    .collect::<Result<_, _>>()?;
+                Ok(Ok(results))
+            })
+            .await
+    }
+
+    /// Removes the named attributes of each listed account. Every name must be defined for the
+    /// app, or nothing is written.
+    pub async fn remove_attrs(
+        &self,
+        app: AppId,
+        items: Vec<(String, Vec<String>)>,
+    ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
+        self.writer
+            .write(move |txn| {
+                let schema = read_schema(txn, app)?;
+                if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
+                    return Ok(Err(e));
+                }
+                let results = items
+                    .iter()
+                    .map(|(name, attrs)| remove_account_attrs(txn, &schema, app, name, attrs))
+                    .collect::<Result<_, _>>()?;
+                Ok(Ok(results))
+            })
+            .await
+    }
+}
+
+fn account_id(
+    txn: &WriteTransaction,
+    app: AppId,
+    name: &str,
+) -> Result<Option<AccountId>, redb::Error> {
+    Ok(txn
+        .open_table(ACCOUNTS)?
+        .get((app, name))?
+        .map(|g| g.value()))
+}
+
+fn import_account(txn: &WriteTransaction, app: AppId, name: &str) -> Result<bool, redb::Error> {
+    if account_id(txn, app, name)?.is_some() {
+        return Ok(false);
+    }
+    let mut apps = txn.open_table(APPS)?;
+    let (next_account, next_tag, live) = apps.get(app)?.map_or((0, 0, 0), |g| g.value());
+    apps.insert(app, (next_account + 1, next_tag, live))?;
+    txn.open_table(ACCOUNTS)?
+        .insert((app, name), next_account)?;
+    txn.open_table(ACCOUNT_NAMES)?
+        .insert((app, next_account), name)?;
+    Ok(true)
+}
+
+fn delete_account(txn: &WriteTransaction, app: AppId, name: &str) -> Result<bool, redb::Error> {
+    let Some(id) = account_id(txn, app, name)? else {
+        return Ok(false);
+    };
+    // Releasing tags never hits a limit, so the limits given here are never consulted.
+    let no_limits = TagLimits {
+        max_tags_per_account: usize::MAX,
+        max_tags_per_app: usize::MAX,
+    };
+    let _ = TagTables::open(txn)?.set_account_tags(app, id, &[], &no_limits)?;
+    txn.open_table(ACCOUNT_ATTRS)?.remove((app, id))?;
+    txn.open_table(ACCOUNT_NAMES)?.remove((app, id))?;
+    txn.open_table(ACCOUNTS)?.remove((app, name))?;
+    Ok(true)
+}
+
+fn edit_account_tags(
+    txn: &WriteTransaction,
+    tables: &mut TagTables<'_>,
+    app: AppId,
+    name: &str,
+    edit: TagEdit,
+    tags: &[String],
+    limits: &TagLimits,
+) -> Result<ItemResult, redb::Error> {
+    let Some(id) = account_id(txn, app, name)? else {
+        return Ok(Err(ItemError::AccountNotFound));
+    };
+    let target = match edit {
+        TagEdit::Replace => tags.to_vec(),
+        TagEdit::Add => {
+            let mut target = tables.account_tags(app, id)?;
+            target.extend_from_slice(tags);
+            target
+        }
+        TagEdit::Remove => {
+            let mut target = tables.account_tags(app, id)?;
+            target.retain(|t| !tags.contains(t));
+            target
+        }
+    };
+    tables.set_account_tags(app, id, &target, limits)
+}
+
+fn read_schema(txn: &WriteTransaction, app: AppId) -> Result<AttrSchema, redb::Error> {
+    let table = txn.open_table(ATTR_SCHEMAS)?;
+    Ok(table
+        .get(app)?
+        .map(|g| decode_schema(g.value()))
+        .unwrap_or_default())
+}
+
+fn merge_schema(
+    mut schema: AttrSchema,
+    updates: &[SlotUpdate],
+) -> Result<AttrSchema, RequestError> {
+    for update in updates {
+        let current_type = schema.slots[update.slot as usize]
+            .as_ref()
+            .map(|s| s.account_type);
+        let account_type = match (current_type, update.account_type) {
+            (Some(current), Some(wanted)) if current != wanted => {
+                return Err(RequestError::AttrTypeChange {
+                    slot: update.slot,
+                    current,
+                });
+            }
+            (current, wanted) => wanted.or(current).unwrap_or(0),
+        };
+        schema.slots[update.slot as usize] = Some(AttrSlot {
+            name: update.name.clone(),
+            account_type,
+        });
+    }
+    check_unique_names(&schema)?;
+    Ok(schema)
+}
+
+fn check_unique_names(schema: &AttrSchema) -> Result<(), RequestError> {
+    for (slot, attr) in schema.named() {
+        if schema.slot_of(&attr.name) != Some(slot) {
+            let first = schema.slot_of(&attr.name).unwrap_or(slot);
+            return Err(RequestError::DuplicateAttrName {
+                name: attr.name.clone(),
+                slot: first,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_names<'a>(
+    schema: &AttrSchema,
+    mut names: impl Iterator<Item = &'a String>,
+) -> Result<(), RequestError> {
+    match names.find(|name| schema.slot_of(name).is_none()) {
+        Some(unknown) => Err(RequestError::UnknownAttribute(unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+fn set_account_attrs(
+    txn: &WriteTransaction,
+    schema: &AttrSchema,
+    app: AppId,
+    name: &str,
+    attrs: &BTreeMap<String, String>,
+) -> Result<ItemResult, redb::Error> {
+    let Some(id) = account_id(txn, app, name)? else {
+        return Ok(Err(ItemError::AccountNotFound));
+    };
+    // Every account here is a UserID account (type 0); RegistrationID slots refuse it.
+    if let Some((attr, _)) = attrs
+        .iter()
+        .find(|(attr, _)| slot_type(schema, attr) == Some(1))
+    {
+        return Ok(Err(ItemError::AccountTypeMismatch(attr.clone())));
+    }
+    let mut values: BTreeMap<u8, String> = read_account_attrs(txn, app, id)?.into_iter().collect();
+    for (attr, value) in attrs {
+        if let Some(slot) = schema.slot_of(attr) {
+            values.insert(slot, value.clone());
+        }
+    }
+    write_account_attrs(txn, app, id, values)?;
+    Ok(Ok(()))
+}
+
+fn remove_account_attrs(
+    txn: &WriteTransaction,
+    schema: &AttrSchema,
+    app: AppId,
+    name: &str,
+    attrs: &[String],
+) -> Result<ItemResult, redb::Error> {
+    let Some(id) = account_id(txn, app, name)? else {
+        return Ok(Err(ItemError::AccountNotFound));
+    };
+    let slots: Vec<u8> = attrs.iter().filter_map(|a| schema.slot_of(a)).collect();
+    let mut values: BTreeMap<u8, String> = read_account_attrs(txn, app, id)?.into_iter().collect();
+    values.retain(|slot, _| !slots.contains(slot));
+    write_account_attrs(txn, app, id, values)?;
+    Ok(Ok(()))
+}
+
+fn slot_type(schema: &AttrSchema, attr: &str) -> Option<u8> {
+    let slot = schema.slot_of(attr)?;
+    schema.slots[slot as usize].as_ref().map(|s| s.account_type)
+}
+
+fn read_account_attrs(
+    txn: &WriteTransaction,
+    app: AppId,
+    id: AccountId,
+) -> Result<Vec<(u8, String)>, redb::Error> {
+    let table = txn.open_table(ACCOUNT_ATTRS)?;
+    Ok(table
+        .get((app, id))?
+        .map(|g| decode_attrs(g.value()))
+        .unwrap_or_default())
+}
+
+fn write_account_attrs(
+    txn: &WriteTransaction,
+    app: AppId,
+    id: AccountId,
+    values: BTreeMap<u8, String>,
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(ACCOUNT_ATTRS)?;
+    if values.is_empty() {
+        table.remove((app, id))?;
+    } else {
+        let values: Vec<(u8, String)> = values.into_iter().collect();
+        table.insert((app, id), encode_attrs(&values).as_slice())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The single writer thread and its group commit.
+//!
+//! Callers queue closures; the thread takes every closure waiting, applies them in one write
+//! transaction, commits once (fsync), and only then answers each caller. Under load many requests
+//! share one fsync; alone, a request pays one.
+
+use std::sync::Arc;
+
+use redb::{Database, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// Most writes folded into one commit, so one commit's latency stays bounded.
+const MAX_BATCH: usize = 256;
+/// Queue length; callers wait (asynchronously) when the writer is this far behind.
+const QUEUE: usize = 4096;
+
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Reply, redb::Error> + Send>;
+type Reply = Box<dyn FnOnce() + Send>;
+
+#[derive(Clone)]
+pub(crate) struct WriterHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+pub(crate) fn spawn(db: Arc<Database>) -> WriterHandle {
+    let (jobs, queue) = mpsc::channel(QUEUE);
+    std::thread::Builder::new()
+        .name("tagcast-writer".into())
+        .spawn(move || run(&db, queue))
+        .expect("spawning the writer thread");
+    WriterHandle { jobs }
+}
+
+impl WriterHandle {
+    /// Runs `apply` inside a shared write transaction and returns its value once committed.
+    pub(crate) async fn write<T, F>(&self, apply: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let value = apply(txn)?;
+            Ok(Box::new(move || {
+                let _ = answer.send(value);
+            }))
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::NotCommitted("the writer has stopped".into()))?;
+        answered.await.map_err(|_| {
+            StoreError::NotCommitted("the transaction was aborted by a storage error".into())
+        })
+    }
+}
+
+fn run(db: &Database, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(db, batch);
+    }
+}
+
+/// Applies and commits one batch. A storage error aborts the whole transaction: nothing of the
+/// batch is stored, and every caller of the batch sees its answer dropped.
+fn commit_batch(db: &Database, batch: Vec<Job>) {
+    let size = batch.len();
+    let result = (|| {
+        let txn = db.begin_write()?;
+        let mut replies = Vec::with_capacity(size);
+        for job in batch {
+            replies.push(job(&txn)?);
+        }
+        txn.commit()?;
+        Ok::<_, redb::Error>(replies)
+    })();
+    match result {
+        Ok(replies) => replies.into_iter().for_each(|reply| reply()),
+        Err(e) => tracing::error!(error = %e, batch = size, "write batch aborted"),
+    }
+}

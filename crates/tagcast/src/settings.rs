@@ -1,0 +1,97 @@
+//! Resolves the server's settings from the config file, `TAGCAST_*` variables and flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use tagcast_server::config::{AppConfig, ServerConfig, TlsConfig};
+
+use crate::cli::ServeArgs;
+use crate::dev_app;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DATA_DIR: &str = "tagcast-data";
+
+/// The TOML config file. Unknown keys are refused, so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    apps: Vec<AppConfig>,
+}
+
+/// File < environment < flags; with no config file, the development app.
+pub fn resolve(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => file.tls,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let listen = match args.listen.or(file.listen) {
+        Some(listen) => listen,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let apps = match args.config {
+        Some(_) => file.apps,
+        None => vec![dev_app::load_or_create(&data_dir, listen, tls.is_some())?],
+    };
+    let config = ServerConfig {
+        listen,
+        data_dir,
+        tls,
+        apps,
+    };
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    Ok(config)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = toml::from_str::<FileConfig>("listne = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn unknown_limit_is_named() {
+        let text = "[[apps]]\nsdkappid = 1\nsecret_key = \"k\"\nadmins = [\"a\"]\n[apps.limits]\ntags_per_ap = 5\n";
+        let err = toml::from_str::<FileConfig>(text).unwrap_err();
+        assert!(err.to_string().contains("tags_per_ap"), "{err}");
+    }
+
+    #[test]
+    fn limits_default_to_tencents() {
+        let text = "[[apps]]\nsdkappid = 1\nsecret_key = \"k\"\nadmins = [\"a\"]\n[apps.limits]\ntags_per_app = 5\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.apps[0].limits.tags_per_app, 5);
+        assert_eq!(file.apps[0].limits.accounts_per_request, 100);
+        assert_eq!(file.apps[0].limits.api_calls_per_second, 100);
+    }
+}
