@@ -1,0 +1,201 @@
+//! One app's bitmaps and the evaluation of expressions over them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+
+use crate::expr::Expr;
+
+const SLOTS: usize = 10;
+
+/// A change to stored data, applied to the index once it is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    AccountAdded(u32),
+    /// The account's tags and attributes are reported removed separately.
+    AccountRemoved(u32),
+    TagAdded {
+        account: u32,
+        tag: String,
+    },
+    TagRemoved {
+        account: u32,
+        tag: String,
+    },
+    AttrSet {
+        account: u32,
+        slot: u8,
+        old: Option<String>,
+        new: String,
+    },
+    AttrRemoved {
+        account: u32,
+        slot: u8,
+        old: String,
+    },
+}
+
+/// The bitmaps of one app.
+#[derive(Debug, Default, Clone)]
+pub struct AppIndex {
+    all: RoaringBitmap,
+    tags: HashMap<String, RoaringBitmap>,
+    attrs: [HashMap<String, RoaringBitmap>; SLOTS],
+}
+
+impl AppIndex {
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::AccountAdded(id) => {
+                self.all.insert(*id);
+            }
+            Change::AccountRemoved(id) => {
+                self.all.remove(*id);
+            }
+            Change::TagAdded { account, tag } => {
+                self.tags.entry(tag.clone()).or_default().insert(*account);
+            }
+            Change::TagRemoved { account, tag } => remove_from(&mut self.tags, tag, *account),
+            Change::AttrSet {
+                account,
+                slot,
+                old,
+                new,
+            } => {
+                let Some(values) = self.attrs.get_mut(*slot as usize) else {
+                    return;
+                };
+                if let Some(old) = old {
+                    remove_from(values, old, *account);
+                }
+                values.entry(new.clone()).or_default().insert(*account);
+            }
+            Change::AttrRemoved { account, slot, old } => {
+                if let Some(values) = self.attrs.get_mut(*slot as usize) {
+                    remove_from(values, old, *account);
+                }
+            }
+        }
+    }
+
+    /// Every account of the app.
+    pub fn accounts(&self) -> &RoaringBitmap {
+        &self.all
+    }
+
+    /// Number of distinct tags with at least one account.
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Approximate heap bytes held by the bitmaps (serialized size, which tracks memory closely).
+    pub fn bitmap_bytes(&self) -> usize {
+        let attrs = self.attrs.iter().flat_map(|slot| slot.values());
+        std::iter::once(&self.all)
+            .chain(self.tags.values())
+            .chain(attrs)
+            .map(RoaringBitmap::serialized_size)
+            .sum()
+    }
+
+    /// The accounts `expr` selects.
+    pub fn evaluate(&self, expr: &Expr) -> RoaringBitmap {
+        self.eval(expr).into_owned()
+    }
+
+    /// How many accounts `expr` selects, without building the set where a shortcut exists.
+    pub fn count(&self, expr: &Expr) -> u64 {
+        match expr {
+            Expr::Not(inner) => self.all.len() - self.eval(inner).intersection_len(&self.all),
+            Expr::And(parts) if parts.len() == 2 => {
+                let (a, b) = (&parts[0], &parts[1]);
+                match (a, b) {
+                    (_, Expr::Not(neg)) => self.eval(a).difference_len(&self.eval(neg)),
+                    (Expr::Not(neg), _) => self.eval(b).difference_len(&self.eval(neg)),
+                    _ => self.eval(a).intersection_len(&self.eval(b)),
+                }
+            }
+            Expr::Or(parts) if parts.len() == 2 => {
+                self.eval(&parts[0]).union_len(&self.eval(&parts[1]))
+            }
+            _ => self.eval(expr).len(),
+        }
+    }
+
+    fn eval(&self, expr: &Expr) -> Cow<'_, RoaringBitmap> {
+        match expr {
+            Expr::All => Cow::Borrowed(&self.all),
+            Expr::Tag(tag) => self.bitmap(self.tags.get(tag)),
+            Expr::AttrEq { slot, value } => self.bitmap(
+                self.attrs
+                    .get(*slot as usize)
+                    .and_then(|values| values.get(value)),
+            ),
+            Expr::AttrExists { slot } => Cow::Owned(self.union_of_values(*slot, |_| true)),
+            Expr::AttrCmp { slot, cmp } => Cow::Owned(self.union_of_values(*slot, |value| {
+                value.parse::<f64>().is_ok_and(|v| cmp.matches(v))
+            })),
+            Expr::And(parts) => self.eval_and(parts),
+            Expr::Or(parts) => {
+                let mut out = RoaringBitmap::new();
+                for part in parts {
+                    out |= self.eval(part).as_ref();
+                }
+                Cow::Owned(out)
+            }
+            Expr::Not(inner) => Cow::Owned(&self.all - self.eval(inner).as_ref()),
+        }
+    }
+
+    /// Intersects the positive parts, smallest first, then subtracts the negated ones.
+    fn eval_and(&self, parts: &[Expr]) -> Cow<'_, RoaringBitmap> {
+        let (negated, positive): (Vec<&Expr>, Vec<&Expr>) =
+            parts.iter().partition(|p| matches!(p, Expr::Not(_)));
+        let mut sets: Vec<Cow<'_, RoaringBitmap>> = positive.iter().map(|p| self.eval(p)).collect();
+        sets.sort_by_key(|s| s.len());
+        let mut sets = sets.into_iter();
+        let mut out = match sets.next() {
+            Some(first) if negated.is_empty() && sets.len() == 0 => return first,
+            Some(first) => first.into_owned(),
+            None => self.all.clone(),
+        };
+        for set in sets {
+            if out.is_empty() {
+                break;
+            }
+            out &= set.as_ref();
+        }
+        for neg in negated {
+            if let Expr::Not(inner) = neg {
+                out -= self.eval(inner).as_ref();
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    fn bitmap<'a>(&'a self, found: Option<&'a RoaringBitmap>) -> Cow<'a, RoaringBitmap> {
+        found.map_or_else(|| Cow::Owned(RoaringBitmap::new()), Cow::Borrowed)
+    }
+
+    fn union_of_values(&self, slot: u8, keep: impl Fn(&str) -> bool) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        if let Some(values) = self.attrs.get(slot as usize) {
+            for (value, accounts) in values {
+                if keep(value) {
+                    out |= accounts;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn remove_from(map: &mut HashMap<String, RoaringBitmap>, key: &str, account: u32) {
+    if let Some(bitmap) = map.get_mut(key) {
+        bitmap.remove(account);
+        if bitmap.is_empty() {
+            map.remove(key);
+        }
+    }
+}
