@@ -21,7 +21,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Method, Uri, header};
+use axum::http::{HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum_server::Handle;
@@ -45,8 +45,12 @@ pub enum ServeError {
         path: String,
         source: tagcast_store::StoreError,
     },
-    #[error("cannot load the TLS certificate or key: {0}")]
-    Tls(std::io::Error),
+    #[error("cannot load the TLS {what} {path}: {source}")]
+    Tls {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,9 +67,21 @@ pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(
         Some(tls) => {
             // Both rustls users in the process (server and any client) share the ring provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+            let read = |what, path: &std::path::Path| {
+                std::fs::read(path).map_err(|source| ServeError::Tls {
+                    what,
+                    path: path.display().to_string(),
+                    source,
+                })
+            };
+            let (cert, key) = (read("certificate", &tls.cert)?, read("key", &tls.key)?);
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
                 .await
-                .map_err(ServeError::Tls)?;
+                .map_err(|source| ServeError::Tls {
+                    what: "certificate and key",
+                    path: format!("{} and {}", tls.cert.display(), tls.key.display()),
+                    source,
+                })?;
             axum_server::bind_rustls(config.listen, rustls)
                 .handle(handle)
                 .serve(service)
@@ -112,12 +128,19 @@ async fn render_metrics(State(state): State<Arc<SharedState>>) -> String {
 async fn v4(
     State(state): State<Arc<SharedState>>,
     method: Method,
+    version: Version,
     uri: Uri,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let route = uri.path().strip_prefix("/v4/").and_then(Route::from_path);
-    let result = handle(&state, route, &method, &uri, body).await;
+    let mut body = Some(body);
+    let result = handle(&state, route, &method, &uri, &mut body).await;
+    // hyper silently closes an HTTP/1 connection whose request body was not read to the end, and
+    // a client that reuses it fails. Read what is left of a refused request's (small) body, or
+    // else say `Connection: close`.
+    let oversized = matches!(&result, Err(e) if e.code == Code::HttpParse);
+    let reusable = !oversized && drained(body).await;
     let (code, bytes) = match result {
         Ok(bytes) => (0, bytes),
         Err(error) => {
@@ -129,7 +152,25 @@ async fn v4(
     state
         .metrics
         .observe(api, code, started.elapsed().as_secs_f64());
-    json_response(bytes)
+    let mut response = json_response(bytes);
+    if !reusable && version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// At most this much of a refused request's unread body is read (and dropped) to keep the
+/// connection reusable.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Reads and drops the rest of an unread request body; false if it is too large for that.
+async fn drained(unread: Option<Body>) -> bool {
+    match unread {
+        Some(body) => axum::body::to_bytes(body, DRAIN_BYTES).await.is_ok(),
+        None => true,
+    }
 }
 
 async fn handle(
@@ -137,7 +178,7 @@ async fn handle(
     route: Option<Route>,
     method: &Method,
     uri: &Uri,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> Reply {
     let route = route.ok_or_else(|| {
         ApiError::new(Code::ResourceNotFound, format!("no API at {}", uri.path()))
@@ -159,6 +200,7 @@ async fn handle(
         ));
     }
     let limit = app.limits.body_bytes;
+    let body = body.take().unwrap_or_default();
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
             Code::HttpParse,

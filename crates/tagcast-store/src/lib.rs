@@ -53,4 +53,10 @@ impl Store {
         let writer = writer::spawn(db.clone());
         Ok(Self { db, writer })
     }
+
+    /// Write transactions committed since this store was opened. Each commit may carry many
+    /// writes (group commit), so under concurrent load this grows far slower than the writes.
+    pub fn commit_count(&self) -> u64 {
+        self.writer.commits()
+    }
 }

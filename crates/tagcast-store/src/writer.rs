@@ -5,6 +5,7 @@
 //! share one fsync; alone, a request pays one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
@@ -22,15 +23,18 @@ type Reply = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
     jobs: mpsc::Sender<Job>,
+    commits: Arc<AtomicU64>,
 }
 
 pub(crate) fn spawn(db: Arc<Database>) -> WriterHandle {
     let (jobs, queue) = mpsc::channel(QUEUE);
+    let commits = Arc::new(AtomicU64::new(0));
+    let counter = commits.clone();
     std::thread::Builder::new()
         .name("tagcast-writer".into())
-        .spawn(move || run(&db, queue))
+        .spawn(move || run(&db, queue, &counter))
         .expect("spawning the writer thread");
-    WriterHandle { jobs }
+    WriterHandle { jobs, commits }
 }
 
 impl WriterHandle {
@@ -55,9 +59,14 @@ impl WriterHandle {
             StoreError::NotCommitted("the transaction was aborted by a storage error".into())
         })
     }
+
+    /// Write transactions committed since the store was opened.
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
 }
 
-fn run(db: &Database, mut queue: mpsc::Receiver<Job>) {
+fn run(db: &Database, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -66,13 +75,14 @@ fn run(db: &Database, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch);
+        commit_batch(db, batch, commits);
     }
 }
 
 /// Applies and commits one batch. A storage error aborts the whole transaction: nothing of the
-/// batch is stored, and every caller of the batch sees its answer dropped.
-fn commit_batch(db: &Database, batch: Vec<Job>) {
+/// batch is stored, and every caller of the batch sees its answer dropped. A commit is counted
+/// before anyone is answered, so a caller always sees its own commit in the count.
+fn commit_batch(db: &Database, batch: Vec<Job>, commits: &AtomicU64) {
     let size = batch.len();
     let result = (|| {
         let txn = db.begin_write()?;
@@ -84,7 +94,10 @@ fn commit_batch(db: &Database, batch: Vec<Job>) {
         Ok::<_, redb::Error>(replies)
     })();
     match result {
-        Ok(replies) => replies.into_iter().for_each(|reply| reply()),
+        Ok(replies) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            replies.into_iter().for_each(|reply| reply());
+        }
         Err(e) => tracing::error!(error = %e, batch = size, "write batch aborted"),
     }
 }

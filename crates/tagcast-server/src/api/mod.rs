@@ -47,7 +47,7 @@ impl Ctx<'_> {
     /// Parses the body as `T`; the error names the offending field.
     pub fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, ApiError> {
         let deserializer = &mut serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|e| {
             let path = e.path().to_string();
             let info = if path == "." {
                 format!("invalid request body: {}", e.inner())
@@ -55,7 +55,15 @@ impl Ctx<'_> {
                 format!("invalid request body at {path}: {}", e.inner())
             };
             ApiError::new(self.parse_error_code(), info)
-        })
+        })?;
+        // Like `serde_json::from_slice`: only whitespace may follow the JSON value.
+        deserializer.end().map_err(|e| {
+            ApiError::new(
+                self.parse_error_code(),
+                format!("invalid request body: {e}"),
+            )
+        })?;
+        Ok(value)
     }
 
     fn parse_error_code(&self) -> Code {

@@ -308,3 +308,129 @@ pub fn error_list(response: &Value) -> Vec<(String, u64)> {
         })
         .unwrap_or_default()
 }
+
+// --- Helpers for the wire-compatibility, error-code and bad-input tests. ---------------------
+
+/// The tag and attribute APIs as (new `timpush/` path, old `all_member_push/` path).
+pub const TAG_ATTR_APIS: [(&str, &str); 9] = [
+    ("timpush/set_attr_name", "all_member_push/im_set_attr_name"),
+    ("timpush/get_attr_name", "all_member_push/im_get_attr_name"),
+    ("timpush/set_attr", "all_member_push/im_set_attr"),
+    ("timpush/get_attr", "all_member_push/im_get_attr"),
+    ("timpush/remove_attr", "all_member_push/im_remove_attr"),
+    ("timpush/add_tag", "all_member_push/im_add_tag"),
+    ("timpush/get_tag", "all_member_push/im_get_tag"),
+    ("timpush/remove_tag", "all_member_push/im_remove_tag"),
+    (
+        "timpush/clear_all_tags",
+        "all_member_push/im_remove_all_tags",
+    ),
+];
+
+/// The account APIs.
+pub const ACCOUNT_APIS: [&str; 4] = [
+    "im_open_login_svc/account_import",
+    "im_open_login_svc/multiaccount_import",
+    "im_open_login_svc/account_delete",
+    "im_open_login_svc/account_check",
+];
+
+/// Every one of the 22 API paths (after `/v4/`).
+pub fn all_api_paths() -> Vec<&'static str> {
+    TAG_ATTR_APIS
+        .iter()
+        .flat_map(|(new, old)| [*new, *old])
+        .chain(ACCOUNT_APIS)
+        .collect()
+}
+
+/// The old-family twin of a `timpush/...` path.
+pub fn old_family(new_path: &str) -> &'static str {
+    TAG_ATTR_APIS
+        .iter()
+        .find(|(new, _)| *new == new_path)
+        .map(|(_, old)| *old)
+        .unwrap_or_else(|| panic!("{new_path} is not a timpush tag/attribute API"))
+}
+
+impl Server {
+    /// The URL of `path` (after `/v4/`) with a caller-made query string.
+    pub fn url_with_query(&self, path: &str, query: &str) -> String {
+        format!("{}/v4/{path}?{query}", self.base)
+    }
+}
+
+/// A query string for `identifier` of `app` carrying `usersig` as given (not escaped).
+pub fn query_with_sig(app: &TestApp, identifier: &str, usersig: &str) -> String {
+    format!(
+        "sdkappid={}&identifier={identifier}&usersig={usersig}&random={}&contenttype=json",
+        app.sdkappid,
+        rand_u32()
+    )
+}
+
+/// The `Tags` that `timpush/get_tag` reports for `account`, or `Value::Null` for an unknown one.
+pub async fn tags_of(server: &Server, app: &TestApp, account: &str) -> Value {
+    let r = server
+        .call(
+            app,
+            "timpush/get_tag",
+            serde_json::json!({ "To_Account": [account] }),
+        )
+        .await;
+    assert_ok(&r);
+    r["UserTags"][0]["Tags"].clone()
+}
+
+/// The `Attrs` that `timpush/get_attr` reports for `account`, or `Value::Null` for an unknown one.
+pub async fn attrs_of(server: &Server, app: &TestApp, account: &str) -> Value {
+    let r = server
+        .call(
+            app,
+            "timpush/get_attr",
+            serde_json::json!({ "To_Account": [account] }),
+        )
+        .await;
+    assert_ok(&r);
+    r["UserAttrs"][0]["Attrs"].clone()
+}
+
+/// The `ErrorInfo` of `account`'s entry in the `ErrorList` (empty if absent).
+pub fn error_info_of(response: &Value, account: &str) -> String {
+    response["ErrorList"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["To_Account"] == account))
+        .and_then(|e| e["ErrorInfo"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+// --- Helpers for the durability and transport tests. ------------------------------------------
+
+impl Server {
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM, as an orderly shutdown would, waits for it to exit, and
+    /// starts it again on the same data. Returns how the stopped process exited.
+    pub fn graceful_restart(&mut self) -> std::process::ExitStatus {
+        send_signal(self.pid(), "TERM");
+        let status = self.child.wait().expect("wait for tagcast");
+        let (child, base) = spawn(&self.dir.path().join("tagcast.toml"));
+        self.child = child;
+        self.base = base;
+        status
+    }
+}
+
+/// Sends `signal` (e.g. "TERM", "KILL") to process `pid`, without waiting for it to act.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}

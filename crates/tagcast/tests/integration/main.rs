@@ -1,4 +1,11 @@
 //! One integration-test binary: each module drives a real `tagcast` process.
 
+mod auth;
+mod bad_input;
 mod common;
+mod durability;
+mod errors;
+mod props;
+mod samples;
 mod smoke;
+mod transport;

@@ -1,0 +1,731 @@
+//! The store through its public API: dense account ids, app isolation, exact tag refcounts and
+//! distinct-tag counts (checked against a model), refused writes, group commit, reopening.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tagcast_store::{
+    AccountId, AppId, ItemError, ItemResult, RequestError, SlotUpdate, Store, TagEdit, TagLimits,
+};
+
+const APP: AppId = 1_400_000_001;
+const OTHER: AppId = 1_400_000_002;
+
+const NO_LIMITS: TagLimits = TagLimits {
+    max_tags_per_account: 1000,
+    max_tags_per_app: 100_000,
+};
+
+/// The account the distinct-tag probe writes to; tests never use it otherwise.
+const PROBE: &str = "__probe";
+const PROBE_TAG: &str = "__probe_tag";
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|t| t.to_string()).collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Opens the store in `dir`, waiting for a previous handle's writer thread to let go of the file.
+fn reopen(dir: &Path) -> Store {
+    for _ in 0..500 {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    Store::open(dir).expect("reopening the store")
+}
+
+async fn import(store: &Store, app: AppId, names: &[&str]) -> Vec<bool> {
+    store
+        .import_accounts(app, strings(names))
+        .await
+        .expect("import")
+}
+
+async fn edit(
+    store: &Store,
+    app: AppId,
+    edit: TagEdit,
+    account: &str,
+    tags: &[&str],
+    limits: TagLimits,
+) -> ItemResult {
+    let mut results = store
+        .edit_tags(app, edit, vec![(s(account), strings(tags))], limits)
+        .await
+        .expect("edit_tags");
+    assert_eq!(results.len(), 1);
+    results.pop().unwrap()
+}
+
+fn tags_of(store: &Store, app: AppId, account: &str) -> Option<Vec<String>> {
+    store
+        .get_tags(app, &[s(account)])
+        .expect("get_tags")
+        .pop()
+        .unwrap()
+}
+
+fn attrs_of(store: &Store, app: AppId, account: &str) -> Option<BTreeMap<String, String>> {
+    store
+        .get_attrs(app, &[s(account)])
+        .expect("get_attrs")
+        .pop()
+        .unwrap()
+}
+
+fn id_of(store: &Store, app: AppId, account: &str) -> Option<AccountId> {
+    store
+        .account_ids(app, &[s(account)])
+        .expect("ids")
+        .pop()
+        .unwrap()
+}
+
+/// The number of distinct tags the store counts for `app`, found exactly through the app limit:
+/// one brand-new tag must be refused with a cap of `live` and accepted with a cap of `live + 1`.
+/// The probe account must exist and be tagless; it is left tagless.
+async fn assert_distinct_tags(store: &Store, app: AppId, expected: usize) {
+    let at = |cap| TagLimits {
+        max_tags_per_account: 1000,
+        max_tags_per_app: cap,
+    };
+    assert_eq!(
+        edit(store, app, TagEdit::Add, PROBE, &[PROBE_TAG], at(expected)).await,
+        Err(ItemError::TooManyTagsForApp { limit: expected }),
+        "app {app} counts fewer than {expected} distinct tags"
+    );
+    assert_eq!(
+        edit(
+            store,
+            app,
+            TagEdit::Add,
+            PROBE,
+            &[PROBE_TAG],
+            at(expected + 1)
+        )
+        .await,
+        Ok(()),
+        "app {app} counts more than {expected} distinct tags"
+    );
+    assert_eq!(
+        edit(store, app, TagEdit::Remove, PROBE, &[PROBE_TAG], at(0)).await,
+        Ok(())
+    );
+    assert_eq!(tags_of(store, app, PROBE), Some(vec![]));
+}
+
+#[test]
+fn account_ids_are_dense_per_app_and_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            import(&store, APP, &["a", "b", "c"]).await,
+            [true, true, true]
+        );
+        assert_eq!(import(&store, OTHER, &["x", "a"]).await, [true, true]);
+        // Importing twice is harmless: same id, not new.
+        assert_eq!(import(&store, APP, &["b", "d"]).await, [false, true]);
+        let ids = store
+            .account_ids(APP, &strings(&["a", "b", "c", "d", "x"]))
+            .unwrap();
+        assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3), None]);
+        let ids = store
+            .account_ids(OTHER, &strings(&["x", "a", "b"]))
+            .unwrap();
+        assert_eq!(ids, [Some(0), Some(1), None]);
+        // A deleted account's id is not handed out again.
+        assert_eq!(
+            store
+                .delete_accounts(APP, strings(&["b", "zz"]))
+                .await
+                .unwrap(),
+            [true, false]
+        );
+        assert_eq!(import(&store, APP, &["e", "b"]).await, [true, true]);
+        assert_eq!(id_of(&store, APP, "e"), Some(4));
+        assert_eq!(id_of(&store, APP, "b"), Some(5));
+        assert_eq!(import(&store, OTHER, &["y"]).await, [true]);
+        assert_eq!(id_of(&store, OTHER, "y"), Some(2));
+        drop(store);
+        // The counters are durable: after reopening, numbering continues.
+        let store = reopen(dir.path());
+        assert_eq!(id_of(&store, APP, "a"), Some(0));
+        assert_eq!(import(&store, APP, &["f"]).await, [true]);
+        assert_eq!(id_of(&store, APP, "f"), Some(6));
+    });
+}
+
+#[test]
+fn apps_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        import(&store, APP, &["u", "only_app", PROBE]).await;
+        import(&store, OTHER, &["u", PROBE]).await;
+        let name = |slot, name: &str| SlotUpdate {
+            slot,
+            name: s(name),
+            account_type: None,
+        };
+        store
+            .set_attr_names(APP, vec![name(0, "sex"), name(1, "city")])
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .set_attr_names(OTHER, vec![name(0, "level")])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.attr_schema(APP).unwrap().slot_of("city"), Some(1));
+        assert_eq!(store.attr_schema(OTHER).unwrap().slot_of("city"), None);
+        assert_eq!(store.attr_schema(OTHER).unwrap().slot_of("level"), Some(0));
+
+        let set = |a: &str, k: &str, v: &str| (s(a), BTreeMap::from([(s(k), s(v))]));
+        let r = store
+            .set_attrs(APP, vec![set("u", "sex", "male")])
+            .await
+            .unwrap();
+        assert_eq!(r, Ok(vec![Ok(())]));
+        // Another app's attribute name is unknown here: the whole write is refused.
+        let r = store
+            .set_attrs(OTHER, vec![set("u", "sex", "female")])
+            .await
+            .unwrap();
+        assert_eq!(r, Err(RequestError::UnknownAttribute(s("sex"))));
+        let r = store
+            .set_attrs(OTHER, vec![set("u", "level", "9")])
+            .await
+            .unwrap();
+        assert_eq!(r, Ok(vec![Ok(())]));
+        // An account of one app does not exist in the other.
+        let r = store
+            .set_attrs(OTHER, vec![set("only_app", "level", "1")])
+            .await
+            .unwrap();
+        assert_eq!(r, Ok(vec![Err(ItemError::AccountNotFound)]));
+
+        edit(&store, APP, TagEdit::Add, "u", &["gold", "vip"], NO_LIMITS)
+            .await
+            .unwrap();
+        edit(&store, OTHER, TagEdit::Add, "u", &["silver"], NO_LIMITS)
+            .await
+            .unwrap();
+        assert_eq!(
+            edit(&store, OTHER, TagEdit::Add, "only_app", &["x"], NO_LIMITS).await,
+            Err(ItemError::AccountNotFound)
+        );
+        assert_eq!(tags_of(&store, APP, "u"), Some(strings(&["gold", "vip"])));
+        assert_eq!(tags_of(&store, OTHER, "u"), Some(strings(&["silver"])));
+        assert_eq!(tags_of(&store, OTHER, "only_app"), None);
+        assert_eq!(
+            attrs_of(&store, APP, "u"),
+            Some(BTreeMap::from([(s("sex"), s("male"))]))
+        );
+        assert_eq!(
+            attrs_of(&store, OTHER, "u"),
+            Some(BTreeMap::from([(s("level"), s("9"))]))
+        );
+        assert_distinct_tags(&store, APP, 2).await;
+        assert_distinct_tags(&store, OTHER, 1).await;
+
+        // Deleting in one app leaves the other's account, tags and attributes alone.
+        assert_eq!(
+            store.delete_accounts(OTHER, strings(&["u"])).await.unwrap(),
+            [true]
+        );
+        assert_eq!(tags_of(&store, OTHER, "u"), None);
+        assert_eq!(attrs_of(&store, OTHER, "u"), None);
+        assert_eq!(tags_of(&store, APP, "u"), Some(strings(&["gold", "vip"])));
+        assert_eq!(
+            attrs_of(&store, APP, "u"),
+            Some(BTreeMap::from([(s("sex"), s("male"))]))
+        );
+        assert_distinct_tags(&store, APP, 2).await;
+        assert_distinct_tags(&store, OTHER, 0).await;
+
+        // Re-imported, the account starts empty.
+        import(&store, OTHER, &["u"]).await;
+        assert_eq!(tags_of(&store, OTHER, "u"), Some(vec![]));
+        assert_eq!(attrs_of(&store, OTHER, "u"), Some(BTreeMap::new()));
+    });
+}
+
+#[test]
+fn distinct_tag_count_follows_add_replace_remove_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        import(&store, APP, &["a", "b", "c", PROBE]).await;
+        let cap3 = TagLimits {
+            max_tags_per_account: 100,
+            max_tags_per_app: 3,
+        };
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "a", &["x", "y"], cap3).await,
+            Ok(())
+        );
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "b", &["y", "z"], cap3).await,
+            Ok(())
+        );
+        assert_distinct_tags(&store, APP, 3).await;
+        // At the cap: a brand-new tag is refused, an existing one is fine.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "c", &["w"], cap3).await,
+            Err(ItemError::TooManyTagsForApp { limit: 3 })
+        );
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "c", &["x", "y", "z"], cap3).await,
+            Ok(())
+        );
+        assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["x", "y", "z"])));
+        assert_distinct_tags(&store, APP, 3).await;
+        // Removing a tag some other account still has frees nothing.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Remove, "c", &["z", "nope"], cap3).await,
+            Ok(())
+        );
+        assert_eq!(
+            edit(&store, APP, TagEdit::Remove, "b", &["z"], cap3).await,
+            Ok(())
+        );
+        // Now no account has z: one slot free.
+        assert_distinct_tags(&store, APP, 2).await;
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "c", &["w"], cap3).await,
+            Ok(())
+        );
+        assert_distinct_tags(&store, APP, 3).await;
+        // Replace counts what the same write frees: c holds w alone, so w -> v fits.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Replace, "c", &["v", "x"], cap3).await,
+            Ok(())
+        );
+        assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["v", "x"])));
+        assert_distinct_tags(&store, APP, 3).await;
+        // ...but x is shared, so replacing x as well does not free it.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Replace, "c", &["v", "u", "t"], cap3).await,
+            Err(ItemError::TooManyTagsForApp { limit: 3 })
+        );
+        assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["v", "x"])));
+        // Deleting an account releases its tags: a has x, y; b has y; c has v, x.
+        assert_eq!(
+            store.delete_accounts(APP, strings(&["c"])).await.unwrap(),
+            [true]
+        );
+        assert_distinct_tags(&store, APP, 2).await;
+        assert_eq!(
+            store.delete_accounts(APP, strings(&["a"])).await.unwrap(),
+            [true]
+        );
+        assert_distinct_tags(&store, APP, 1).await;
+        // A freed tag that comes back is a new tag again, and reads by its name.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "b", &["x", "z", "w"], cap3).await,
+            Err(ItemError::TooManyTagsForApp { limit: 3 })
+        );
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "b", &["x", "z"], cap3).await,
+            Ok(())
+        );
+        assert_eq!(tags_of(&store, APP, "b"), Some(strings(&["y", "x", "z"])));
+        // Clearing releases everything.
+        assert_eq!(
+            store.clear_tags(APP, strings(&["b"]), cap3).await.unwrap(),
+            [Ok(())]
+        );
+        assert_distinct_tags(&store, APP, 0).await;
+        drop(store);
+        let store = reopen(dir.path());
+        assert_distinct_tags(&store, APP, 0).await;
+        assert_eq!(tags_of(&store, APP, "b"), Some(vec![]));
+        assert_eq!(tags_of(&store, APP, "a"), None);
+    });
+}
+
+#[test]
+fn per_account_cap_counts_distinct_tags_and_never_blocks_shrinking() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        import(&store, APP, &["a"]).await;
+        let cap = TagLimits {
+            max_tags_per_account: 3,
+            max_tags_per_app: 100,
+        };
+        // Duplicates inside one write count once.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "a", &["x", "y", "x", "y"], cap).await,
+            Ok(())
+        );
+        // Adding what the account already has is a no-op.
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "a", &["y", "x", "z"], cap).await,
+            Ok(())
+        );
+        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["x", "y", "z"])));
+        assert_eq!(
+            edit(&store, APP, TagEdit::Add, "a", &["w"], cap).await,
+            Err(ItemError::TooManyTagsForAccount {
+                would_have: 4,
+                limit: 3
+            })
+        );
+        assert_eq!(
+            edit(
+                &store,
+                APP,
+                TagEdit::Replace,
+                "a",
+                &["p", "q", "r", "s"],
+                cap
+            )
+            .await,
+            Err(ItemError::TooManyTagsForAccount {
+                would_have: 4,
+                limit: 3
+            })
+        );
+        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["x", "y", "z"])));
+        // A tighter cap never stops a write that does not grow the account.
+        let tighter = TagLimits {
+            max_tags_per_account: 1,
+            max_tags_per_app: 1,
+        };
+        assert_eq!(
+            edit(&store, APP, TagEdit::Replace, "a", &["z", "y"], tighter).await,
+            Ok(())
+        );
+        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["z", "y"])));
+        assert_eq!(
+            edit(&store, APP, TagEdit::Remove, "a", &["y"], tighter).await,
+            Ok(())
+        );
+        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["z"])));
+    });
+}
+
+#[test]
+fn refused_writes_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        import(&store, APP, &["a", "b"]).await;
+        let name = |slot, name: &str, account_type| SlotUpdate {
+            slot,
+            name: s(name),
+            account_type,
+        };
+        store
+            .set_attr_names(APP, vec![name(0, "sex", Some(0)), name(1, "city", None)])
+            .await
+            .unwrap()
+            .unwrap();
+        let schema = store.attr_schema(APP).unwrap();
+        let before = BTreeMap::from([(s("sex"), s("m"))]);
+        let r = store
+            .set_attrs(APP, vec![(s("a"), before.clone())])
+            .await
+            .unwrap();
+        assert_eq!(r, Ok(vec![Ok(())]));
+
+        // A refused write and a good one, submitted together: the good one lands, the refused
+        // one leaves no trace, even for the accounts listed before the unknown name.
+        let refused = store.set_attrs(
+            APP,
+            vec![
+                (s("b"), BTreeMap::from([(s("city"), s("sz"))])),
+                (
+                    s("a"),
+                    BTreeMap::from([(s("city"), s("bj")), (s("nope"), s("1"))]),
+                ),
+            ],
+        );
+        let good = store.edit_tags(
+            APP,
+            TagEdit::Add,
+            vec![(s("b"), strings(&["kept"]))],
+            NO_LIMITS,
+        );
+        let refused_remove = store.remove_attrs(APP, vec![(s("a"), strings(&["sex", "missing"]))]);
+        let (refused, good, refused_remove) = tokio::join!(refused, good, refused_remove);
+        assert_eq!(
+            refused.unwrap(),
+            Err(RequestError::UnknownAttribute(s("nope")))
+        );
+        assert_eq!(good.unwrap(), [Ok(())]);
+        assert_eq!(
+            refused_remove.unwrap(),
+            Err(RequestError::UnknownAttribute(s("missing")))
+        );
+
+        // Attribute names: a duplicate name or a changed type refuses the whole update.
+        let r = store
+            .set_attr_names(APP, vec![name(2, "tier", None), name(3, "city", None)])
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(RequestError::DuplicateAttrName {
+                name: s("city"),
+                slot: 1
+            })
+        );
+        let r = store
+            .set_attr_names(APP, vec![name(2, "tier", None), name(0, "sex", Some(1))])
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(RequestError::AttrTypeChange {
+                slot: 0,
+                current: 0
+            })
+        );
+
+        let check = |store: &Store| {
+            assert_eq!(store.attr_schema(APP).unwrap(), schema);
+            assert_eq!(attrs_of(store, APP, "a"), Some(before.clone()));
+            assert_eq!(attrs_of(store, APP, "b"), Some(BTreeMap::new()));
+            assert_eq!(tags_of(store, APP, "b"), Some(strings(&["kept"])));
+        };
+        check(&store);
+        drop(store);
+        check(&reopen(dir.path()));
+    });
+}
+
+#[test]
+fn group_commit_folds_concurrent_writes_into_few_commits() {
+    const WRITES: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        let names: Vec<String> = (0..WRITES).map(|i| format!("u{i}")).collect();
+        store.import_accounts(APP, names.clone()).await.unwrap();
+        let before = store.commit_count();
+        assert!(before >= 1, "the import was committed");
+
+        // One at a time, each write is its own commit.
+        for name in &names[..5] {
+            store
+                .edit_tags(
+                    APP,
+                    TagEdit::Add,
+                    vec![(name.clone(), strings(&["solo"]))],
+                    NO_LIMITS,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.commit_count(), before + 5);
+
+        // All at once, they share commits.
+        let before = store.commit_count();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let store = store.clone();
+            let item = (name.clone(), vec![format!("t{}", i % 50)]);
+            tasks.spawn(async move {
+                store
+                    .edit_tags(APP, TagEdit::Add, vec![item], NO_LIMITS)
+                    .await
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            assert_eq!(result.unwrap().unwrap(), [Ok(())]);
+        }
+        let commits = store.commit_count() - before;
+        assert!(
+            commits >= 2,
+            "{WRITES} writes cannot fit one batch: {commits}"
+        );
+        assert!(
+            commits <= (WRITES / 10) as u64,
+            "{WRITES} concurrent writes took {commits} commits"
+        );
+        let all = store.get_tags(APP, &names).unwrap();
+        for (i, tags) in all.into_iter().enumerate() {
+            let mut expected = if i < 5 { vec![s("solo")] } else { vec![] };
+            expected.push(format!("t{}", i % 50));
+            assert_eq!(tags, Some(expected), "account u{i}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model check: random tag writes against an in-memory model, refcounts checked after each.
+
+#[derive(Debug, Clone)]
+enum Op {
+    Edit(TagEdit, usize, Vec<&'static str>),
+    Clear(usize),
+    Import(usize),
+    Delete(usize),
+}
+
+const ACCOUNTS: [&str; 3] = ["a", "b", "c"];
+const TAGS: [&str; 5] = ["t0", "t1", "t2", "t3", "t4"];
+/// Small enough that both caps are hit often, with tags freed and taken in the same write.
+const LIMITS: TagLimits = TagLimits {
+    max_tags_per_account: 3,
+    max_tags_per_app: 3,
+};
+
+fn op() -> impl Strategy<Value = Op> {
+    let account = 0..ACCOUNTS.len();
+    let tags = proptest::collection::vec(proptest::sample::select(&TAGS[..]), 0..5);
+    let edit = prop_oneof![
+        2 => Just(TagEdit::Add),
+        2 => Just(TagEdit::Replace),
+        1 => Just(TagEdit::Remove)
+    ];
+    prop_oneof![
+        6 => (edit, account.clone(), tags).prop_map(|(e, a, t)| Op::Edit(e, a, t)),
+        1 => account.clone().prop_map(Op::Clear),
+        1 => account.clone().prop_map(Op::Import),
+        1 => account.prop_map(Op::Delete),
+    ]
+}
+
+#[derive(Default)]
+struct Model {
+    /// Existing accounts and their tags, in order.
+    accounts: BTreeMap<usize, Vec<&'static str>>,
+}
+
+impl Model {
+    fn distinct(&self) -> BTreeSet<&'static str> {
+        self.accounts.values().flatten().copied().collect()
+    }
+
+    fn holders(&self, tag: &str) -> usize {
+        self.accounts.values().filter(|t| t.contains(&tag)).count()
+    }
+
+    fn edit(&mut self, edit: TagEdit, account: usize, tags: &[&'static str]) -> ItemResult {
+        let Some(current) = self.accounts.get(&account).cloned() else {
+            return Err(ItemError::AccountNotFound);
+        };
+        let wanted: Vec<&'static str> = match edit {
+            TagEdit::Add => current.iter().chain(tags).copied().collect(),
+            TagEdit::Replace => tags.to_vec(),
+            TagEdit::Remove => current
+                .iter()
+                .copied()
+                .filter(|t| !tags.contains(t))
+                .collect(),
+        };
+        let mut target = Vec::new();
+        for tag in wanted {
+            if !target.contains(&tag) {
+                target.push(tag);
+            }
+        }
+        if target.len() > current.len() && target.len() > LIMITS.max_tags_per_account {
+            return Err(ItemError::TooManyTagsForAccount {
+                would_have: target.len(),
+                limit: LIMITS.max_tags_per_account,
+            });
+        }
+        let distinct = self.distinct();
+        let created = target.iter().filter(|t| !distinct.contains(*t)).count();
+        let freed = current
+            .iter()
+            .filter(|t| !target.contains(t) && self.holders(t) == 1)
+            .count();
+        if created > 0 && distinct.len() + created - freed > LIMITS.max_tags_per_app {
+            return Err(ItemError::TooManyTagsForApp {
+                limit: LIMITS.max_tags_per_app,
+            });
+        }
+        self.accounts.insert(account, target);
+        Ok(())
+    }
+}
+
+async fn run_ops(ops: Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut model = Model::default();
+    import(&store, APP, &[PROBE]).await;
+    for (step, op) in ops.into_iter().enumerate() {
+        match &op {
+            Op::Edit(e, account, tags) => {
+                let expected = model.edit(*e, *account, tags);
+                let got = edit(&store, APP, *e, ACCOUNTS[*account], tags, LIMITS).await;
+                assert_eq!(got, expected, "step {step}: {op:?}");
+            }
+            Op::Clear(account) => {
+                let expected = model.edit(TagEdit::Replace, *account, &[]);
+                let got = store
+                    .clear_tags(APP, vec![s(ACCOUNTS[*account])], LIMITS)
+                    .await
+                    .unwrap();
+                assert_eq!(got, [expected], "step {step}: {op:?}");
+            }
+            Op::Import(account) => {
+                let new = !model.accounts.contains_key(account);
+                model.accounts.entry(*account).or_default();
+                assert_eq!(
+                    import(&store, APP, &[ACCOUNTS[*account]]).await,
+                    [new],
+                    "step {step}: {op:?}"
+                );
+            }
+            Op::Delete(account) => {
+                let existed = model.accounts.remove(account).is_some();
+                let got = store
+                    .delete_accounts(APP, vec![s(ACCOUNTS[*account])])
+                    .await
+                    .unwrap();
+                assert_eq!(got, [existed], "step {step}: {op:?}");
+            }
+        }
+        let names: Vec<String> = ACCOUNTS.iter().map(|a| s(a)).collect();
+        let expected: Vec<Option<Vec<String>>> = (0..ACCOUNTS.len())
+            .map(|i| {
+                model
+                    .accounts
+                    .get(&i)
+                    .map(|t| t.iter().map(|t| s(t)).collect())
+            })
+            .collect();
+        assert_eq!(
+            store.get_tags(APP, &names).unwrap(),
+            expected,
+            "step {step}: {op:?}"
+        );
+        assert_distinct_tags(&store, APP, model.distinct().len()).await;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 40,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn tag_refcounts_match_a_model(ops in proptest::collection::vec(op(), 1..30)) {
+        rt().block_on(run_ops(ops));
+    }
+}
