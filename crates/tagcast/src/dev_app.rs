@@ -2,7 +2,7 @@
 //! once and kept in the data directory, so UserSigs stay valid across restarts.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rand::RngCore;
@@ -13,15 +13,22 @@ const FILE_NAME: &str = "dev-app.toml";
 const DEV_SDKAPPID: u64 = 1_400_000_000;
 const DEV_ADMIN: &str = "administrator";
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct DevApp {
     sdkappid: u64,
     secret_key: String,
     admin: String,
 }
 
-/// Loads the development app from `data_dir`, creating it on first start, and prints how to use it.
-pub fn load_or_create(data_dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<AppConfig> {
+/// The development app, and where its key is kept.
+#[derive(Debug, Clone)]
+pub struct DevAppInfo {
+    app: DevApp,
+    path: PathBuf,
+}
+
+/// Loads the development app from `data_dir`, creating it on first start.
+pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(AppConfig, DevAppInfo)> {
     let path = data_dir.join(FILE_NAME);
     let app = if path.exists() {
         let text = std::fs::read_to_string(&path)
@@ -39,13 +46,13 @@ pub fn load_or_create(data_dir: &Path, listen: SocketAddr, tls: bool) -> anyhow:
             .with_context(|| format!("writing {}", path.display()))?;
         app
     };
-    print_banner(&app, listen, tls, &path);
-    Ok(AppConfig {
+    let config = AppConfig {
         sdkappid: app.sdkappid,
-        secret_key: app.secret_key,
-        admins: vec![app.admin],
+        secret_key: app.secret_key.clone(),
+        admins: vec![app.admin.clone()],
         limits: Limits::default(),
-    })
+    };
+    Ok((config, DevAppInfo { app, path }))
 }
 
 /// 64 hex characters, the shape of a console secret key.
@@ -55,7 +62,9 @@ fn random_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn print_banner(app: &DevApp, listen: SocketAddr, tls: bool, path: &Path) {
+/// Prints the app's credentials and a ready-to-paste `curl` line for the bound address.
+pub fn print_banner(info: &DevAppInfo, listen: SocketAddr, tls: bool) {
+    let (app, path) = (&info.app, &info.path);
     let sig = tagcast_usersig::sign(
         app.sdkappid,
         &app.secret_key,

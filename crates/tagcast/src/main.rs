@@ -8,6 +8,7 @@ use clap::Parser;
 use tagcast_server::ServerHandle;
 
 use crate::cli::{Cli, Command, ServeArgs, UserSigArgs};
+use crate::dev_app::DevAppInfo;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -22,14 +23,12 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
-    let config = settings::resolve(&args)?;
+    let (config, dev_app) = settings::resolve(&args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let handle = ServerHandle::new();
-        tokio::spawn(announce_when_listening(
-            handle.clone(),
-            config.tls.is_some(),
-        ));
+        let tls = config.tls.is_some();
+        tokio::spawn(announce_when_listening(handle.clone(), tls, dev_app));
         tokio::spawn(shutdown_on_signal(handle.clone()));
         tagcast_server::serve(config, handle).await
     })?;
@@ -38,8 +37,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Prints the bound address on stdout once listening: with `--listen 127.0.0.1:0` this is how a
 /// caller learns the port.
-async fn announce_when_listening(handle: ServerHandle, tls: bool) {
+async fn announce_when_listening(handle: ServerHandle, tls: bool, dev_app: Option<DevAppInfo>) {
     if let Some(addr) = handle.listening().await {
+        if let Some(info) = &dev_app {
+            dev_app::print_banner(info, addr, tls);
+        }
         let scheme = if tls { "https" } else { "http" };
         println!("tagcast listening on {scheme}://{addr}");
         tracing::info!(%addr, scheme, "listening");

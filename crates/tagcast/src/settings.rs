@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tagcast_server::config::{AppConfig, ServerConfig, TlsConfig};
 
 use crate::cli::ServeArgs;
-use crate::dev_app;
+use crate::dev_app::{self, DevAppInfo};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "tagcast-data";
@@ -25,7 +25,7 @@ struct FileConfig {
 }
 
 /// File < environment < flags; with no config file, the development app.
-pub fn resolve(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppInfo>)> {
     let file = match &args.config {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
@@ -46,9 +46,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         Some(listen) => listen,
         None => DEFAULT_LISTEN.parse()?,
     };
-    let apps = match args.config {
-        Some(_) => file.apps,
-        None => vec![dev_app::load_or_create(&data_dir, listen, tls.is_some())?],
+    let (apps, dev_app) = match args.config {
+        Some(_) => (file.apps, None),
+        None => {
+            let (app, info) = dev_app::load_or_create(&data_dir)?;
+            (vec![app], Some(info))
+        }
     };
     let config = ServerConfig {
         listen,
@@ -59,7 +62,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    Ok(config)
+    Ok((config, dev_app))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

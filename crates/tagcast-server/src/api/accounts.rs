@@ -5,7 +5,7 @@ use tagcast_proto::responses::{
 };
 use tagcast_proto::{ApiError, Code, requests};
 
-use super::{Ctx, Reply, reply};
+use super::{Ctx, Reply, reply, shown};
 
 /// Tencent's ResultInfo for an account that does not exist.
 const NOT_EXIST_INFO: &str = "Err_TLS_PT_Open_Login_Account_Not_Exist";
@@ -124,7 +124,8 @@ fn check_user_id(ctx: &Ctx<'_>, field: &str, id: &str) -> Result<(), ApiError> {
         return Err(ApiError::new(
             Code::InvalidParameters,
             format!(
-                "{field}: UserID '{id}' must be 1 to {limit} bytes, got {}",
+                "{field}: UserID '{}' must be 1 to {limit} bytes, got {}",
+                shown(id),
                 id.len()
             ),
         ));

@@ -161,6 +161,35 @@ pub fn request_error(error: RequestError) -> ApiError {
 pub fn not_found(account: &str) -> ApiError {
     ApiError::new(
         Code::AccountNotFound,
-        format!("account '{account}' does not exist"),
+        format!("account '{}' does not exist", shown(account)),
     )
+}
+
+/// Longest piece of a client's value echoed in an `ErrorInfo`.
+const SHOWN_BYTES: usize = 64;
+
+/// `value` as quoted in an `ErrorInfo`: cut to a readable length, so a 10 KB value is not echoed.
+pub fn shown(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= SHOWN_BYTES {
+        return value.into();
+    }
+    let end = (0..=SHOWN_BYTES)
+        .rev()
+        .find(|i| value.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}...", &value[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn long_values_are_cut_on_a_char_boundary() {
+        assert_eq!(shown("short"), "short");
+        let long = "é".repeat(40);
+        let cut = shown(&long);
+        assert!(cut.ends_with("..."));
+        assert_eq!(cut.len(), 64 + 3);
+    }
 }

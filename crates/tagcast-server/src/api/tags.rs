@@ -4,7 +4,7 @@ use tagcast_proto::responses::{GetTag, UserTags, WithErrors};
 use tagcast_proto::{ApiError, Code, ErrorItem, requests};
 use tagcast_store::TagEdit;
 
-use super::{Ctx, Reply, not_found, reply, write_valid};
+use super::{Ctx, Reply, not_found, reply, shown, write_valid};
 
 pub async fn add_tag(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let req: requests::AddTag = ctx.parse(body)?;
@@ -117,7 +117,8 @@ fn check_tags(ctx: &Ctx<'_>, tags: &[String], max_tags: usize) -> Result<(), Api
             return Err(ApiError::new(
                 Code::TagTooLong,
                 format!(
-                    "tag '{tag}' is {} bytes, longer than {max_bytes}",
+                    "tag '{}' is {} bytes, longer than {max_bytes}",
+                    shown(tag),
                     tag.len()
                 ),
             ));

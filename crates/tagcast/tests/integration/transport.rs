@@ -375,7 +375,7 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
         .find(|l| l.trim_start().starts_with("curl "))
         .unwrap_or_else(|| panic!("no curl line: {banner:#?}"));
     for part in [
-        "/v4/im_open_login_svc/account_import?",
+        &format!("{base}/v4/im_open_login_svc/account_import?"),
         &format!("sdkappid={sdkappid}"),
         &format!("identifier={admin}"),
         &format!("usersig={usersig}"),
