@@ -199,3 +199,55 @@ fn remove_from(map: &mut HashMap<String, RoaringBitmap>, key: &str, account: u32
         }
     }
 }
+
+/// Builds an app's index from a scan of the store, accounts in ascending id order, without a
+/// string allocation per entry.
+#[derive(Debug, Default)]
+pub struct AppIndexBuilder {
+    all: RoaringBitmap,
+    tags_by_id: HashMap<u32, RoaringBitmap>,
+    attrs: [HashMap<String, RoaringBitmap>; SLOTS],
+}
+
+impl AppIndexBuilder {
+    pub fn account(&mut self, account: u32) {
+        append(&mut self.all, account);
+    }
+
+    pub fn tag(&mut self, account: u32, tag_id: u32) {
+        append(self.tags_by_id.entry(tag_id).or_default(), account);
+    }
+
+    pub fn attr(&mut self, account: u32, slot: u8, value: &str) {
+        let Some(values) = self.attrs.get_mut(slot as usize) else {
+            return;
+        };
+        match values.get_mut(value) {
+            Some(bitmap) => append(bitmap, account),
+            None => {
+                values.insert(value.to_string(), RoaringBitmap::from_iter([account]));
+            }
+        }
+    }
+
+    /// The index, with tag ids turned into names; ids without a name are dropped.
+    pub fn finish(self, tag_name: impl Fn(u32) -> Option<String>) -> AppIndex {
+        let tags = self
+            .tags_by_id
+            .into_iter()
+            .filter_map(|(id, bitmap)| Some((tag_name(id)?, bitmap)))
+            .collect();
+        AppIndex {
+            all: self.all,
+            tags,
+            attrs: self.attrs,
+        }
+    }
+}
+
+/// Appends in O(1) when ids arrive in order, as they do from a store scan.
+fn append(bitmap: &mut RoaringBitmap, account: u32) {
+    if bitmap.try_push(account).is_err() {
+        bitmap.insert(account);
+    }
+}

@@ -6,5 +6,5 @@ mod expr;
 mod index;
 
 pub use expr::{Cmp, Expr};
-pub use index::{AppIndex, Change};
+pub use index::{AppIndex, AppIndexBuilder, Change};
 pub use roaring::RoaringBitmap;

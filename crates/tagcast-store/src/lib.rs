@@ -5,6 +5,7 @@
 //! write waiting in its queue inside one transaction and makes them durable with one commit
 //! (group commit); each caller is answered only after that commit.
 
+mod audience;
 mod codec;
 mod error;
 mod read;
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::Database;
+use tagcast_audience::AppIndex;
 
 pub use error::{ItemError, RequestError, StoreError};
 pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
@@ -42,6 +44,7 @@ pub struct TagLimits {
 pub struct Store {
     db: Arc<Database>,
     writer: writer::WriterHandle,
+    audiences: Arc<audience::Audiences>,
 }
 
 impl Store {
@@ -50,8 +53,18 @@ impl Store {
         std::fs::create_dir_all(data_dir)?;
         let db = Arc::new(Database::create(data_dir.join("tagcast.redb"))?);
         schema::create_tables(&db)?;
-        let writer = writer::spawn(db.clone());
-        Ok(Self { db, writer })
+        let audiences = Arc::new(audience::Audiences::rebuild(&db)?);
+        let writer = writer::spawn(db.clone(), audiences.clone());
+        Ok(Self {
+            db,
+            writer,
+            audiences,
+        })
+    }
+
+    /// Runs `f` on `app`'s audience index, which reflects every acknowledged write.
+    pub fn with_audience<R>(&self, app: AppId, f: impl FnOnce(&AppIndex) -> R) -> R {
+        self.audiences.read(app, f)
     }
 
     /// Write transactions committed since this store was opened. Each commit may carry many

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use redb::{ReadTransaction, ReadableDatabase};
 
 use crate::codec::{decode_attrs, decode_schema, decode_tag_ids};
-use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_TAGS, ACCOUNTS, ATTR_SCHEMAS, TAG_NAMES};
+use crate::schema::{
+    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, ATTR_SCHEMAS, TAG_NAMES,
+};
 use crate::{AccountId, AppId, AttrSchema, Store, StoreError};
 
 impl Store {
@@ -96,4 +98,19 @@ fn schema_in(txn: &ReadTransaction, app: AppId) -> Result<AttrSchema, StoreError
         .get(app)?
         .map(|g| decode_schema(g.value()))
         .unwrap_or_default())
+}
+
+impl Store {
+    /// Each account id's name, or None for an id no account has.
+    pub fn account_names(
+        &self,
+        app: AppId,
+        ids: &[AccountId],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let names = txn.open_table(ACCOUNT_NAMES)?;
+        ids.iter()
+            .map(|id| Ok(names.get((app, *id))?.map(|g| g.value().to_string())))
+            .collect()
+    }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use redb::{ReadableTable, Table};
+use tagcast_audience::Change;
 
 use crate::codec::{decode_tag_ids, encode_tag_ids};
 use crate::schema::{ACCOUNT_TAGS, APPS, TAG_NAMES, TAGS};
@@ -49,6 +50,7 @@ impl<'txn> TagTables<'txn> {
         account: AccountId,
         target: &[String],
         limits: &TagLimits,
+        changes: &mut Vec<(AppId, Change)>,
     ) -> Result<Result<(), ItemError>, redb::Error> {
         let current = self.account_tags(app, account)?;
         let target = dedup(target);
@@ -71,6 +73,22 @@ impl<'txn> TagTables<'txn> {
         }
         for tag in &removed {
             self.release_tag(app, tag)?;
+            changes.push((
+                app,
+                Change::TagRemoved {
+                    account,
+                    tag: tag.to_string(),
+                },
+            ));
+        }
+        for tag in &added {
+            changes.push((
+                app,
+                Change::TagAdded {
+                    account,
+                    tag: tag.to_string(),
+                },
+            ));
         }
         let mut ids = Vec::with_capacity(target.len());
         for tag in &target {

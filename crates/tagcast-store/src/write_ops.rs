@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 
 use redb::{ReadableTable, WriteTransaction};
+use tagcast_audience::Change;
 
 use crate::codec::{decode_attrs, decode_schema, encode_attrs, encode_schema};
 use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNTS, APPS, ATTR_SCHEMAS};
 use crate::tags::TagTables;
+use crate::writer::WriteCtx;
 use crate::{
     AccountId, AppId, AttrSchema, AttrSlot, ItemError, ItemResult, RequestError, Store, StoreError,
     TagLimits,
@@ -38,14 +40,7 @@ impl Store {
         app: AppId,
         names: Vec<String>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.writer
-            .write(move |txn| {
-                names
-                    .iter()
-                    .map(|name| import_account(txn, app, name))
-                    .collect()
-            })
-            .await
+        self.for_each_account(app, names, import_account).await
     }
 
     /// Deletes accounts with their tags and attributes; returns, for each, whether it existed.
@@ -54,13 +49,17 @@ impl Store {
         app: AppId,
         names: Vec<String>,
     ) -> Result<Vec<bool>, StoreError> {
+        self.for_each_account(app, names, delete_account).await
+    }
+
+    async fn for_each_account(
+        &self,
+        app: AppId,
+        names: Vec<String>,
+        write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool, redb::Error>,
+    ) -> Result<Vec<bool>, StoreError> {
         self.writer
-            .write(move |txn| {
-                names
-                    .iter()
-                    .map(|name| delete_account(txn, app, name))
-                    .collect()
-            })
+            .write(move |ctx| names.iter().map(|name| write(ctx, app, name)).collect())
             .await
     }
 
@@ -73,12 +72,12 @@ impl Store {
         limits: TagLimits,
     ) -> Result<Vec<ItemResult>, StoreError> {
         self.writer
-            .write(move |txn| {
-                let mut tables = TagTables::open(txn)?;
+            .write(move |ctx| {
+                let mut tables = TagTables::open(ctx.txn)?;
                 items
                     .iter()
                     .map(|(name, tags)| {
-                        edit_account_tags(txn, &mut tables, app, name, edit, tags, &limits)
+                        edit_account_tags(ctx, &mut tables, app, name, edit, tags, &limits)
                     })
                     .collect()
             })
@@ -103,7 +102,8 @@ impl Store {
         updates: Vec<SlotUpdate>,
     ) -> Result<Result<(), RequestError>, StoreError> {
         self.writer
-            .write(move |txn| {
+            .write(move |ctx| {
+                let txn = ctx.txn;
                 let current = read_schema(txn, app)?;
                 let merged = match merge_schema(current, &updates) {
                     Ok(schema) => schema,
@@ -124,14 +124,14 @@ impl Store {
         items: Vec<(String, BTreeMap<String, String>)>,
     ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
         self.writer
-            .write(move |txn| {
-                let schema = read_schema(txn, app)?;
+            .write(move |ctx| {
+                let schema = read_schema(ctx.txn, app)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
                     return Ok(Err(e));
                 }
                 let results = items
                     .iter()
-                    .map(|(name, attrs)| set_account_attrs(txn, &schema, app, name, attrs))
+                    .map(|(name, attrs)| set_account_attrs(ctx, &schema, app, name, attrs))
                     .collect::<Result<_, _>>()?;
                 Ok(Ok(results))
             })
@@ -146,14 +146,14 @@ impl Store {
         items: Vec<(String, Vec<String>)>,
     ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
         self.writer
-            .write(move |txn| {
-                let schema = read_schema(txn, app)?;
+            .write(move |ctx| {
+                let schema = read_schema(ctx.txn, app)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
                     return Ok(Err(e));
                 }
                 let results = items
                     .iter()
-                    .map(|(name, attrs)| remove_account_attrs(txn, &schema, app, name, attrs))
+                    .map(|(name, attrs)| remove_account_attrs(ctx, &schema, app, name, attrs))
                     .collect::<Result<_, _>>()?;
                 Ok(Ok(results))
             })
@@ -172,7 +172,8 @@ fn account_id(
         .map(|g| g.value()))
 }
 
-fn import_account(txn: &WriteTransaction, app: AppId, name: &str) -> Result<bool, redb::Error> {
+fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, redb::Error> {
+    let txn = ctx.txn;
     if account_id(txn, app, name)?.is_some() {
         return Ok(false);
     }
@@ -183,10 +184,12 @@ fn import_account(txn: &WriteTransaction, app: AppId, name: &str) -> Result<bool
         .insert((app, name), next_account)?;
     txn.open_table(ACCOUNT_NAMES)?
         .insert((app, next_account), name)?;
+    ctx.record(app, Change::AccountAdded(next_account));
     Ok(true)
 }
 
-fn delete_account(txn: &WriteTransaction, app: AppId, name: &str) -> Result<bool, redb::Error> {
+fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, redb::Error> {
+    let txn = ctx.txn;
     let Some(id) = account_id(txn, app, name)? else {
         return Ok(false);
     };
@@ -195,15 +198,16 @@ fn delete_account(txn: &WriteTransaction, app: AppId, name: &str) -> Result<bool
         max_tags_per_account: usize::MAX,
         max_tags_per_app: usize::MAX,
     };
-    let _ = TagTables::open(txn)?.set_account_tags(app, id, &[], &no_limits)?;
-    txn.open_table(ACCOUNT_ATTRS)?.remove((app, id))?;
+    let _ = TagTables::open(txn)?.set_account_tags(app, id, &[], &no_limits, &mut ctx.changes)?;
+    write_account_attrs(ctx, app, id, BTreeMap::new())?;
     txn.open_table(ACCOUNT_NAMES)?.remove((app, id))?;
     txn.open_table(ACCOUNTS)?.remove((app, name))?;
+    ctx.record(app, Change::AccountRemoved(id));
     Ok(true)
 }
 
 fn edit_account_tags(
-    txn: &WriteTransaction,
+    ctx: &mut WriteCtx<'_>,
     tables: &mut TagTables<'_>,
     app: AppId,
     name: &str,
@@ -211,7 +215,7 @@ fn edit_account_tags(
     tags: &[String],
     limits: &TagLimits,
 ) -> Result<ItemResult, redb::Error> {
-    let Some(id) = account_id(txn, app, name)? else {
+    let Some(id) = account_id(ctx.txn, app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
     let target = match edit {
@@ -227,7 +231,7 @@ fn edit_account_tags(
             target
         }
     };
-    tables.set_account_tags(app, id, &target, limits)
+    tables.set_account_tags(app, id, &target, limits, &mut ctx.changes)
 }
 
 fn read_schema(txn: &WriteTransaction, app: AppId) -> Result<AttrSchema, redb::Error> {
@@ -288,13 +292,13 @@ fn check_names<'a>(
 }
 
 fn set_account_attrs(
-    txn: &WriteTransaction,
+    ctx: &mut WriteCtx<'_>,
     schema: &AttrSchema,
     app: AppId,
     name: &str,
     attrs: &BTreeMap<String, String>,
 ) -> Result<ItemResult, redb::Error> {
-    let Some(id) = account_id(txn, app, name)? else {
+    let Some(id) = account_id(ctx.txn, app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
     // Every account here is a UserID account (type 0); RegistrationID slots refuse it.
@@ -304,30 +308,30 @@ fn set_account_attrs(
     {
         return Ok(Err(ItemError::AccountTypeMismatch(attr.clone())));
     }
-    let mut values: BTreeMap<u8, String> = read_account_attrs(txn, app, id)?.into_iter().collect();
+    let mut values = read_account_attrs(ctx.txn, app, id)?;
     for (attr, value) in attrs {
         if let Some(slot) = schema.slot_of(attr) {
             values.insert(slot, value.clone());
         }
     }
-    write_account_attrs(txn, app, id, values)?;
+    write_account_attrs(ctx, app, id, values)?;
     Ok(Ok(()))
 }
 
 fn remove_account_attrs(
-    txn: &WriteTransaction,
+    ctx: &mut WriteCtx<'_>,
     schema: &AttrSchema,
     app: AppId,
     name: &str,
     attrs: &[String],
 ) -> Result<ItemResult, redb::Error> {
-    let Some(id) = account_id(txn, app, name)? else {
+    let Some(id) = account_id(ctx.txn, app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
     let slots: Vec<u8> = attrs.iter().filter_map(|a| schema.slot_of(a)).collect();
-    let mut values: BTreeMap<u8, String> = read_account_attrs(txn, app, id)?.into_iter().collect();
+    let mut values = read_account_attrs(ctx.txn, app, id)?;
     values.retain(|slot, _| !slots.contains(slot));
-    write_account_attrs(txn, app, id, values)?;
+    write_account_attrs(ctx, app, id, values)?;
     Ok(Ok(()))
 }
 
@@ -340,21 +344,43 @@ fn read_account_attrs(
     txn: &WriteTransaction,
     app: AppId,
     id: AccountId,
-) -> Result<Vec<(u8, String)>, redb::Error> {
+) -> Result<BTreeMap<u8, String>, redb::Error> {
     let table = txn.open_table(ACCOUNT_ATTRS)?;
-    Ok(table
-        .get((app, id))?
-        .map(|g| decode_attrs(g.value()))
-        .unwrap_or_default())
+    let values = table.get((app, id))?.map(|g| decode_attrs(g.value()));
+    Ok(values.unwrap_or_default().into_iter().collect())
 }
 
+/// Makes `values` the account's attributes, recording for the index what changed.
 fn write_account_attrs(
-    txn: &WriteTransaction,
+    ctx: &mut WriteCtx<'_>,
     app: AppId,
     id: AccountId,
     values: BTreeMap<u8, String>,
 ) -> Result<(), redb::Error> {
-    let mut table = txn.open_table(ACCOUNT_ATTRS)?;
+    let old = read_account_attrs(ctx.txn, app, id)?;
+    for (slot, old_value) in &old {
+        if !values.contains_key(slot) {
+            let change = Change::AttrRemoved {
+                account: id,
+                slot: *slot,
+                old: old_value.clone(),
+            };
+            ctx.record(app, change);
+        }
+    }
+    for (slot, value) in &values {
+        let old_value = old.get(slot);
+        if old_value != Some(value) {
+            let change = Change::AttrSet {
+                account: id,
+                slot: *slot,
+                old: old_value.cloned(),
+                new: value.clone(),
+            };
+            ctx.record(app, change);
+        }
+    }
+    let mut table = ctx.txn.open_table(ACCOUNT_ATTRS)?;
     if values.is_empty() {
         table.remove((app, id))?;
     } else {

@@ -8,16 +8,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, WriteTransaction};
+use tagcast_audience::Change;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
+use crate::audience::Audiences;
+use crate::{AppId, StoreError};
 
 /// Most writes folded into one commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 256;
 /// Queue length; callers wait (asynchronously) when the writer is this far behind.
 const QUEUE: usize = 4096;
 
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Result<Reply, redb::Error> + Send>;
+/// What a write sees: the shared transaction, and where it records what the audience index must
+/// learn once the transaction is durable.
+pub(crate) struct WriteCtx<'a> {
+    pub txn: &'a WriteTransaction,
+    pub changes: Vec<(AppId, Change)>,
+}
+
+impl WriteCtx<'_> {
+    pub fn record(&mut self, app: AppId, change: Change) {
+        self.changes.push((app, change));
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Result<Reply, redb::Error> + Send>;
 type Reply = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
@@ -26,13 +41,13 @@ pub(crate) struct WriterHandle {
     commits: Arc<AtomicU64>,
 }
 
-pub(crate) fn spawn(db: Arc<Database>) -> WriterHandle {
+pub(crate) fn spawn(db: Arc<Database>, audiences: Arc<Audiences>) -> WriterHandle {
     let (jobs, queue) = mpsc::channel(QUEUE);
     let commits = Arc::new(AtomicU64::new(0));
     let counter = commits.clone();
     std::thread::Builder::new()
         .name("tagcast-writer".into())
-        .spawn(move || run(&db, queue, &counter))
+        .spawn(move || run(&db, &audiences, queue, &counter))
         .expect("spawning the writer thread");
     WriterHandle { jobs, commits }
 }
@@ -42,11 +57,11 @@ impl WriterHandle {
     pub(crate) async fn write<T, F>(&self, apply: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, redb::Error> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |txn| {
-            let value = apply(txn)?;
+        let job: Job = Box::new(move |ctx| {
+            let value = apply(ctx)?;
             Ok(Box::new(move || {
                 let _ = answer.send(value);
             }))
@@ -66,7 +81,7 @@ impl WriterHandle {
     }
 }
 
-fn run(db: &Database, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
+fn run(db: &Database, audiences: &Audiences, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -75,26 +90,33 @@ fn run(db: &Database, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, batch, commits);
+        commit_batch(db, audiences, batch, commits);
     }
 }
 
 /// Applies and commits one batch. A storage error aborts the whole transaction: nothing of the
-/// batch is stored, and every caller of the batch sees its answer dropped. A commit is counted
-/// before anyone is answered, so a caller always sees its own commit in the count.
-fn commit_batch(db: &Database, batch: Vec<Job>, commits: &AtomicU64) {
+/// batch is stored, and every caller of the batch sees its answer dropped. The audience index
+/// learns the batch's changes and the commit is counted before anyone is answered, so a caller
+/// always sees its own write in both.
+fn commit_batch(db: &Database, audiences: &Audiences, batch: Vec<Job>, commits: &AtomicU64) {
     let size = batch.len();
     let result = (|| {
         let txn = db.begin_write()?;
+        let mut ctx = WriteCtx {
+            txn: &txn,
+            changes: Vec::new(),
+        };
         let mut replies = Vec::with_capacity(size);
         for job in batch {
-            replies.push(job(&txn)?);
+            replies.push(job(&mut ctx)?);
         }
+        let changes = ctx.changes;
         txn.commit()?;
-        Ok::<_, redb::Error>(replies)
+        Ok::<_, redb::Error>((replies, changes))
     })();
     match result {
-        Ok(replies) => {
+        Ok((replies, changes)) => {
+            audiences.apply(&changes);
             commits.fetch_add(1, Ordering::Relaxed);
             replies.into_iter().for_each(|reply| reply());
         }

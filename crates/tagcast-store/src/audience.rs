@@ -1,0 +1,86 @@
+//! The audience index of every app, kept exact by the writer and rebuilt from the tables at open.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tagcast_audience::{AppIndex, AppIndexBuilder, Change};
+
+use crate::codec::{decode_attrs, decode_tag_ids};
+use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, TAG_NAMES};
+use crate::{AppId, StoreError};
+
+/// All apps' indexes. Readers evaluate under a shared lock; the writer applies each committed
+/// batch's changes under the exclusive lock, before answering its callers.
+#[derive(Debug, Default)]
+pub(crate) struct Audiences {
+    apps: RwLock<HashMap<AppId, AppIndex>>,
+}
+
+impl Audiences {
+    pub fn read<R>(&self, app: AppId, f: impl FnOnce(&AppIndex) -> R) -> R {
+        let apps = self
+            .apps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match apps.get(&app) {
+            Some(index) => f(index),
+            None => f(&AppIndex::default()),
+        }
+    }
+
+    pub fn apply(&self, changes: &[(AppId, Change)]) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut apps = self
+            .apps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (app, change) in changes {
+            apps.entry(*app).or_default().apply(change);
+        }
+    }
+
+    /// Builds every app's index from the tables.
+    pub fn rebuild(db: &Database) -> Result<Self, StoreError> {
+        let txn = db.begin_read()?;
+        let mut builders: HashMap<AppId, AppIndexBuilder> = HashMap::new();
+        for entry in txn.open_table(ACCOUNT_NAMES)?.iter()? {
+            let (key, _) = entry?;
+            let (app, account) = key.value();
+            builders.entry(app).or_default().account(account);
+        }
+        for entry in txn.open_table(ACCOUNT_TAGS)?.iter()? {
+            let (key, tags) = entry?;
+            let (app, account) = key.value();
+            let builder = builders.entry(app).or_default();
+            for tag in decode_tag_ids(tags.value()) {
+                builder.tag(account, tag);
+            }
+        }
+        for entry in txn.open_table(ACCOUNT_ATTRS)?.iter()? {
+            let (key, attrs) = entry?;
+            let (app, account) = key.value();
+            let builder = builders.entry(app).or_default();
+            for (slot, value) in decode_attrs(attrs.value()) {
+                builder.attr(account, slot, &value);
+            }
+        }
+        let mut tag_names: HashMap<(AppId, u32), String> = HashMap::new();
+        for entry in txn.open_table(TAG_NAMES)?.iter()? {
+            let (key, name) = entry?;
+            tag_names.insert(key.value(), name.value().to_string());
+        }
+        let apps = builders
+            .into_iter()
+            .map(|(app, builder)| {
+                let index = builder.finish(|id| tag_names.get(&(app, id)).cloned());
+                (app, index)
+            })
+            .collect();
+        Ok(Self {
+            apps: RwLock::new(apps),
+        })
+    }
+}
