@@ -78,6 +78,8 @@ codes! {
     AccountAdminRequired = 70403, "the request requires an App admin";
     AccountInternal = 70500, "internal server error";
     ProfileFieldTooLong = 40601, "profile field is longer than 500 bytes";
+    // Messages.
+    MsgBodyTooLarge = 80002, "message body is larger than 8 KB";
 }
 
 impl std::fmt::Display for Code {

@@ -9,12 +9,29 @@ use tagcast_proto::{ApiError, Code};
 use crate::routes::Family;
 use crate::state::{AppState, SharedState};
 
-/// Finds the app named by `sdkappid` and checks that `identifier` is its admin with a valid UserSig.
+/// Finds the app named by `sdkappid` and checks that `identifier` is its admin with a valid
+/// UserSig; returns the app and the admin.
 pub fn authenticate<'a>(
     state: &'a SharedState,
     raw_query: Option<&str>,
     family: Family,
-) -> Result<&'a AppState, ApiError> {
+) -> Result<(&'a AppState, String), ApiError> {
+    let (app, identifier) = authenticate_account(state, raw_query)?;
+    if !app.admins.contains(&identifier) {
+        return Err(ApiError::new(
+            admin_code(family),
+            format!("identifier '{identifier}' is not an App admin"),
+        ));
+    }
+    Ok((app, identifier))
+}
+
+/// Finds the app named by `sdkappid` and checks the UserSig of `identifier`, any account of the
+/// app; returns the app and the identifier.
+pub fn authenticate_account<'a>(
+    state: &'a SharedState,
+    raw_query: Option<&str>,
+) -> Result<(&'a AppState, String), ApiError> {
     let params = query_params(raw_query.unwrap_or(""));
     let sdkappid = params
         .get("sdkappid")
@@ -35,13 +52,7 @@ pub fn authenticate<'a>(
     let usersig = params.get("usersig").map(String::as_str).unwrap_or("");
     tagcast_usersig::verify(usersig, sdkappid, identifier, &app.secret_key, now_unix())
         .map_err(|e| ApiError::new(usersig_code(e.code()), e.to_string()))?;
-    if !app.admins.contains(identifier) {
-        return Err(ApiError::new(
-            admin_code(family),
-            format!("identifier '{identifier}' is not an App admin"),
-        ));
-    }
-    Ok(app)
+    Ok((app, identifier.to_string()))
 }
 
 pub fn now_unix() -> u64 {
@@ -77,7 +88,7 @@ fn usersig_code(number: u32) -> Code {
 fn admin_code(family: Family) -> Code {
     match family {
         Family::Account => Code::AccountAdminRequired,
-        Family::TimPush | Family::AllMemberPush => Code::AdminRequired,
+        Family::TimPush | Family::AllMemberPush | Family::Tagcast => Code::AdminRequired,
     }
 }
 

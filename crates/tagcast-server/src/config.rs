@@ -35,6 +35,16 @@ pub struct AppConfig {
     pub admins: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// Where `Push.AllMemberPush` delivery events are POSTed; none = no callbacks.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// All-user, tag and batch pushes are allowed (else 90045).
+    #[serde(default = "enabled")]
+    pub push_enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// Per-app limits. Defaults are Tencent's published numbers.
@@ -69,6 +79,28 @@ pub struct Limits {
     pub api_calls_per_second: u32,
     /// Per-API overrides, keyed by the path after `/v4/`, e.g. `"timpush/get_tag" = 1000`.
     pub api_calls_per_second_by_api: BTreeMap<String, u32>,
+    /// Bytes in a push or batch request body (90056).
+    pub push_body_bytes: usize,
+    /// Bytes of a push's MsgBody (80002).
+    pub msg_body_bytes: usize,
+    /// Tags in each of TagsAnd, TagsOr, TagsNot of a push condition (90032).
+    pub condition_tags: usize,
+    /// Accounts in one batch push (90001).
+    pub batch_accounts: usize,
+    /// All-user, tag and attribute pushes per UTC day (90047).
+    pub push_daily_quota: u32,
+    /// Least milliseconds between two such pushes (90024).
+    pub push_min_interval_ms: u64,
+    /// A push repeating a MsgRandom seen this recently returns the first TaskId (0 = never).
+    pub msg_random_window_secs: u64,
+    /// How long a `timpush` push waits for offline recipients (the old family uses MsgLifeTime).
+    pub offline_retention_secs: u64,
+    /// Longest MsgLifeTime of `im_push` (90026).
+    pub max_msg_lifetime_secs: u64,
+    /// How long after creation a task can be revoked (90052).
+    pub revoke_window_secs: u64,
+    /// Revokes per second (90051).
+    pub revokes_per_second: u32,
 }
 
 impl Default for Limits {
@@ -88,6 +120,17 @@ impl Default for Limits {
             body_bytes: 1 << 20,
             api_calls_per_second: 100,
             api_calls_per_second_by_api: BTreeMap::new(),
+            push_body_bytes: 10 * 1024,
+            msg_body_bytes: 8 * 1024,
+            condition_tags: 10,
+            batch_accounts: 500,
+            push_daily_quota: 100,
+            push_min_interval_ms: 1000,
+            msg_random_window_secs: 7 * 86_400,
+            offline_retention_secs: 7 * 86_400,
+            max_msg_lifetime_secs: 7 * 86_400,
+            revoke_window_secs: 86_400,
+            revokes_per_second: 1,
         }
     }
 }
@@ -114,6 +157,13 @@ impl ServerConfig {
 
 impl AppConfig {
     fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.callback_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "callback_url: '{url}' is not an http:// or https:// URL"
+                ));
+            }
+        }
         if self.secret_key.is_empty() {
             return Err("secret_key: must not be empty".into());
         }
@@ -142,6 +192,11 @@ impl Limits {
             ("account_id_bytes", self.account_id_bytes),
             ("body_bytes", self.body_bytes),
             ("api_calls_per_second", self.api_calls_per_second as usize),
+            ("push_body_bytes", self.push_body_bytes),
+            ("msg_body_bytes", self.msg_body_bytes),
+            ("condition_tags", self.condition_tags),
+            ("batch_accounts", self.batch_accounts),
+            ("revokes_per_second", self.revokes_per_second as usize),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key}: must be greater than 0"));

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod delivery;
 
 pub use auth::now_unix;
 pub mod config;
@@ -30,6 +31,7 @@ use tagcast_store::Store;
 
 use crate::api::{Ctx, Reply};
 use crate::config::ServerConfig;
+use crate::delivery::{Callbacks, Hub, Recorder};
 use crate::metrics::Metrics;
 use crate::routes::Route;
 use crate::state::{AppState, SharedState};
@@ -61,12 +63,15 @@ pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let app = router(shared_state(&config, store));
-    let service = app.into_make_service();
+    // Every rustls user in the process (TLS server, callback client) shares the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = shared_state(&config, store).map_err(|source| ServeError::Store {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let service = router(state).into_make_service();
     match &config.tls {
         Some(tls) => {
-            // Both rustls users in the process (server and any client) share the ring provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
             let read = |what, path: &std::path::Path| {
                 std::fs::read(path).map_err(|source| ServeError::Tls {
                     what,
@@ -97,23 +102,30 @@ pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(
     Ok(())
 }
 
-fn shared_state(config: &ServerConfig, store: Store) -> Arc<SharedState> {
+fn shared_state(
+    config: &ServerConfig,
+    store: Store,
+) -> Result<Arc<SharedState>, tagcast_store::StoreError> {
     let apps: HashMap<u64, AppState> = config
         .apps
         .iter()
         .map(|app| (app.sdkappid, AppState::new(app)))
         .collect();
-    Arc::new(SharedState {
+    let recorder = Recorder::start(store.clone(), Callbacks::start(&config.apps));
+    let hub = Hub::start(store.clone(), recorder, now_unix() * 1000)?;
+    Ok(Arc::new(SharedState {
         apps,
         store,
+        hub,
         metrics: Metrics::new(),
-    })
+    }))
 }
 
 fn router(state: Arc<SharedState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(render_metrics))
+        .route("/ws", get(delivery::websocket))
         .route("/v4/{*path}", any(v4))
         .fallback(any(v4))
         // Each app has its own body limit, enforced while reading the body in `handle`.
@@ -139,13 +151,14 @@ async fn v4(
     // hyper silently closes an HTTP/1 connection whose request body was not read to the end, and
     // a client that reuses it fails. Read what is left of a refused request's (small) body, or
     // else say `Connection: close`.
-    let oversized = matches!(&result, Err(e) if e.code == Code::HttpParse);
+    let oversized =
+        matches!(&result, Err(e) if matches!(e.code, Code::HttpParse | Code::PushBodyTooLarge));
     let reusable = !oversized && drained(body).await;
     let (code, bytes) = match result {
         Ok(bytes) => (0, bytes),
         Err(error) => {
             tracing::debug!(path = uri.path(), code = error.code.number(), info = %error.info, "request failed");
-            (error.code.number(), fail_body(&error))
+            (error.code.number(), fail_body(&error, route))
         }
     };
     let api = route.map_or("unknown", |r| r.name);
@@ -189,7 +202,7 @@ async fn handle(
             format!("{} is not supported; the REST API takes POST only", method),
         ));
     }
-    let app = auth::authenticate(state, uri.query(), route.family)?;
+    let (app, identifier) = auth::authenticate(state, uri.query(), route.family)?;
     if !app.admit(&route) {
         return Err(ApiError::new(
             Code::RateLimited,
@@ -199,24 +212,31 @@ async fn handle(
             ),
         ));
     }
-    let limit = app.limits.body_bytes;
+    let (limit, code) = match route.is_push() {
+        true => (app.limits.push_body_bytes, Code::PushBodyTooLarge),
+        false => (app.limits.body_bytes, Code::HttpParse),
+    };
     let body = body.take().unwrap_or_default();
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            Code::HttpParse,
-            format!("request body is larger than {limit} bytes"),
-        )
-    })?;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::new(code, format!("request body is larger than {limit} bytes")))?;
     let ctx = Ctx {
         app,
+        identifier: &identifier,
         route,
         store: &state.store,
+        hub: &state.hub,
     };
     api::dispatch(&ctx, &body).await
 }
 
-fn fail_body(error: &ApiError) -> Vec<u8> {
-    serde_json::to_vec(&Envelope::fail(error, serde_json::Map::new()))
+/// A FAIL envelope; push and batch keep `"TaskId": ""` on failure, as Tencent's do.
+fn fail_body(error: &ApiError, route: Option<Route>) -> Vec<u8> {
+    let mut extra = serde_json::Map::new();
+    if route.is_some_and(|r| r.is_push()) {
+        extra.insert("TaskId".into(), serde_json::Value::String(String::new()));
+    }
+    serde_json::to_vec(&Envelope::fail(error, extra))
         .unwrap_or_else(|_| br#"{"ActionStatus":"FAIL","ErrorInfo":"","ErrorCode":91000}"#.to_vec())
 }
 

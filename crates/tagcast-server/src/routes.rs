@@ -9,6 +9,8 @@ pub enum Family {
     AllMemberPush,
     /// `v4/im_open_login_svc/...`.
     Account,
+    /// `v4/tagcast/...`: tagcast's own extensions, with the `timpush` family's codes.
+    Tagcast,
 }
 
 /// What a request asks for, whatever its family.
@@ -27,6 +29,12 @@ pub enum Op {
     MultiAccountImport,
     AccountDelete,
     AccountCheck,
+    Push,
+    Batch,
+    Revoke,
+    Statistics,
+    Trace,
+    AudienceCount,
 }
 
 /// A known API path.
@@ -113,9 +121,25 @@ const ROUTES: &[(&str, Op, Family)] = &[
         Op::AccountCheck,
         Family::Account,
     ),
+    ("timpush/push", Op::Push, Family::TimPush),
+    ("all_member_push/im_push", Op::Push, Family::AllMemberPush),
+    ("timpush/batch", Op::Batch, Family::TimPush),
+    ("timpush/revoke", Op::Revoke, Family::TimPush),
+    (
+        "timpush/all_member_push_statistics",
+        Op::Statistics,
+        Family::TimPush,
+    ),
+    ("timpush/all_member_push_trace", Op::Trace, Family::TimPush),
+    ("tagcast/audience_count", Op::AudienceCount, Family::Tagcast),
 ];
 
 impl Route {
+    /// Push and batch bodies have their own, smaller size limit (90056).
+    pub fn is_push(&self) -> bool {
+        matches!(self.op, Op::Push | Op::Batch)
+    }
+
     /// The route for a path after `/v4/`, e.g. `timpush/add_tag`.
     pub fn from_path(path: &str) -> Option<Route> {
         ROUTES

@@ -2,11 +2,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tagcast_store::{Store, TagLimits};
 
 use crate::config::{AppConfig, Limits};
+use crate::delivery::Hub;
 use crate::metrics::Metrics;
 use crate::routes::Route;
 
@@ -15,8 +17,11 @@ pub struct AppState {
     pub secret_key: String,
     pub admins: HashSet<String>,
     pub limits: Limits,
+    pub push_enabled: bool,
     /// One token bucket per API, so a flood of one API never starves another.
     limiters: HashMap<&'static str, DefaultDirectRateLimiter>,
+    /// Recalls have their own rate and code (90051).
+    revokes: DefaultDirectRateLimiter,
 }
 
 impl AppState {
@@ -38,7 +43,11 @@ impl AppState {
             secret_key: config.secret_key.clone(),
             admins: config.admins.iter().cloned().collect(),
             limits: config.limits.clone(),
+            push_enabled: config.push_enabled,
             limiters,
+            revokes: RateLimiter::direct(Quota::per_second(
+                NonZeroU32::new(config.limits.revokes_per_second).unwrap_or(NonZeroU32::MIN),
+            )),
         }
     }
 
@@ -47,6 +56,11 @@ impl AppState {
         self.limiters
             .get(route.name)
             .is_none_or(|l| l.check().is_ok())
+    }
+
+    /// Takes one recall from the app's recall bucket; false when it is empty.
+    pub fn admit_revoke(&self) -> bool {
+        self.revokes.check().is_ok()
     }
 
     pub fn tag_limits(&self) -> TagLimits {
@@ -60,5 +74,6 @@ impl AppState {
 pub struct SharedState {
     pub apps: HashMap<u64, AppState>,
     pub store: Store,
+    pub hub: Arc<Hub>,
     pub metrics: Metrics,
 }

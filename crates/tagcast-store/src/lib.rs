@@ -11,6 +11,7 @@ mod error;
 mod read;
 mod schema;
 mod tags;
+mod tasks;
 mod write_ops;
 mod writer;
 
@@ -23,7 +24,11 @@ use redb::Database;
 use tagcast_audience::AppIndex;
 
 pub use error::{ItemError, RequestError, StoreError};
+pub use roaring::RoaringBitmap;
 pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
+pub use tasks::{
+    Created, Deliveries, NewTask, PushPolicy, Revoked, TaskKind, TaskMeta, parse_task_id, task_id,
+};
 
 /// An app's `sdkappid`.
 pub type AppId = u64;

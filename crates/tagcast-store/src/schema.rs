@@ -27,6 +27,25 @@ pub(crate) const TAG_NAMES: TableDefinition<(AppId, u32), &str> = TableDefinitio
 /// app -> the app's attribute slots (see `codec`).
 pub(crate) const ATTR_SCHEMAS: TableDefinition<AppId, &[u8]> = TableDefinition::new("attr_schemas");
 
+/// Per app: (next task sequence number, day number of `pushes_today`, pushes_today, time of the
+/// last counted push in ms).
+pub(crate) const PUSH_STATE: TableDefinition<AppId, (u64, u32, u32, u64)> =
+    TableDefinition::new("push_state");
+/// (app, task seq) -> the task's metadata as JSON (see `tasks::TaskMeta`).
+pub(crate) const TASKS: TableDefinition<(AppId, u64), &[u8]> = TableDefinition::new("tasks");
+/// (app, task seq) -> the frozen audience, a serialized roaring bitmap of account ids.
+pub(crate) const TASK_AUDIENCES: TableDefinition<(AppId, u64), &[u8]> =
+    TableDefinition::new("task_audiences");
+/// (app, MsgRandom) -> (task seq, creation time in ms): the idempotency window.
+pub(crate) const MSG_RANDOMS: TableDefinition<(AppId, u32), (u64, u64)> =
+    TableDefinition::new("msg_randoms");
+/// (app, task seq, unix second) -> accounts the task reached during that second (roaring).
+pub(crate) const TASK_DELIVERIES: TableDefinition<(AppId, u64, u64), &[u8]> =
+    TableDefinition::new("task_deliveries");
+/// (app, account id) -> sequence number of the last task delivered to the account.
+pub(crate) const CURSORS: TableDefinition<(AppId, AccountId), u64> =
+    TableDefinition::new("cursors");
+
 /// Creates every table, so readers never meet a missing one.
 pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
@@ -38,6 +57,12 @@ pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(TAGS)?;
     txn.open_table(TAG_NAMES)?;
     txn.open_table(ATTR_SCHEMAS)?;
+    txn.open_table(PUSH_STATE)?;
+    txn.open_table(TASKS)?;
+    txn.open_table(TASK_AUDIENCES)?;
+    txn.open_table(MSG_RANDOMS)?;
+    txn.open_table(TASK_DELIVERIES)?;
+    txn.open_table(CURSORS)?;
     txn.commit()?;
     Ok(())
 }

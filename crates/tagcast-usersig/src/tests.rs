@@ -5,6 +5,10 @@ use proptest::prelude::*;
 use super::*;
 use crate::mac::{SignedFields, content_to_sign};
 
+#[path = "../tests/common/vectors.rs"]
+mod vectors;
+use vectors::{DEMO_KEY, HMAC_VECTORS};
+
 fn fields<'a>(identifier: &'a str, userbuf: Option<&'a str>) -> SignedFields<'a> {
     SignedFields {
         identifier,
@@ -34,33 +38,7 @@ fn content_gains_a_userbuf_line_only_when_present() {
 
 #[test]
 fn hmac_matches_the_spec_vectors() {
-    let cases = [
-        (
-            "test-secret-key-1234567890abcdef",
-            "user_42",
-            20030819,
-            1718764800,
-            604800,
-            "8y4PAvIKGCmKvubBW+DGnAa/LQ9VpBWp4fEjtiQ/VHQ=",
-        ),
-        (
-            "test-secret",
-            "opl-link-user",
-            1400000000,
-            1700000000,
-            3600,
-            "Ep374JN4C508IdcirVt88USTNmTFp6Znr1lv4Y6KmdU=",
-        ),
-        (
-            "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e",
-            "administrator",
-            1400000000,
-            1700000000,
-            86400,
-            "yLAe+w7WUeUuqbV9h/TX78u21oTGi+i9Zp1u3PpnY60=",
-        ),
-    ];
-    for (key, identifier, sdkappid, time, expire, expected) in cases {
+    for (key, identifier, sdkappid, time, expire, expected) in HMAC_VECTORS {
         let f = SignedFields {
             identifier,
             sdkappid,
@@ -68,7 +46,11 @@ fn hmac_matches_the_spec_vectors() {
             expire,
             userbuf: None,
         };
-        assert_eq!(codec::encode_std_base64(&mac::compute(key, &f)), expected);
+        assert_eq!(
+            codec::encode_std_base64(&mac::compute(key, &f)),
+            expected,
+            "vector for {identifier}"
+        );
     }
 }
 
@@ -106,7 +88,7 @@ proptest! {
         index_seed in any::<usize>(),
         replacement_seed in any::<usize>(),
     ) {
-        let key = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
+        let key = DEMO_KEY;
         let token = sign(1400000000, key, &identifier, 3600, time);
         let mutated = flip_char(&token, index_seed % token.len(), replacement_seed);
         let result = verify(&mutated, 1400000000, &identifier, key, time);
@@ -122,7 +104,7 @@ proptest! {
 /// every such case the decoded claims are identical to the original's.
 #[test]
 fn flipping_each_char_of_a_token_is_refused_except_in_harmless_tail_bits() {
-    let key = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
+    let key = DEMO_KEY;
     let token = sign(1400000000, key, "administrator", 86400, 1700000000);
     let original = decode(&token).unwrap();
     for index in 0..token.len() {

@@ -51,6 +51,8 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(AppConfig, DevAppInfo)
         secret_key: app.secret_key.clone(),
         admins: vec![app.admin.clone()],
         limits: Limits::default(),
+        callback_url: None,
+        push_enabled: true,
     };
     Ok((config, DevAppInfo { app, path }))
 }

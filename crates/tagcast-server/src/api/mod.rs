@@ -2,23 +2,31 @@
 
 mod accounts;
 mod attrs;
+mod audience;
+mod push;
+mod reports;
 mod tags;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tagcast_proto::{ApiError, Code, Envelope, ErrorItem};
 use tagcast_store::{ItemError, ItemResult, RequestError, Store, StoreError};
 
+use crate::delivery::Hub;
 use crate::routes::{Family, Op, Route};
 use crate::state::AppState;
 
 /// One authenticated request.
 pub struct Ctx<'a> {
     pub app: &'a AppState,
+    /// The calling admin.
+    pub identifier: &'a str,
     pub route: Route,
     pub store: &'a Store,
+    pub hub: &'a Arc<Hub>,
 }
 
 /// A serialized OK response.
@@ -40,6 +48,12 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         Op::MultiAccountImport => accounts::multiaccount_import(ctx, body).await,
         Op::AccountDelete => accounts::account_delete(ctx, body).await,
         Op::AccountCheck => accounts::account_check(ctx, body),
+        Op::Push => push::push(ctx, body).await,
+        Op::Batch => push::batch(ctx, body).await,
+        Op::Revoke => push::revoke(ctx, body).await,
+        Op::Statistics => reports::statistics(ctx, body),
+        Op::Trace => reports::trace(ctx, body),
+        Op::AudienceCount => audience::audience_count(ctx, body),
     }
 }
 
@@ -69,7 +83,7 @@ impl Ctx<'_> {
     fn parse_error_code(&self) -> Code {
         match self.route.family {
             Family::Account => Code::RequestJsonParse,
-            Family::TimPush | Family::AllMemberPush => Code::JsonParse,
+            Family::TimPush | Family::AllMemberPush | Family::Tagcast => Code::JsonParse,
         }
     }
 
@@ -78,7 +92,7 @@ impl Ctx<'_> {
         tracing::error!(api = self.route.name, %error, "storage failure");
         let code = match self.route.family {
             Family::Account => Code::AccountInternal,
-            Family::TimPush | Family::AllMemberPush => Code::Internal,
+            Family::TimPush | Family::AllMemberPush | Family::Tagcast => Code::Internal,
         };
         ApiError::new(code, format!("internal error, please retry: {error}"))
     }

@@ -98,7 +98,7 @@ async fn edit_tags(
 }
 
 /// The per-account checks of one `Tags` list.
-fn check_tags(ctx: &Ctx<'_>, tags: &[String], max_tags: usize) -> Result<(), ApiError> {
+pub(super) fn check_tags(ctx: &Ctx<'_>, tags: &[String], max_tags: usize) -> Result<(), ApiError> {
     if tags.len() > max_tags {
         return Err(ApiError::new(
             Code::TooManyTags,

@@ -1,0 +1,269 @@
+//! Who is connected, which tasks are live, and the fan-out of a new push.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Map, Value, json};
+use tagcast_store::{AccountId, AppId, RoaringBitmap, Store, TaskMeta};
+use tokio::sync::mpsc;
+
+use super::recorder::{Delivered, Recorder};
+
+/// Accounts handled between two yields of a fan-out, so one huge push never starves the runtime.
+const FAN_OUT_CHUNK: usize = 4096;
+
+/// A push that may still be delivered: its frozen audience and its frame, built once.
+#[derive(Debug)]
+pub struct LiveTask {
+    pub app: AppId,
+    pub meta: TaskMeta,
+    pub audience: RoaringBitmap,
+    pub frame: Utf8Bytes,
+    revoked: AtomicBool,
+}
+
+impl LiveTask {
+    pub fn new(app: AppId, meta: TaskMeta, audience: RoaringBitmap) -> Self {
+        let frame = push_frame(&meta);
+        Self {
+            app,
+            revoked: AtomicBool::new(meta.revoked_ms.is_some()),
+            meta,
+            audience,
+            frame,
+        }
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+}
+
+/// The JSON frame a client receives: the stored content plus the task's identity and time.
+fn push_frame(meta: &TaskMeta) -> Utf8Bytes {
+    let mut frame: Map<String, Value> = serde_json::from_str(&meta.content).unwrap_or_default();
+    frame.insert("Type".into(), json!("Push"));
+    frame.insert("TaskId".into(), json!(meta.task_id));
+    frame.insert("From_Account".into(), json!(meta.from_account));
+    frame.insert("SendTime".into(), json!(meta.created_ms / 1000));
+    Value::Object(frame).to_string().into()
+}
+
+/// What a session is sent.
+#[derive(Debug)]
+pub enum Outbound {
+    Push(Arc<LiveTask>),
+    Revoke(Utf8Bytes),
+    /// The account connected again elsewhere; this session ends.
+    Replaced,
+}
+
+struct Session {
+    conn: u64,
+    tx: mpsc::Sender<Outbound>,
+    /// Set when the session's queue overflowed: it closes, and its client reconnects and
+    /// catches up from its cursor.
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<(AppId, AccountId), Session>,
+    online: HashMap<AppId, RoaringBitmap>,
+}
+
+/// The delivery state shared by the API and the sessions.
+pub struct Hub {
+    pub store: Store,
+    registry: RwLock<Registry>,
+    live: RwLock<HashMap<AppId, BTreeMap<u64, Arc<LiveTask>>>>,
+    /// Held from a push's commit to its entry into `live`, so tasks enter in sequence order
+    /// (a connecting session's backlog must never see task N+1 without task N).
+    publishing: tokio::sync::Mutex<()>,
+    recorder: Recorder,
+    next_conn: AtomicU64,
+}
+
+/// A session's registration.
+pub struct Registration {
+    pub conn: u64,
+    pub rx: mpsc::Receiver<Outbound>,
+    pub lagged: Arc<AtomicBool>,
+}
+
+/// Queue length of one session.
+const SESSION_QUEUE: usize = 1024;
+
+impl Hub {
+    /// A hub with the live tasks of the store loaded.
+    pub fn start(
+        store: Store,
+        recorder: Recorder,
+        now_ms: u64,
+    ) -> Result<Arc<Self>, tagcast_store::StoreError> {
+        let mut live: HashMap<AppId, BTreeMap<u64, Arc<LiveTask>>> = HashMap::new();
+        for (app, meta, audience) in store.live_tasks(now_ms)? {
+            let task = Arc::new(LiveTask::new(app, meta, audience));
+            live.entry(app).or_default().insert(task.meta.seq, task);
+        }
+        Ok(Arc::new(Self {
+            store,
+            registry: RwLock::new(Registry::default()),
+            live: RwLock::new(live),
+            publishing: tokio::sync::Mutex::new(()),
+            recorder,
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// Serializes task creation with its publication; see `publishing`.
+    pub async fn publishing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.publishing.lock().await
+    }
+
+    /// Makes a new task live and sends it to its connected recipients. Call while holding
+    /// `publishing()`.
+    pub fn publish(self: &Arc<Self>, task: Arc<LiveTask>) {
+        if task.meta.stored_for_offline() {
+            write(&self.live)
+                .entry(task.app)
+                .or_default()
+                .insert(task.meta.seq, task.clone());
+        }
+        let hub = self.clone();
+        tokio::spawn(async move { hub.fan_out(task).await });
+    }
+
+    async fn fan_out(&self, task: Arc<LiveTask>) {
+        let targets = {
+            let registry = read(&self.registry);
+            let online = registry.online.get(&task.app).cloned().unwrap_or_default();
+            online & &task.audience
+        };
+        let targets: Vec<u32> = targets.iter().collect();
+        for chunk in targets.chunks(FAN_OUT_CHUNK) {
+            if task.is_revoked() {
+                return;
+            }
+            self.send_to(task.app, chunk, || Outbound::Push(task.clone()));
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn send_to(&self, app: AppId, accounts: &[u32], message: impl Fn() -> Outbound) {
+        let registry = read(&self.registry);
+        for account in accounts {
+            if let Some(session) = registry.sessions.get(&(app, *account)) {
+                if session.tx.try_send(message()).is_err() {
+                    session.lagged.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Stops a task: no further deliveries, no offline copies, and connected recipients are told.
+    pub fn revoke(&self, app: AppId, seq: u64, task_id: &str) {
+        let task = write(&self.live)
+            .get_mut(&app)
+            .and_then(|tasks| tasks.remove(&seq));
+        if let Some(task) = &task {
+            task.revoked.store(true, Ordering::Release);
+        }
+        let frame: Utf8Bytes = json!({ "Type": "Revoke", "TaskId": task_id })
+            .to_string()
+            .into();
+        let connected: Vec<u32> = read(&self.registry)
+            .online
+            .get(&app)
+            .map(|online| online.iter().collect())
+            .unwrap_or_default();
+        self.send_to(app, &connected, || Outbound::Revoke(frame.clone()));
+    }
+
+    /// Registers a connected account, replacing an earlier session of the same account.
+    pub fn register(&self, app: AppId, account: AccountId) -> Registration {
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let session = Session {
+            conn,
+            tx,
+            lagged: lagged.clone(),
+        };
+        let mut registry = write(&self.registry);
+        if let Some(old) = registry.sessions.insert((app, account), session) {
+            let _ = old.tx.try_send(Outbound::Replaced);
+        }
+        registry.online.entry(app).or_default().insert(account);
+        Registration { conn, rx, lagged }
+    }
+
+    /// Removes a session, unless the account has reconnected since.
+    pub fn unregister(&self, app: AppId, account: AccountId, conn: u64) {
+        let mut registry = write(&self.registry);
+        if registry
+            .sessions
+            .get(&(app, account))
+            .is_some_and(|s| s.conn == conn)
+        {
+            registry.sessions.remove(&(app, account));
+            if let Some(online) = registry.online.get_mut(&app) {
+                online.remove(account);
+            }
+        }
+    }
+
+    /// Live tasks after `cursor` that the account is in, oldest first.
+    pub fn backlog(
+        &self,
+        app: AppId,
+        account: AccountId,
+        cursor: u64,
+        now_ms: u64,
+    ) -> Vec<Arc<LiveTask>> {
+        let live = read(&self.live);
+        let Some(tasks) = live.get(&app) else {
+            return Vec::new();
+        };
+        tasks
+            .range(cursor + 1..)
+            .map(|(_, task)| task)
+            .filter(|t| {
+                t.meta.expires_ms > now_ms && !t.is_revoked() && t.audience.contains(account)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Records that `task` reached the account.
+    pub async fn delivered(&self, task: &Arc<LiveTask>, account: AccountId, name: &Arc<str>) {
+        self.recorder
+            .record(Delivered {
+                task: task.clone(),
+                account,
+                name: name.clone(),
+                at_secs: crate::now_unix(),
+            })
+            .await;
+    }
+
+    /// The sequence number of the last task delivered to the account.
+    pub fn cursor(&self, app: AppId, account: AccountId) -> Result<u64, tagcast_store::StoreError> {
+        let stored = self.store.cursor(app, account)?;
+        Ok(self
+            .recorder
+            .unflushed_cursor(app, account)
+            .map_or(stored, |c| c.max(stored)))
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

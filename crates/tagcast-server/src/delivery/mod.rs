@@ -1,0 +1,13 @@
+//! Real delivery of pushes: connected accounts get them over WebSocket at once, offline ones when
+//! they next connect (within the push's lifetime), each in order and once; every delivery is
+//! recorded for the reports and, when the app has a callback URL, reported to it.
+
+mod callback;
+mod hub;
+mod recorder;
+mod session;
+
+pub use callback::Callbacks;
+pub use hub::{Hub, LiveTask};
+pub use recorder::Recorder;
+pub use session::websocket;

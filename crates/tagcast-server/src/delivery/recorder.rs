@@ -1,0 +1,138 @@
+//! Collects deliveries and writes them to the store a few times a second: the per-task delivery
+//! records behind statistics and trace, the per-account cursors, and the callback events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tagcast_store::{AccountId, AppId, Deliveries, RoaringBitmap, Store};
+use tokio::sync::mpsc;
+
+use super::callback::Callbacks;
+use super::hub::LiveTask;
+
+/// How often collected deliveries are written.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Deliveries collected before a write even before `FLUSH_EVERY`.
+const FLUSH_AT: usize = 50_000;
+
+/// One push that reached one account.
+pub struct Delivered {
+    pub task: Arc<LiveTask>,
+    pub account: AccountId,
+    pub name: Arc<str>,
+    pub at_secs: u64,
+}
+
+/// Cursors recorded but not yet written, so a quick reconnect does not see a stale cursor.
+type Unflushed = Arc<Mutex<HashMap<(AppId, AccountId), u64>>>;
+
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Delivered>,
+    unflushed: Unflushed,
+}
+
+impl Recorder {
+    pub fn start(store: Store, callbacks: Callbacks) -> Self {
+        let (tx, rx) = mpsc::channel(FLUSH_AT * 2);
+        let unflushed = Unflushed::default();
+        tokio::spawn(run(store, callbacks, rx, unflushed.clone()));
+        Self { tx, unflushed }
+    }
+
+    pub async fn record(&self, delivered: Delivered) {
+        let key = (delivered.task.app, delivered.account);
+        let seq = delivered.task.meta.seq;
+        {
+            let mut unflushed = lock(&self.unflushed);
+            let cursor = unflushed.entry(key).or_default();
+            *cursor = (*cursor).max(seq);
+        }
+        // The recorder only stops with the runtime.
+        let _ = self.tx.send(delivered).await;
+    }
+
+    /// The account's cursor as recorded but perhaps not yet written.
+    pub fn unflushed_cursor(&self, app: AppId, account: AccountId) -> Option<u64> {
+        lock(&self.unflushed).get(&(app, account)).copied()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn run(
+    store: Store,
+    callbacks: Callbacks,
+    mut rx: mpsc::Receiver<Delivered>,
+    unflushed: Unflushed,
+) {
+    let mut pending = Vec::new();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(delivered) => {
+                    pending.push(delivered);
+                    if pending.len() < FLUSH_AT {
+                        continue;
+                    }
+                }
+                None => {
+                    flush(&store, &callbacks, &unflushed, std::mem::take(&mut pending)).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        if !pending.is_empty() {
+            flush(&store, &callbacks, &unflushed, std::mem::take(&mut pending)).await;
+        }
+    }
+}
+
+async fn flush(store: &Store, callbacks: &Callbacks, unflushed: &Unflushed, batch: Vec<Delivered>) {
+    let mut by_second: HashMap<(AppId, u64, u64), RoaringBitmap> = HashMap::new();
+    let mut cursors: HashMap<(AppId, AccountId), u64> = HashMap::new();
+    for d in &batch {
+        let (app, seq) = (d.task.app, d.task.meta.seq);
+        by_second
+            .entry((app, seq, d.at_secs))
+            .or_default()
+            .insert(d.account);
+        let cursor = cursors.entry((app, d.account)).or_default();
+        *cursor = (*cursor).max(seq);
+    }
+    let deliveries = by_second
+        .into_iter()
+        .map(|((app, seq, second), accounts)| Deliveries {
+            app,
+            seq,
+            second,
+            accounts,
+        })
+        .collect();
+    let written: Vec<_> = cursors
+        .into_iter()
+        .map(|((app, account), seq)| (app, account, seq))
+        .collect();
+    match store.record_deliveries(deliveries, written.clone()).await {
+        Ok(()) => forget_written(unflushed, &written),
+        Err(error) => tracing::error!(%error, count = batch.len(), "delivery records not written"),
+    }
+    callbacks.report(&batch);
+}
+
+/// Drops the cursors now on disk, unless a newer delivery came in meanwhile.
+fn forget_written(unflushed: &Unflushed, written: &[(AppId, AccountId, u64)]) {
+    let mut unflushed = lock(unflushed);
+    for (app, account, seq) in written {
+        if unflushed.get(&(*app, *account)) == Some(seq) {
+            unflushed.remove(&(*app, *account));
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! One connected account: `GET /ws?sdkappid=&identifier=&usersig=` with the account's own UserSig.
+//! Connecting counts as logging in (the account becomes known); the session first catches up on
+//! live pushes it missed, in order, then receives new ones as they are published.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tagcast_proto::{ApiError, Code, Envelope};
+use tagcast_store::{AccountId, AppId, Store, StoreError};
+
+use super::hub::{Hub, LiveTask, Outbound};
+use crate::auth;
+use crate::state::SharedState;
+
+pub async fn websocket(
+    State(state): State<Arc<SharedState>>,
+    uri: Uri,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let (app, identifier) = match auth::authenticate_account(&state, uri.query()) {
+        Ok((app, identifier)) => (app.sdkappid, identifier),
+        Err(error) => return refuse(StatusCode::UNAUTHORIZED, &error),
+    };
+    let account = match login(&state.store, app, &identifier).await {
+        Ok(account) => account,
+        Err(error) => {
+            tracing::error!(%error, "login failed");
+            let error = ApiError::new(
+                Code::Internal,
+                format!("login failed, please retry: {error}"),
+            );
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, &error);
+        }
+    };
+    let hub = state.hub.clone();
+    upgrade.on_upgrade(move |socket| run(hub, app, account, identifier.into(), socket))
+}
+
+/// The account's id, importing it on its first connection as Tencent's login does.
+async fn login(store: &Store, app: AppId, identifier: &str) -> Result<AccountId, StoreError> {
+    let names = [identifier.to_string()];
+    if let Some(id) = store.account_ids(app, &names)?[0] {
+        return Ok(id);
+    }
+    store.import_accounts(app, names.to_vec()).await?;
+    store.account_ids(app, &names)?[0]
+        .ok_or_else(|| StoreError::NotCommitted("the account was deleted while logging in".into()))
+}
+
+fn refuse(status: StatusCode, error: &ApiError) -> Response {
+    let body =
+        serde_json::to_string(&Envelope::fail(error, serde_json::Map::new())).unwrap_or_default();
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
+async fn run(hub: Arc<Hub>, app: AppId, account: AccountId, name: Arc<str>, mut socket: WebSocket) {
+    // Registering before reading the cursor means no push can fall between the two.
+    let mut registration = hub.register(app, account);
+    let result = serve(&hub, app, account, &name, &mut socket, &mut registration).await;
+    if let Err(error) = result {
+        tracing::debug!(%error, account = &*name, "session ended");
+    }
+    hub.unregister(app, account, registration.conn);
+}
+
+async fn serve(
+    hub: &Arc<Hub>,
+    app: AppId,
+    account: AccountId,
+    name: &Arc<str>,
+    socket: &mut WebSocket,
+    registration: &mut super::hub::Registration,
+) -> Result<(), axum::Error> {
+    let mut last = hub.cursor(app, account).map_err(axum::Error::new)?;
+    let hello = json!({ "Type": "Connected", "Identifier": &**name, "SdkAppId": app });
+    socket.send(Message::Text(hello.to_string().into())).await?;
+    for task in hub.backlog(app, account, last, crate::now_unix() * 1000) {
+        deliver(hub, socket, &task, account, name).await?;
+        last = task.meta.seq;
+    }
+    loop {
+        if registration.lagged.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        tokio::select! {
+            outbound = registration.rx.recv() => match outbound {
+                Some(Outbound::Push(task)) if task.meta.seq > last && !task.is_revoked() => {
+                    deliver(hub, socket, &task, account, name).await?;
+                    last = task.meta.seq;
+                }
+                Some(Outbound::Push(_)) => {}
+                Some(Outbound::Revoke(frame)) => send(socket, frame).await?,
+                Some(Outbound::Replaced) | None => return Ok(()),
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn deliver(
+    hub: &Hub,
+    socket: &mut WebSocket,
+    task: &Arc<LiveTask>,
+    account: AccountId,
+    name: &Arc<str>,
+) -> Result<(), axum::Error> {
+    send(socket, task.frame.clone()).await?;
+    hub.delivered(task, account, name).await;
+    Ok(())
+}
+
+async fn send(socket: &mut WebSocket, frame: Utf8Bytes) -> Result<(), axum::Error> {
+    socket.send(Message::Text(frame)).await
+}
