@@ -157,12 +157,12 @@ impl ServerConfig {
 
 impl AppConfig {
     fn validate(&self) -> Result<(), String> {
-        if let Some(url) = &self.callback_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "callback_url: '{url}' is not an http:// or https:// URL"
-                ));
-            }
+        if let Some(url) = &self.callback_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "callback_url: '{url}' is not an http:// or https:// URL"
+            ));
         }
         if self.secret_key.is_empty() {
             return Err("secret_key: must not be empty".into());

@@ -155,10 +155,10 @@ impl Hub {
     fn send_to(&self, app: AppId, accounts: &[u32], message: impl Fn() -> Outbound) {
         let registry = read(&self.registry);
         for account in accounts {
-            if let Some(session) = registry.sessions.get(&(app, *account)) {
-                if session.tx.try_send(message()).is_err() {
-                    session.lagged.store(true, Ordering::Release);
-                }
+            if let Some(session) = registry.sessions.get(&(app, *account))
+                && session.tx.try_send(message()).is_err()
+            {
+                session.lagged.store(true, Ordering::Release);
             }
         }
     }
