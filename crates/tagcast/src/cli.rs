@@ -23,6 +23,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a UserSig (TLSSigAPIv2) for an identifier.
     Usersig(UserSigArgs),
+    /// Connect as an account and print every push it receives, one JSON frame per line.
+    Listen(ListenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,4 +58,22 @@ pub struct UserSigArgs {
     /// Validity in seconds.
     #[arg(long, default_value_t = tagcast_usersig::DEFAULT_EXPIRE_SECS)]
     pub expire: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The server's base URL (http:// or ws://).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long)]
+    pub sdkappid: u64,
+    /// The account to connect as; it becomes known to the app, as a login does.
+    #[arg(long)]
+    pub identifier: String,
+    /// The app's secret key, to sign a UserSig for the account.
+    #[arg(long, required_unless_present = "usersig")]
+    pub key: Option<String>,
+    /// A ready UserSig of the account, instead of --key.
+    #[arg(long, conflicts_with = "key")]
+    pub usersig: Option<String>,
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod dev_app;
+mod listen;
 mod settings;
 
 use clap::Parser;
@@ -14,6 +15,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Listen(args) => tokio::runtime::Runtime::new()?.block_on(listen::listen(args)),
         Command::Usersig(args) => {
             print_usersig(&args);
             Ok(())
