@@ -15,7 +15,7 @@ mod tasks;
 mod write_ops;
 mod writer;
 
-pub use write_ops::{SlotUpdate, TagEdit};
+pub use write_ops::{BulkAccount, SlotUpdate, TagEdit};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -33,7 +33,54 @@ pub struct SlotUpdate {
     pub account_type: Option<u8>,
 }
 
+/// One account of a bulk load: its tags and its attribute values by slot.
+#[derive(Debug, Clone, Default)]
+pub struct BulkAccount {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub attrs: BTreeMap<u8, String>,
+}
+
 impl Store {
+    /// Loads many accounts in one write (for data generators and migrations): each is imported,
+    /// then given exactly `tags` and `attrs`, through the same code paths as the API, so the
+    /// index and the tag bookkeeping stay exact. Returns per account the tag-limit result.
+    pub async fn bulk_load(
+        &self,
+        app: AppId,
+        accounts: Vec<BulkAccount>,
+        limits: TagLimits,
+    ) -> Result<Vec<ItemResult>, StoreError> {
+        self.writer
+            .write(move |ctx| {
+                // Imports first: importing opens tables the tag tables hold open.
+                let mut ids = Vec::with_capacity(accounts.len());
+                for account in &accounts {
+                    import_account(ctx, app, &account.name)?;
+                    ids.push(account_id(ctx.txn, app, &account.name)?);
+                }
+                let mut tables = TagTables::open(ctx.txn)?;
+                let mut results = Vec::with_capacity(accounts.len());
+                for (account, id) in accounts.into_iter().zip(ids) {
+                    let Some(id) = id else {
+                        results.push(Err(ItemError::AccountNotFound));
+                        continue;
+                    };
+                    let tags = &account.tags;
+                    results.push(tables.set_account_tags(
+                        app,
+                        id,
+                        tags,
+                        &limits,
+                        &mut ctx.changes,
+                    )?);
+                    write_account_attrs(ctx, app, id, account.attrs)?;
+                }
+                Ok(results)
+            })
+            .await
+    }
+
     /// Imports accounts; returns, for each, whether it was new. Importing twice is harmless.
     pub async fn import_accounts(
         &self,

@@ -201,3 +201,56 @@ proptest! {
         check(&store, &model);
     }
 }
+
+#[test]
+fn bulk_load_matches_the_api_paths_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = APPS[0];
+    let accounts: Vec<tagcast_store::BulkAccount> = (0..1000)
+        .map(|i| tagcast_store::BulkAccount {
+            name: format!("user{i}"),
+            tags: (0..TAGS.len())
+                .filter(|t| i % (t + 2) == 0)
+                .map(|t| TAGS[t].to_string())
+                .collect(),
+            attrs: BTreeMap::from([(0u8, VALUES[i % 2].to_string())]),
+        })
+        .collect();
+    let expected_tag = |t: usize| -> BTreeSet<String> {
+        (0..1000)
+            .filter(|i| i % (t + 2) == 0)
+            .map(|i| format!("user{i}"))
+            .collect()
+    };
+    let check = |store: &Store| {
+        for (t, tag) in TAGS.iter().enumerate() {
+            assert_eq!(
+                selected(store, app, &Expr::Tag(tag.to_string())),
+                expected_tag(t),
+                "{tag}"
+            );
+        }
+        let xs = selected(
+            store,
+            app,
+            &Expr::AttrEq {
+                slot: 0,
+                value: "x".into(),
+            },
+        );
+        assert_eq!(xs.len(), 500);
+        let tags = store.get_tags(app, &["user6".to_string()]).unwrap();
+        assert_eq!(tags, vec![Some(vec!["t0".to_string(), "t1".to_string()])]);
+    };
+    runtime.block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        let results = store.bulk_load(app, accounts, LIMITS).await.unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        check(&store);
+    });
+    check(&reopen(dir.path()));
+}

@@ -2,7 +2,7 @@
 //! distinct-tag counts (checked against a model), refused writes, group commit, reopening.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -13,10 +13,7 @@ use tagcast_store::{
 const APP: AppId = 1_400_000_001;
 const OTHER: AppId = 1_400_000_002;
 
-const NO_LIMITS: TagLimits = TagLimits {
-    max_tags_per_account: 1000,
-    max_tags_per_app: 100_000,
-};
+const NO_LIMITS: TagLimits = limits(1000, 100_000);
 
 /// The account the distinct-tag probe writes to; tests never use it otherwise.
 const PROBE: &str = "__probe";
@@ -30,11 +27,25 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|t| t.to_string()).collect()
 }
 
-fn rt() -> tokio::runtime::Runtime {
+const fn limits(max_tags_per_account: usize, max_tags_per_app: usize) -> TagLimits {
+    TagLimits {
+        max_tags_per_account,
+        max_tags_per_app,
+    }
+}
+
+/// Runs `test` on a current-thread runtime with a store opened in a fresh temp dir, whose path
+/// it is given for reopening.
+fn with_store<F: Future<Output = ()>>(test: impl FnOnce(Store, PathBuf) -> F) {
+    let dir = tempfile::tempdir().unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
+        .block_on(async {
+            let store = Store::open(dir.path()).unwrap();
+            test(store, dir.path().to_path_buf()).await;
+        });
 }
 
 /// Opens the store in `dir`, waiting for a previous handle's writer thread to let go of the file.
@@ -71,6 +82,33 @@ async fn edit(
     results.pop().unwrap()
 }
 
+/// Asserts that `edit` of `tags` on `account` (in APP, under `limits`) has the result `expected`.
+async fn assert_edit(
+    store: &Store,
+    edit_kind: TagEdit,
+    account: &str,
+    tags: &[&str],
+    limits: TagLimits,
+    expected: ItemResult,
+) {
+    let got = edit(store, APP, edit_kind, account, tags, limits).await;
+    assert_eq!(got, expected, "{edit_kind:?} {tags:?} on {account}");
+}
+
+/// A `SlotUpdate` naming `slot`.
+fn slot(slot: u8, name: &str, account_type: Option<u8>) -> SlotUpdate {
+    SlotUpdate {
+        slot,
+        name: s(name),
+        account_type,
+    }
+}
+
+/// One account's attributes: `{k: v}`.
+fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (s(k), s(v))).collect()
+}
+
 fn tags_of(store: &Store, app: AppId, account: &str) -> Option<Vec<String>> {
     store
         .get_tags(app, &[s(account)])
@@ -99,10 +137,7 @@ fn id_of(store: &Store, app: AppId, account: &str) -> Option<AccountId> {
 /// one brand-new tag must be refused with a cap of `live` and accepted with a cap of `live + 1`.
 /// The probe account must exist and be tagless; it is left tagless.
 async fn assert_distinct_tags(store: &Store, app: AppId, expected: usize) {
-    let at = |cap| TagLimits {
-        max_tags_per_account: 1000,
-        max_tags_per_app: cap,
-    };
+    let at = |cap| limits(1000, cap);
     assert_eq!(
         edit(store, app, TagEdit::Add, PROBE, &[PROBE_TAG], at(expected)).await,
         Err(ItemError::TooManyTagsForApp { limit: expected }),
@@ -130,9 +165,7 @@ async fn assert_distinct_tags(store: &Store, app: AppId, expected: usize) {
 
 #[test]
 fn account_ids_are_dense_per_app_and_never_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let store = Store::open(dir.path()).unwrap();
+    with_store(|store, dir| async move {
         assert_eq!(
             import(&store, APP, &["a", "b", "c"]).await,
             [true, true, true]
@@ -163,7 +196,7 @@ fn account_ids_are_dense_per_app_and_never_reused() {
         assert_eq!(id_of(&store, OTHER, "y"), Some(2));
         drop(store);
         // The counters are durable: after reopening, numbering continues.
-        let store = reopen(dir.path());
+        let store = reopen(&dir);
         assert_eq!(id_of(&store, APP, "a"), Some(0));
         assert_eq!(import(&store, APP, &["f"]).await, [true]);
         assert_eq!(id_of(&store, APP, "f"), Some(6));
@@ -172,53 +205,45 @@ fn account_ids_are_dense_per_app_and_never_reused() {
 
 #[test]
 fn apps_never_see_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let store = Store::open(dir.path()).unwrap();
+    with_store(|store, _| async move {
         import(&store, APP, &["u", "only_app", PROBE]).await;
         import(&store, OTHER, &["u", PROBE]).await;
-        let name = |slot, name: &str| SlotUpdate {
-            slot,
-            name: s(name),
-            account_type: None,
-        };
-        store
-            .set_attr_names(APP, vec![name(0, "sex"), name(1, "city")])
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .set_attr_names(OTHER, vec![name(0, "level")])
-            .await
-            .unwrap()
-            .unwrap();
+        for (app, slots) in [
+            (APP, vec![slot(0, "sex", None), slot(1, "city", None)]),
+            (OTHER, vec![slot(0, "level", None)]),
+        ] {
+            store.set_attr_names(app, slots).await.unwrap().unwrap();
+        }
         assert_eq!(store.attr_schema(APP).unwrap().slot_of("city"), Some(1));
         assert_eq!(store.attr_schema(OTHER).unwrap().slot_of("city"), None);
         assert_eq!(store.attr_schema(OTHER).unwrap().slot_of("level"), Some(0));
 
-        let set = |a: &str, k: &str, v: &str| (s(a), BTreeMap::from([(s(k), s(v))]));
-        let r = store
-            .set_attrs(APP, vec![set("u", "sex", "male")])
-            .await
-            .unwrap();
-        assert_eq!(r, Ok(vec![Ok(())]));
-        // Another app's attribute name is unknown here: the whole write is refused.
-        let r = store
-            .set_attrs(OTHER, vec![set("u", "sex", "female")])
-            .await
-            .unwrap();
-        assert_eq!(r, Err(RequestError::UnknownAttribute(s("sex"))));
-        let r = store
-            .set_attrs(OTHER, vec![set("u", "level", "9")])
-            .await
-            .unwrap();
-        assert_eq!(r, Ok(vec![Ok(())]));
-        // An account of one app does not exist in the other.
-        let r = store
-            .set_attrs(OTHER, vec![set("only_app", "level", "1")])
-            .await
-            .unwrap();
-        assert_eq!(r, Ok(vec![Err(ItemError::AccountNotFound)]));
+        // (app, account, attribute, value, result)
+        let writes = [
+            (APP, "u", "sex", "male", Ok(vec![Ok(())])),
+            // Another app's attribute name is unknown here: the whole write is refused.
+            (
+                OTHER,
+                "u",
+                "sex",
+                "female",
+                Err(RequestError::UnknownAttribute(s("sex"))),
+            ),
+            (OTHER, "u", "level", "9", Ok(vec![Ok(())])),
+            // An account of one app does not exist in the other.
+            (
+                OTHER,
+                "only_app",
+                "level",
+                "1",
+                Ok(vec![Err(ItemError::AccountNotFound)]),
+            ),
+        ];
+        for (app, account, key, value, expected) in writes {
+            let item = (s(account), attrs(&[(key, value)]));
+            let r = store.set_attrs(app, vec![item]).await.unwrap();
+            assert_eq!(r, expected, "{app} {account} {key}={value}");
+        }
 
         edit(&store, APP, TagEdit::Add, "u", &["gold", "vip"], NO_LIMITS)
             .await
@@ -233,14 +258,8 @@ fn apps_never_see_each_other() {
         assert_eq!(tags_of(&store, APP, "u"), Some(strings(&["gold", "vip"])));
         assert_eq!(tags_of(&store, OTHER, "u"), Some(strings(&["silver"])));
         assert_eq!(tags_of(&store, OTHER, "only_app"), None);
-        assert_eq!(
-            attrs_of(&store, APP, "u"),
-            Some(BTreeMap::from([(s("sex"), s("male"))]))
-        );
-        assert_eq!(
-            attrs_of(&store, OTHER, "u"),
-            Some(BTreeMap::from([(s("level"), s("9"))]))
-        );
+        assert_eq!(attrs_of(&store, APP, "u"), Some(attrs(&[("sex", "male")])));
+        assert_eq!(attrs_of(&store, OTHER, "u"), Some(attrs(&[("level", "9")])));
         assert_distinct_tags(&store, APP, 2).await;
         assert_distinct_tags(&store, OTHER, 1).await;
 
@@ -252,10 +271,7 @@ fn apps_never_see_each_other() {
         assert_eq!(tags_of(&store, OTHER, "u"), None);
         assert_eq!(attrs_of(&store, OTHER, "u"), None);
         assert_eq!(tags_of(&store, APP, "u"), Some(strings(&["gold", "vip"])));
-        assert_eq!(
-            attrs_of(&store, APP, "u"),
-            Some(BTreeMap::from([(s("sex"), s("male"))]))
-        );
+        assert_eq!(attrs_of(&store, APP, "u"), Some(attrs(&[("sex", "male")])));
         assert_distinct_tags(&store, APP, 2).await;
         assert_distinct_tags(&store, OTHER, 0).await;
 
@@ -268,83 +284,42 @@ fn apps_never_see_each_other() {
 
 #[test]
 fn distinct_tag_count_follows_add_replace_remove_and_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let store = Store::open(dir.path()).unwrap();
+    use TagEdit::{Add, Remove, Replace};
+    with_store(|store, dir| async move {
         import(&store, APP, &["a", "b", "c", PROBE]).await;
-        let cap3 = TagLimits {
-            max_tags_per_account: 100,
-            max_tags_per_app: 3,
-        };
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "a", &["x", "y"], cap3).await,
-            Ok(())
-        );
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "b", &["y", "z"], cap3).await,
-            Ok(())
-        );
+        let cap3 = limits(100, 3);
+        let too_many = || Err(ItemError::TooManyTagsForApp { limit: 3 });
+        assert_edit(&store, Add, "a", &["x", "y"], cap3, Ok(())).await;
+        assert_edit(&store, Add, "b", &["y", "z"], cap3, Ok(())).await;
         assert_distinct_tags(&store, APP, 3).await;
         // At the cap: a brand-new tag is refused, an existing one is fine.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "c", &["w"], cap3).await,
-            Err(ItemError::TooManyTagsForApp { limit: 3 })
-        );
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "c", &["x", "y", "z"], cap3).await,
-            Ok(())
-        );
+        assert_edit(&store, Add, "c", &["w"], cap3, too_many()).await;
+        assert_edit(&store, Add, "c", &["x", "y", "z"], cap3, Ok(())).await;
         assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["x", "y", "z"])));
         assert_distinct_tags(&store, APP, 3).await;
         // Removing a tag some other account still has frees nothing.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Remove, "c", &["z", "nope"], cap3).await,
-            Ok(())
-        );
-        assert_eq!(
-            edit(&store, APP, TagEdit::Remove, "b", &["z"], cap3).await,
-            Ok(())
-        );
+        assert_edit(&store, Remove, "c", &["z", "nope"], cap3, Ok(())).await;
+        assert_edit(&store, Remove, "b", &["z"], cap3, Ok(())).await;
         // Now no account has z: one slot free.
         assert_distinct_tags(&store, APP, 2).await;
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "c", &["w"], cap3).await,
-            Ok(())
-        );
+        assert_edit(&store, Add, "c", &["w"], cap3, Ok(())).await;
         assert_distinct_tags(&store, APP, 3).await;
         // Replace counts what the same write frees: c holds w alone, so w -> v fits.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Replace, "c", &["v", "x"], cap3).await,
-            Ok(())
-        );
+        assert_edit(&store, Replace, "c", &["v", "x"], cap3, Ok(())).await;
         assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["v", "x"])));
         assert_distinct_tags(&store, APP, 3).await;
         // ...but x is shared, so replacing x as well does not free it.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Replace, "c", &["v", "u", "t"], cap3).await,
-            Err(ItemError::TooManyTagsForApp { limit: 3 })
-        );
+        assert_edit(&store, Replace, "c", &["v", "u", "t"], cap3, too_many()).await;
         assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["v", "x"])));
         // Deleting an account releases its tags: a has x, y; b has y; c has v, x.
-        assert_eq!(
-            store.delete_accounts(APP, strings(&["c"])).await.unwrap(),
-            [true]
-        );
-        assert_distinct_tags(&store, APP, 2).await;
-        assert_eq!(
-            store.delete_accounts(APP, strings(&["a"])).await.unwrap(),
-            [true]
-        );
-        assert_distinct_tags(&store, APP, 1).await;
+        for (account, distinct_after) in [("c", 2), ("a", 1)] {
+            let deleted = store.delete_accounts(APP, strings(&[account])).await;
+            assert_eq!(deleted.unwrap(), [true], "{account}");
+            assert_distinct_tags(&store, APP, distinct_after).await;
+        }
         // A freed tag that comes back is a new tag again, and reads by its name.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "b", &["x", "z", "w"], cap3).await,
-            Err(ItemError::TooManyTagsForApp { limit: 3 })
-        );
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "b", &["x", "z"], cap3).await,
-            Ok(())
-        );
+        assert_edit(&store, Add, "b", &["x", "z", "w"], cap3, too_many()).await;
+        assert_edit(&store, Add, "b", &["x", "z"], cap3, Ok(())).await;
         assert_eq!(tags_of(&store, APP, "b"), Some(strings(&["y", "x", "z"])));
         // Clearing releases everything.
         assert_eq!(
@@ -353,7 +328,7 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
         );
         assert_distinct_tags(&store, APP, 0).await;
         drop(store);
-        let store = reopen(dir.path());
+        let store = reopen(&dir);
         assert_distinct_tags(&store, APP, 0).await;
         assert_eq!(tags_of(&store, APP, "b"), Some(vec![]));
         assert_eq!(tags_of(&store, APP, "a"), None);
@@ -362,84 +337,44 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
 
 #[test]
 fn per_account_cap_counts_distinct_tags_and_never_blocks_shrinking() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let store = Store::open(dir.path()).unwrap();
+    use TagEdit::{Add, Remove, Replace};
+    with_store(|store, _| async move {
         import(&store, APP, &["a"]).await;
-        let cap = TagLimits {
-            max_tags_per_account: 3,
-            max_tags_per_app: 100,
+        let cap = limits(3, 100);
+        let too_many = || {
+            Err(ItemError::TooManyTagsForAccount {
+                would_have: 4,
+                limit: 3,
+            })
         };
         // Duplicates inside one write count once.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "a", &["x", "y", "x", "y"], cap).await,
-            Ok(())
-        );
+        assert_edit(&store, Add, "a", &["x", "y", "x", "y"], cap, Ok(())).await;
         // Adding what the account already has is a no-op.
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "a", &["y", "x", "z"], cap).await,
-            Ok(())
-        );
+        assert_edit(&store, Add, "a", &["y", "x", "z"], cap, Ok(())).await;
         assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["x", "y", "z"])));
-        assert_eq!(
-            edit(&store, APP, TagEdit::Add, "a", &["w"], cap).await,
-            Err(ItemError::TooManyTagsForAccount {
-                would_have: 4,
-                limit: 3
-            })
-        );
-        assert_eq!(
-            edit(
-                &store,
-                APP,
-                TagEdit::Replace,
-                "a",
-                &["p", "q", "r", "s"],
-                cap
-            )
-            .await,
-            Err(ItemError::TooManyTagsForAccount {
-                would_have: 4,
-                limit: 3
-            })
-        );
+        assert_edit(&store, Add, "a", &["w"], cap, too_many()).await;
+        assert_edit(&store, Replace, "a", &["p", "q", "r", "s"], cap, too_many()).await;
         assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["x", "y", "z"])));
         // A tighter cap never stops a write that does not grow the account.
-        let tighter = TagLimits {
-            max_tags_per_account: 1,
-            max_tags_per_app: 1,
-        };
-        assert_eq!(
-            edit(&store, APP, TagEdit::Replace, "a", &["z", "y"], tighter).await,
-            Ok(())
-        );
+        let tighter = limits(1, 1);
+        assert_edit(&store, Replace, "a", &["z", "y"], tighter, Ok(())).await;
         assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["z", "y"])));
-        assert_eq!(
-            edit(&store, APP, TagEdit::Remove, "a", &["y"], tighter).await,
-            Ok(())
-        );
+        assert_edit(&store, Remove, "a", &["y"], tighter, Ok(())).await;
         assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["z"])));
     });
 }
 
 #[test]
 fn refused_writes_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let store = Store::open(dir.path()).unwrap();
+    with_store(|store, dir| async move {
         import(&store, APP, &["a", "b"]).await;
-        let name = |slot, name: &str, account_type| SlotUpdate {
-            slot,
-            name: s(name),
-            account_type,
-        };
         store
-            .set_attr_names(APP, vec![name(0, "sex", Some(0)), name(1, "city", None)])
+            .set_attr_names(APP, vec![slot(0, "sex", Some(0)), slot(1, "city", None)])
             .await
             .unwrap()
             .unwrap();
         let schema = store.attr_schema(APP).unwrap();
-        let before = BTreeMap::from([(s("sex"), s("m"))]);
+        let before = attrs(&[("sex", "m")]);
         let r = store
             .set_attrs(APP, vec![(s("a"), before.clone())])
             .await
@@ -451,11 +386,8 @@ fn refused_writes_store_nothing() {
         let refused = store.set_attrs(
             APP,
             vec![
-                (s("b"), BTreeMap::from([(s("city"), s("sz"))])),
-                (
-                    s("a"),
-                    BTreeMap::from([(s("city"), s("bj")), (s("nope"), s("1"))]),
-                ),
+                (s("b"), attrs(&[("city", "sz")])),
+                (s("a"), attrs(&[("city", "bj"), ("nope", "1")])),
             ],
         );
         let good = store.edit_tags(
@@ -477,28 +409,29 @@ fn refused_writes_store_nothing() {
         );
 
         // Attribute names: a duplicate name or a changed type refuses the whole update.
-        let r = store
-            .set_attr_names(APP, vec![name(2, "tier", None), name(3, "city", None)])
-            .await
-            .unwrap();
-        assert_eq!(
-            r,
-            Err(RequestError::DuplicateAttrName {
-                name: s("city"),
-                slot: 1
-            })
-        );
-        let r = store
-            .set_attr_names(APP, vec![name(2, "tier", None), name(0, "sex", Some(1))])
-            .await
-            .unwrap();
-        assert_eq!(
-            r,
-            Err(RequestError::AttrTypeChange {
-                slot: 0,
-                current: 0
-            })
-        );
+        let refusals = [
+            (
+                slot(3, "city", None),
+                RequestError::DuplicateAttrName {
+                    name: s("city"),
+                    slot: 1,
+                },
+            ),
+            (
+                slot(0, "sex", Some(1)),
+                RequestError::AttrTypeChange {
+                    slot: 0,
+                    current: 0,
+                },
+            ),
+        ];
+        for (update, expected) in refusals {
+            let r = store
+                .set_attr_names(APP, vec![slot(2, "tier", None), update])
+                .await
+                .unwrap();
+            assert_eq!(r, Err(expected));
+        }
 
         let check = |store: &Store| {
             assert_eq!(store.attr_schema(APP).unwrap(), schema);
@@ -508,16 +441,14 @@ fn refused_writes_store_nothing() {
         };
         check(&store);
         drop(store);
-        check(&reopen(dir.path()));
+        check(&reopen(&dir));
     });
 }
 
 #[test]
 fn group_commit_folds_concurrent_writes_into_few_commits() {
     const WRITES: usize = 400;
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let store = Store::open(dir.path()).unwrap();
+    with_store(|store, _| async move {
         let names: Vec<String> = (0..WRITES).map(|i| format!("u{i}")).collect();
         store.import_accounts(APP, names.clone()).await.unwrap();
         let before = store.commit_count();
@@ -525,13 +456,9 @@ fn group_commit_folds_concurrent_writes_into_few_commits() {
 
         // One at a time, each write is its own commit.
         for name in &names[..5] {
+            let item = (name.clone(), strings(&["solo"]));
             store
-                .edit_tags(
-                    APP,
-                    TagEdit::Add,
-                    vec![(name.clone(), strings(&["solo"]))],
-                    NO_LIMITS,
-                )
+                .edit_tags(APP, TagEdit::Add, vec![item], NO_LIMITS)
                 .await
                 .unwrap();
         }
@@ -584,10 +511,7 @@ enum Op {
 const ACCOUNTS: [&str; 3] = ["a", "b", "c"];
 const TAGS: [&str; 5] = ["t0", "t1", "t2", "t3", "t4"];
 /// Small enough that both caps are hit often, with tags freed and taken in the same write.
-const LIMITS: TagLimits = TagLimits {
-    max_tags_per_account: 3,
-    max_tags_per_app: 3,
-};
+const LIMITS: TagLimits = limits(3, 3);
 
 fn op() -> impl Strategy<Value = Op> {
     let account = 0..ACCOUNTS.len();
@@ -661,9 +585,7 @@ impl Model {
     }
 }
 
-async fn run_ops(ops: Vec<Op>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+async fn run_ops(store: Store, ops: Vec<Op>) {
     let mut model = Model::default();
     import(&store, APP, &[PROBE]).await;
     for (step, op) in ops.into_iter().enumerate() {
@@ -726,6 +648,6 @@ proptest! {
 
     #[test]
     fn tag_refcounts_match_a_model(ops in proptest::collection::vec(op(), 1..30)) {
-        rt().block_on(run_ops(ops));
+        with_store(|store, _| run_ops(store, ops));
     }
 }
