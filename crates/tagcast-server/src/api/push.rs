@@ -146,7 +146,15 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         .await
         .map_err(|e| ctx.internal(e))?
     {
-        Revoked::Done(meta) => ctx.hub.revoke(ctx.app.sdkappid, meta.seq, &meta.task_id),
+        Revoked::Done(meta) => {
+            let audience = ctx
+                .store
+                .task_audience(ctx.app.sdkappid, meta.seq)
+                .map_err(|e| ctx.internal(e))?
+                .unwrap_or_default();
+            ctx.hub
+                .revoke(ctx.app.sdkappid, meta.seq, &meta.task_id, &audience);
+        }
         Revoked::AlreadyRevoked => {
             return Err(ApiError::new(
                 Code::TaskAlreadyRevoked,

@@ -163,8 +163,9 @@ impl Hub {
         }
     }
 
-    /// Stops a task: no further deliveries, no offline copies, and connected recipients are told.
-    pub fn revoke(&self, app: AppId, seq: u64, task_id: &str) {
+    /// Stops a task: no further deliveries, no offline copies, and its connected recipients are
+    /// told.
+    pub fn revoke(&self, app: AppId, seq: u64, task_id: &str, audience: &RoaringBitmap) {
         let task = write(&self.live)
             .get_mut(&app)
             .and_then(|tasks| tasks.remove(&seq));
@@ -177,7 +178,7 @@ impl Hub {
         let connected: Vec<u32> = read(&self.registry)
             .online
             .get(&app)
-            .map(|online| online.iter().collect())
+            .map(|online| (online & audience).iter().collect())
             .unwrap_or_default();
         self.send_to(app, &connected, || Outbound::Revoke(frame.clone()));
     }
