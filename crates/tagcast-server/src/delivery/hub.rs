@@ -127,10 +127,11 @@ impl Hub {
     /// `publishing()`.
     pub fn publish(self: &Arc<Self>, task: Arc<LiveTask>) {
         if task.meta.stored_for_offline() {
-            write(&self.live)
-                .entry(task.app)
-                .or_default()
-                .insert(task.meta.seq, task.clone());
+            let mut live = write(&self.live);
+            let tasks = live.entry(task.app).or_default();
+            // Expired tasks leave the cache as new ones arrive.
+            tasks.retain(|_, t| t.meta.expires_ms > task.meta.created_ms);
+            tasks.insert(task.meta.seq, task.clone());
         }
         let hub = self.clone();
         tokio::spawn(async move { hub.fan_out(task).await });
