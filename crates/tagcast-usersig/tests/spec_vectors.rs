@@ -2,36 +2,8 @@
 
 mod common;
 
-use common::unwrap_to_json;
+use common::{HMAC_VECTORS, unwrap_to_json};
 use tagcast_usersig::{DEFAULT_EXPIRE_SECS, VerifyError, sign, verify};
-
-/// (key, identifier, sdkappid, time, expire, expected TLS.sig)
-const HMAC_VECTORS: [(&str, &str, u64, u64, u64, &str); 3] = [
-    (
-        "test-secret-key-1234567890abcdef",
-        "user_42",
-        20030819,
-        1718764800,
-        604800,
-        "8y4PAvIKGCmKvubBW+DGnAa/LQ9VpBWp4fEjtiQ/VHQ=",
-    ),
-    (
-        "test-secret",
-        "opl-link-user",
-        1400000000,
-        1700000000,
-        3600,
-        "Ep374JN4C508IdcirVt88USTNmTFp6Znr1lv4Y6KmdU=",
-    ),
-    (
-        common::DEMO_KEY,
-        "administrator",
-        1400000000,
-        1700000000,
-        86400,
-        "yLAe+w7WUeUuqbV9h/TX78u21oTGi+i9Zp1u3PpnY60=",
-    ),
-];
 
 const WORKED_TOKEN: &str = "eJyrVgrxCdYrSy1SslIy0jNQ0gHzM1NS80oy0zLBwokpuZl5mcUlRYkl*UVQBcUp2YkFBZkpSlaGJgZQAJFJrSjILEpVsrIwM4EJlWTmAgUMzVEVFmemAw2v9HFM1S43Dw9NDS0tTAqzzNAPiTC3KDUyzA9xz9TOtIwqMCw1DijIizQzsFWqBQC8iDOS";
 

@@ -19,9 +19,34 @@ fn assert_malformed(token: &str, mentions: &str) {
     );
 }
 
+/// Asserts `json`, zlib-compressed at `level`, verifies as the demo admin's UserSig.
+#[track_caller]
+fn assert_json_verifies(json: &str, level: u32) {
+    assert_eq!(
+        verify_demo(&wrap_json(json, level)),
+        Ok(()),
+        "level {level}: {json}"
+    );
+}
+
+/// Asserts `json`, zlib-compressed at level 6, fails verification for its signature.
+#[track_caller]
+fn assert_json_bad_signature(json: &str) {
+    assert_eq!(
+        verify_demo(&wrap_json(json, 6)),
+        Err(VerifyError::BadSignature),
+        "{json}"
+    );
+}
+
+/// The `TLS.sig` of ("admin", APP, T0, 3600) with the demo key.
+fn admin_sig() -> String {
+    tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None)
+}
+
 /// A correctly signed compact JSON document for ("admin", APP, T0, 3600), ready to tamper with.
 fn admin_json() -> String {
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
+    let sig = admin_sig();
     format!(
         r#"{{"TLS.ver":"2.0","TLS.identifier":"admin","TLS.sdkappid":{APP},"TLS.expire":3600,"TLS.time":{T0},"TLS.sig":"{sig}"}}"#
     )
@@ -110,8 +135,7 @@ fn wrongly_typed_fields_are_malformed() {
 
 #[test]
 fn sig_that_is_not_base64_is_malformed() {
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
-    let json = admin_json().replace(&sig, "not base64!");
+    let json = admin_json().replace(&admin_sig(), "not base64!");
     assert_malformed(&wrap_json(&json, 6), "TLS.sig");
 }
 
@@ -253,85 +277,67 @@ fn token_signed_with_another_key_has_a_bad_signature() {
 fn edited_claims_have_a_bad_signature() {
     // Extending the validity without re-signing must not work.
     let json = admin_json().replace(r#""TLS.expire":3600"#, r#""TLS.expire":99999999"#);
-    assert_eq!(
-        verify_demo(&wrap_json(&json, 6)),
-        Err(VerifyError::BadSignature)
-    );
+    assert_json_bad_signature(&json);
 }
 
 #[test]
 fn sig_of_the_wrong_length_is_a_bad_signature() {
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
+    let sig = admin_sig();
     let json = admin_json().replace(&sig, &sig[..40]);
-    assert_eq!(
-        verify_demo(&wrap_json(&json, 6)),
-        Err(VerifyError::BadSignature)
-    );
+    assert_json_bad_signature(&json);
 }
 
 #[test]
 fn adding_or_dropping_userbuf_breaks_the_signature() {
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
     let added = admin_json().replace("}", r#","TLS.userbuf":"AAEC"}"#);
-    assert_eq!(
-        verify_demo(&wrap_json(&added, 6)),
-        Err(VerifyError::BadSignature)
-    );
+    assert_json_bad_signature(&added);
 
     let with_buf = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, Some("AAEC"));
-    let dropped = admin_json().replace(&sig, &with_buf);
-    assert_eq!(
-        verify_demo(&wrap_json(&dropped, 6)),
-        Err(VerifyError::BadSignature)
-    );
+    let dropped = admin_json().replace(&admin_sig(), &with_buf);
+    assert_json_bad_signature(&dropped);
 }
 
 // --- accepted serializations -------------------------------------------------------------
 
 #[test]
 fn level_0_stored_zlib_verifies() {
-    let token = wrap_json(&admin_json(), 0);
-    assert_eq!(verify_demo(&token), Ok(()));
+    assert_json_verifies(&admin_json(), 0);
 }
 
 #[test]
 fn every_zlib_level_verifies() {
     for level in 0..=9 {
-        assert_eq!(
-            verify_demo(&wrap_json(&admin_json(), level)),
-            Ok(()),
-            "level {level}"
-        );
+        assert_json_verifies(&admin_json(), level);
     }
 }
 
 #[test]
 fn go_style_json_with_trailing_newline_verifies() {
     // Go's json.Encoder: struct order, []byte sig as base64, and a trailing "\n"; level 0.
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
+    let sig = admin_sig();
     let json = format!(
         "{{\"TLS.ver\":\"2.0\",\"TLS.identifier\":\"admin\",\"TLS.sdkappid\":{APP},\"TLS.expire\":3600,\"TLS.time\":{T0},\"TLS.sig\":\"{sig}\"}}\n"
     );
-    assert_eq!(verify_demo(&wrap_json(&json, 0)), Ok(()));
+    assert_json_verifies(&json, 0);
 }
 
 #[test]
 fn reordered_keys_with_pretty_whitespace_verify() {
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
+    let sig = admin_sig();
     let json = format!(
         "{{\n  \"TLS.sig\" : \"{sig}\",\r\n\t\"TLS.time\": {T0},\n  \"TLS.expire\": 3600,\n  \"TLS.identifier\": \"admin\",\n  \"TLS.sdkappid\": {APP},\n  \"TLS.ver\": \"2.0\"\n}}\n"
     );
-    assert_eq!(verify_demo(&wrap_json(&json, 6)), Ok(()));
+    assert_json_verifies(&json, 6);
 }
 
 #[test]
 fn numeric_strings_verify() {
     // Some third-party generators put every value in a String map.
-    let sig = tls_sig(DEMO_KEY, "admin", APP, T0, 3600, None);
+    let sig = admin_sig();
     let json = format!(
         r#"{{"TLS.ver":"2.0","TLS.identifier":"admin","TLS.sdkappid":"{APP}","TLS.expire":"3600","TLS.time":"{T0}","TLS.sig":"{sig}"}}"#
     );
-    assert_eq!(verify_demo(&wrap_json(&json, 6)), Ok(()));
+    assert_json_verifies(&json, 6);
 }
 
 #[test]
@@ -355,19 +361,19 @@ fn token_with_userbuf_verifies() {
     let json = format!(
         r#"{{"TLS.ver":"2.0","TLS.identifier":"admin","TLS.sdkappid":{APP},"TLS.expire":3600,"TLS.time":{T0},"TLS.userbuf":"{userbuf}","TLS.sig":"{sig}"}}"#
     );
-    assert_eq!(verify_demo(&wrap_json(&json, 6)), Ok(()));
+    assert_json_verifies(&json, 6);
 }
 
 #[test]
 fn null_userbuf_counts_as_absent() {
     let json = admin_json().replace("}", r#","TLS.userbuf":null}"#);
-    assert_eq!(verify_demo(&wrap_json(&json, 6)), Ok(()));
+    assert_json_verifies(&json, 6);
 }
 
 #[test]
 fn unknown_extra_fields_are_ignored() {
     let json = admin_json().replace("}", r#","TLS.future":{"x":[1,2]}}"#);
-    assert_eq!(verify_demo(&wrap_json(&json, 6)), Ok(()));
+    assert_json_verifies(&json, 6);
 }
 
 #[test]

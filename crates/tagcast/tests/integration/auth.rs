@@ -1,5 +1,6 @@
 //! Who may call: the query parameters, UserSig failures, admins, rate limits, and app isolation.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -7,10 +8,6 @@ use crate::common::*;
 /// The UserSig of spec §7.3 (sdkappid 1400000000, "administrator", signed with the demo key that
 /// APP also uses; issued at 1700000000 for 86400 s), as Tencent's libraries produce it.
 const SPEC_USERSIG: &str = "eJyrVgrxCdYrSy1SslIy0jNQ0gHzM1NS80oy0zLBwokpuZl5mcUlRYkl*UVQBcUp2YkFBZkpSlaGJgZQAJFJrSjILEpVsrIwM4EJlWTmAgUMzVEVFmemAw2v9HFM1S43Dw9NDS0tTAqzzNAPiTC3KDUyzA9xz9TOtIwqMCw1DijIizQzsFWqBQC8iDOS";
-
-fn add_tag_body(account: &str, tag: &str) -> Value {
-    json!({ "UserTags": [ { "To_Account": account, "Tags": [tag] } ] })
-}
 
 /// Every byte as `%XX`, as an over-eager client escapes a query value.
 fn percent_encode_all(s: &str) -> String {
@@ -24,9 +21,14 @@ async fn each_usersig_failure_has_its_code() {
     let admin = APP.admin;
     let now = now();
     let valid = sig(&APP, admin);
+    // A query for APP's admin carrying `usersig`.
+    let with = |usersig: &str| query_with_sig(&APP, admin, usersig);
+    // A UserSig for APP's admin, with the given claims and key.
+    let signed =
+        |sdkappid, key, expire, time| tagcast_usersig::sign(sdkappid, key, admin, expire, time);
     let cases: Vec<(String, u32, &str)> = vec![
-        (query_with_sig(&APP, admin, ""), 70002, "empty"),
-        (query_with_sig(&APP, admin, "%20%20"), 70002, "empty"),
+        (with(""), 70002, "empty"),
+        (with("%20%20"), 70002, "empty"),
         (
             format!(
                 "sdkappid={}&identifier={admin}&contenttype=json",
@@ -35,51 +37,23 @@ async fn each_usersig_failure_has_its_code() {
             70002,
             "empty",
         ),
-        (
-            query_with_sig(&APP, admin, "not-a-usersig!"),
-            70003,
-            "base64",
-        ),
+        (with("not-a-usersig!"), 70003, "base64"),
         // Base64 of "hello world": decodes, but is not zlib.
+        (with("aGVsbG8gd29ybGQ_"), 70003, "zlib"),
+        (with(&valid[..valid.len() - 12]), 70003, "malformed"),
         (
-            query_with_sig(&APP, admin, "aGVsbG8gd29ybGQ_"),
-            70003,
-            "zlib",
-        ),
-        (
-            query_with_sig(&APP, admin, &valid[..valid.len() - 12]),
-            70003,
-            "malformed",
-        ),
-        (
-            query_with_sig(
-                &APP,
-                admin,
-                &tagcast_usersig::sign(APP.sdkappid, APP.key, admin, 60, now - 3600),
-            ),
+            with(&signed(APP.sdkappid, APP.key, 60, now - 3600)),
             70001,
             "expired",
         ),
         (
-            query_with_sig(
-                &APP,
-                admin,
-                &tagcast_usersig::sign(APP.sdkappid, OTHER_APP.key, admin, 86_400, now),
-            ),
+            with(&signed(APP.sdkappid, OTHER_APP.key, 86_400, now)),
             70009,
             "signature",
         ),
+        (with(&sig(&APP, "second_admin")), 70013, "second_admin"),
         (
-            query_with_sig(&APP, admin, &sig(&APP, "second_admin")),
-            70013,
-            "second_admin",
-        ),
-        (
-            query_with_sig(
-                &APP,
-                admin,
-                &tagcast_usersig::sign(OTHER_APP.sdkappid, APP.key, admin, 86_400, now),
-            ),
+            with(&signed(OTHER_APP.sdkappid, APP.key, 86_400, now)),
             70014,
             "1400000002",
         ),
@@ -99,37 +73,20 @@ async fn each_usersig_failure_has_its_code() {
             let body = if path.starts_with("im_open") {
                 json!({ "UserID": "sig_intruder" })
             } else {
-                add_tag_body("sig_victim", "intruder")
+                tag_body("sig_victim", &["intruder"])
             };
-            let r = server
-                .post_raw(
-                    &server.url_with_query(path, query),
-                    body.to_string().into_bytes(),
-                )
-                .await;
+            let r = server.call_with_query(path, query, body).await;
             assert_fail(&r, *code, mentions);
         }
     }
     assert_eq!(tags_of(&server, &APP, "sig_victim").await, json!([]));
-    let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": [ { "UserID": "sig_intruder" } ] }),
-        )
-        .await;
-    assert_eq!(r["ResultItem"][0]["AccountStatus"], "NotImported", "{r}");
+    assert_account_status(&server, &APP, &[("sig_intruder", "NotImported")]).await;
 
     // The boundaries: a sig issued in the past but still within its validity works.
-    let still_valid = tagcast_usersig::sign(APP.sdkappid, APP.key, admin, 86_400, now - 3600);
+    let still_valid = signed(APP.sdkappid, APP.key, 86_400, now - 3600);
+    let body = tag_body("sig_victim", &["legit"]);
     let r = server
-        .post_raw(
-            &server.url_with_query(
-                "timpush/add_tag",
-                &query_with_sig(&APP, admin, &still_valid),
-            ),
-            add_tag_body("sig_victim", "legit").to_string().into_bytes(),
-        )
+        .call_with_query("timpush/add_tag", &with(&still_valid), body)
         .await;
     assert_ok(&r);
     assert_eq!(tags_of(&server, &APP, "sig_victim").await, json!(["legit"]));
@@ -161,13 +118,8 @@ async fn percent_encoded_query_values_work() {
         ),
     ];
     for (i, query) in queries.iter().enumerate() {
-        let tag = format!("pct{i}");
-        let r = server
-            .post_raw(
-                &server.url_with_query("timpush/add_tag", query),
-                add_tag_body("pct_user", &tag).to_string().into_bytes(),
-            )
-            .await;
+        let body = tag_body("pct_user", &[&format!("pct{i}")]);
+        let r = server.call_with_query("timpush/add_tag", query, body).await;
         assert_ok(&r);
     }
     assert_eq!(
@@ -185,18 +137,11 @@ async fn non_admins_are_refused_with_their_familys_code() {
         let body = match path {
             "im_open_login_svc/account_import" => json!({ "UserID": "na_new" }),
             "im_open_login_svc/multiaccount_import" => json!({ "Accounts": ["na_new"] }),
-            "im_open_login_svc/account_delete" => {
-                json!({ "DeleteItem": [ { "UserID": "na_user" } ] })
-            }
-            "timpush/add_tag" | "all_member_push/im_add_tag" => add_tag_body("na_user", "x"),
+            "im_open_login_svc/account_delete" => user_items("DeleteItem", &["na_user"]),
+            "timpush/add_tag" | "all_member_push/im_add_tag" => tag_body("na_user", &["x"]),
             _ => json!({}),
         };
-        let r = server
-            .post_raw(
-                &server.url_with_query(path, &query),
-                body.to_string().into_bytes(),
-            )
-            .await;
+        let r = server.call_with_query(path, &query, body).await;
         let code = if path.starts_with("im_open_login_svc/") {
             70403
         } else {
@@ -207,34 +152,19 @@ async fn non_admins_are_refused_with_their_familys_code() {
     }
     // Nothing was done: na_user still exists and has no tag, na_new was not imported.
     assert_eq!(tags_of(&server, &APP, "na_user").await, json!([]));
-    let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": [ { "UserID": "na_new" } ] }),
-        )
-        .await;
-    assert_eq!(r["ResultItem"][0]["AccountStatus"], "NotImported", "{r}");
+    assert_account_status(&server, &APP, &[("na_new", "NotImported")]).await;
 
     // Every configured admin may call, in every family.
     let second = query_with_sig(&APP, "second_admin", &sig(&APP, "second_admin"));
     for (path, body) in [
-        ("timpush/add_tag", add_tag_body("na_user", "by_second")),
-        (
-            "all_member_push/im_get_tag",
-            json!({ "To_Account": ["na_user"] }),
-        ),
+        ("timpush/add_tag", tag_body("na_user", &["by_second"])),
+        ("all_member_push/im_get_tag", accounts_body(&["na_user"])),
         (
             "im_open_login_svc/account_import",
             json!({ "UserID": "na_second" }),
         ),
     ] {
-        let r = server
-            .post_raw(
-                &server.url_with_query(path, &second),
-                body.to_string().into_bytes(),
-            )
-            .await;
+        let r = server.call_with_query(path, &second, body).await;
         assert_ok(&r);
     }
     assert_eq!(
@@ -286,10 +216,7 @@ async fn sdkappid_problems_are_60012_60006_and_70020() {
     for (query, code, mentions) in &cases {
         for path in ["timpush/get_tag", "im_open_login_svc/account_check"] {
             let r = server
-                .post_raw(
-                    &server.url_with_query(path, query),
-                    br#"{"To_Account":[]}"#.to_vec(),
-                )
+                .call_with_query(path, query, accounts_body(&[]))
                 .await;
             assert_fail(&r, *code, mentions);
         }
@@ -300,12 +227,10 @@ async fn sdkappid_problems_are_60012_60006_and_70020() {
         .post_raw(&format!("{}/v4/timpush/nope", server.base), b"{}".to_vec())
         .await;
     assert_fail(&r, 60009, "timpush/nope");
+    let url = format!("{}/v4/timpush/get_tag", server.base);
     let r: Value = server
-        .client()
-        .get(format!("{}/v4/timpush/get_tag", server.base))
-        .send()
+        .request(Method::GET, &url, "")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -316,61 +241,48 @@ async fn sdkappid_problems_are_60012_60006_and_70020() {
 async fn usersigs_of_other_keys_and_apps_are_refused() {
     let server = Server::start();
     let now = now();
-    let cases: Vec<(&TestApp, String, String, u32)> = vec![
+    // `app`'s admin, signed correctly but with `key`.
+    let signed_with =
+        |app: &TestApp, key: &str| tagcast_usersig::sign(app.sdkappid, key, app.admin, 86_400, now);
+    let cases: Vec<(&TestApp, &str, String, u32)> = vec![
         // A correctly built UserSig, for the right app and admin, signed with another app's key.
-        (
-            &APP,
-            APP.admin.into(),
-            tagcast_usersig::sign(APP.sdkappid, OTHER_APP.key, APP.admin, 86_400, now),
-            70009,
-        ),
+        (&APP, APP.admin, signed_with(&APP, OTHER_APP.key), 70009),
         (
             &TIGHT_APP,
-            TIGHT_APP.admin.into(),
-            tagcast_usersig::sign(TIGHT_APP.sdkappid, APP.key, TIGHT_APP.admin, 86_400, now),
+            TIGHT_APP.admin,
+            signed_with(&TIGHT_APP, APP.key),
             70009,
         ),
         (
             &OTHER_APP,
-            OTHER_APP.admin.into(),
-            tagcast_usersig::sign(OTHER_APP.sdkappid, APP.key, OTHER_APP.admin, 86_400, now),
+            OTHER_APP.admin,
+            signed_with(&OTHER_APP, APP.key),
             70009,
         ),
         // Another app's genuine admin UserSig, presented to this app.
         (
             &APP,
-            OTHER_APP.admin.into(),
+            OTHER_APP.admin,
             sig(&OTHER_APP, OTHER_APP.admin),
             70014,
         ),
         // TIGHT_APP's admin has the same name as APP's: its UserSig still only works for TIGHT_APP.
-        (
-            &APP,
-            APP.admin.into(),
-            sig(&TIGHT_APP, TIGHT_APP.admin),
-            70014,
-        ),
-        (&TIGHT_APP, APP.admin.into(), sig(&APP, APP.admin), 70014),
+        (&APP, APP.admin, sig(&TIGHT_APP, TIGHT_APP.admin), 70014),
+        (&TIGHT_APP, APP.admin, sig(&APP, APP.admin), 70014),
         // The spec's official token: right key (the demo key), but issued for sdkappid 1400000000.
-        (&APP, "administrator".into(), SPEC_USERSIG.into(), 70014),
+        (&APP, "administrator", SPEC_USERSIG.into(), 70014),
     ];
     for (app, identifier, usersig, code) in &cases {
         let query = query_with_sig(app, identifier, usersig);
         let r = server
-            .post_raw(
-                &server.url_with_query("timpush/get_tag", &query),
-                br#"{"To_Account":[]}"#.to_vec(),
-            )
+            .call_with_query("timpush/get_tag", &query, accounts_body(&[]))
             .await;
         assert_fail(&r, *code, "UserSig");
     }
     // The official token for its own sdkappid: that app is not served here.
     let query = format!("sdkappid=1400000000&identifier=administrator&usersig={SPEC_USERSIG}");
     let r = server
-        .post_raw(
-            &server.url_with_query("timpush/get_tag", &query),
-            br#"{"To_Account":[]}"#.to_vec(),
-        )
+        .call_with_query("timpush/get_tag", &query, accounts_body(&[]))
         .await;
     assert_fail(&r, 70020, "1400000000");
 }
@@ -400,26 +312,17 @@ async fn rate_limit_is_60007_per_app_and_api() {
     assert_fail(&refused, 60007, "timpush/get_attr_name");
 
     // Other APIs of the same app have their own buckets, the old-family twin included…
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            add_tag_body("rl_user", "still"),
-        )
+    add_tags(&server, &TIGHT_APP, "rl_user", &["still"]).await;
+    server
+        .ok(&TIGHT_APP, "all_member_push/im_get_attr_name", json!({}))
         .await;
-    assert_ok(&r);
-    let r = server
-        .call(&TIGHT_APP, "all_member_push/im_get_attr_name", json!({}))
-        .await;
-    assert_ok(&r);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "rl_user").await,
         json!(["still"])
     );
     // …and other apps have their own limits.
     for _ in 0..5 {
-        let r = server.call(&APP, "timpush/get_attr_name", json!({})).await;
-        assert_ok(&r);
+        server.ok(&APP, "timpush/get_attr_name", json!({})).await;
     }
 }
 
@@ -429,18 +332,8 @@ async fn apps_never_see_each_others_data() {
     // The same account name in two apps.
     import(&server, &APP, &["twin", "only_in_app"]).await;
     import(&server, &OTHER_APP, &["twin"]).await;
-    let r = server
-        .call(&APP, "timpush/add_tag", add_tag_body("twin", "app-tag"))
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &OTHER_APP,
-            "timpush/add_tag",
-            add_tag_body("twin", "other-tag"),
-        )
-        .await;
-    assert_ok(&r);
+    add_tags(&server, &APP, "twin", &["app-tag"]).await;
+    add_tags(&server, &OTHER_APP, "twin", &["other-tag"]).await;
     assert_eq!(tags_of(&server, &APP, "twin").await, json!(["app-tag"]));
     assert_eq!(
         tags_of(&server, &OTHER_APP, "twin").await,
@@ -448,25 +341,13 @@ async fn apps_never_see_each_others_data() {
     );
 
     // Attribute names are per app.
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city" } }),
-        )
-        .await;
-    assert_ok(&r);
+    name_attrs(&server, &APP, json!({ "0": "city" })).await;
     let r = server
         .call(&OTHER_APP, "timpush/get_attr_name", json!({}))
         .await;
     assert_eq!(r["AttrNames"], json!({}), "{r}");
-    let r = server
-        .call(
-            &OTHER_APP,
-            "timpush/set_attr",
-            json!({ "UserAttrs": [ { "To_Account": "twin", "Attrs": { "city": "x" } } ] }),
-        )
-        .await;
+    let body = attr_body("twin", json!({ "city": "x" }));
+    let r = server.call(&OTHER_APP, "timpush/set_attr", body).await;
     assert_fail(&r, 90033, "city");
 
     // Accounts are per app.
@@ -474,25 +355,12 @@ async fn apps_never_see_each_others_data() {
         .call(
             &OTHER_APP,
             "timpush/get_tag",
-            json!({ "To_Account": ["only_in_app"] }),
+            accounts_body(&["only_in_app"]),
         )
         .await;
-    assert_eq!(error_list(&r), vec![("only_in_app".to_string(), 70107)]);
-    let r = server
-        .call(
-            &OTHER_APP,
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": [ { "UserID": "only_in_app" } ] }),
-        )
-        .await;
-    assert_eq!(r["ResultItem"][0]["AccountStatus"], "NotImported", "{r}");
-    let r = server
-        .call(
-            &OTHER_APP,
-            "im_open_login_svc/account_delete",
-            json!({ "DeleteItem": [ { "UserID": "twin" } ] }),
-        )
-        .await;
+    assert_eq!(error_list(&r), one_error("only_in_app", 70107));
+    assert_account_status(&server, &OTHER_APP, &[("only_in_app", "NotImported")]).await;
+    let r = delete_account(&server, &OTHER_APP, "twin").await;
     assert_eq!(r["ResultItem"][0]["ResultCode"], 0, "{r}");
     assert_eq!(tags_of(&server, &APP, "twin").await, json!(["app-tag"]));
 
@@ -500,10 +368,7 @@ async fn apps_never_see_each_others_data() {
     for identifier in [APP.admin, OTHER_APP.admin] {
         let query = query_with_sig(&OTHER_APP, identifier, &sig(&APP, APP.admin));
         let r = server
-            .post_raw(
-                &server.url_with_query("timpush/get_tag", &query),
-                br#"{"To_Account":["twin"]}"#.to_vec(),
-            )
+            .call_with_query("timpush/get_tag", &query, accounts_body(&["twin"]))
             .await;
         assert_eq!(r["ActionStatus"], "FAIL", "{r}");
         assert_eq!(r.get("UserTags"), None, "{r}");

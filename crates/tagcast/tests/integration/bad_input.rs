@@ -1,6 +1,7 @@
 //! Bad request bodies: each is refused as a whole with the documented code and an ErrorInfo that
 //! says what is wrong, nothing stored changes, and the server keeps serving.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -16,30 +17,9 @@ impl Fixture {
     async fn new() -> Fixture {
         let server = Server::start();
         import(&server, &APP, &[KEEP]).await;
-        let r = server
-            .call(
-                &APP,
-                "timpush/set_attr_name",
-                json!({ "AttrNames": { "0": "city" } }),
-            )
-            .await;
-        assert_ok(&r);
-        let r = server
-            .call(
-                &APP,
-                "timpush/add_tag",
-                json!({ "UserTags": [ { "To_Account": KEEP, "Tags": ["keep"] } ] }),
-            )
-            .await;
-        assert_ok(&r);
-        let r = server
-            .call(
-                &APP,
-                "timpush/set_attr",
-                json!({ "UserAttrs": [ { "To_Account": KEEP, "Attrs": { "city": "Paris" } } ] }),
-            )
-            .await;
-        assert_ok(&r);
+        name_attrs(&server, &APP, json!({ "0": "city" })).await;
+        add_tags(&server, &APP, KEEP, &["keep"]).await;
+        set_attrs(&server, &APP, KEEP, json!({ "city": "Paris" })).await;
         Fixture { server }
     }
 
@@ -60,15 +40,8 @@ impl Fixture {
         );
         let r = server.call(&APP, "timpush/get_attr_name", json!({})).await;
         assert_eq!(r["AttrNames"], json!({ "0": "city" }), "{r}");
-        let r = server
-            .call(
-                &APP,
-                "im_open_login_svc/account_check",
-                json!({ "CheckItem": [ { "UserID": KEEP }, { "UserID": "bad" } ] }),
-            )
-            .await;
-        assert_eq!(r["ResultItem"][0]["AccountStatus"], "Imported", "{r}");
-        assert_eq!(r["ResultItem"][1]["AccountStatus"], "NotImported", "{r}");
+        let expected = [(KEEP, "Imported"), ("bad", "NotImported")];
+        assert_account_status(server, &APP, &expected).await;
     }
 }
 
@@ -548,51 +521,22 @@ async fn oversize_arrays_are_refused_whole() {
     let server = &f.server;
     let mut accounts: Vec<String> = (0..100).map(|i| format!("big_{i}")).collect();
     accounts.push(KEEP.to_string());
-    let user_tags: Vec<Value> = accounts
-        .iter()
-        .map(|a| json!({ "To_Account": a, "Tags": ["new"] }))
-        .collect();
-    let user_attrs: Vec<Value> = accounts
-        .iter()
-        .map(|a| json!({ "To_Account": a, "Attrs": { "city": "Rome" } }))
-        .collect();
-    let removals: Vec<Value> = accounts
-        .iter()
-        .map(|a| json!({ "To_Account": a, "Attrs": ["city"] }))
-        .collect();
-    for (path, body) in [
-        ("timpush/add_tag", json!({ "UserTags": user_tags })),
-        ("timpush/remove_tag", json!({ "UserTags": user_tags })),
-        ("timpush/clear_all_tags", json!({ "To_Account": accounts })),
-        ("timpush/get_tag", json!({ "To_Account": accounts })),
-        ("timpush/set_attr", json!({ "UserAttrs": user_attrs })),
-        ("timpush/get_attr", json!({ "To_Account": accounts })),
-        ("timpush/remove_attr", json!({ "UserAttrs": removals })),
-    ] {
-        for path in [path, old_family(path)] {
+    let accounts = as_strs(&accounts);
+    for (path, body, _) in every_account_api_body(&accounts) {
+        for path in both_families(path) {
             let r = server.call(&APP, path, body.clone()).await;
             assert_fail(&r, 90018, "101 accounts");
         }
     }
+    let body = json!({ "Accounts": accounts });
     let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/multiaccount_import",
-            json!({ "Accounts": accounts }),
-        )
+        .call(&APP, "im_open_login_svc/multiaccount_import", body)
         .await;
     assert_fail(&r, 70402, "101 entries");
     // Eleven tags for one account in one add (the default limit is 10).
     let eleven: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": KEEP, "Tags": eleven } ] }),
-        )
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), vec![(KEEP.to_string(), 90032)]);
+    let r = add_tags(server, &APP, KEEP, &as_strs(&eleven)).await;
+    assert_eq!(error_list(&r), one_error(KEEP, 90032));
     f.assert_unchanged_and_serving().await;
 }
 
@@ -602,70 +546,47 @@ async fn over_long_strings_are_refused_per_their_limit() {
     let server = &f.server;
     let huge = "x".repeat(10_000);
     // An over-long account name is just an account that does not exist.
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": huge, "Tags": ["x"] } ] }),
-        )
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), vec![(huge.clone(), 70107)]);
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": KEEP, "Tags": ["keep2", huge] } ] }),
-        )
-        .await;
-    assert_eq!(error_list(&r), vec![(KEEP.to_string(), 90020)]);
+    let r = add_tags(server, &APP, &huge, &["x"]).await;
+    assert_eq!(error_list(&r), one_error(&huge, 70107));
+    // Refusals of the one account.
+    let body = tag_body(KEEP, &["keep2", &huge]);
+    let r = server.call(&APP, "timpush/add_tag", body).await;
+    assert_eq!(error_list(&r), one_error(KEEP, 90020));
     assert!(error_info_of(&r, KEEP).contains("10000 bytes"), "{r}");
-    let r = server
-        .call(
-            &APP,
-            "timpush/remove_tag",
-            json!({ "UserTags": [ { "To_Account": KEEP, "Tags": ["keep", huge] } ] }),
-        )
-        .await;
-    assert_eq!(error_list(&r), vec![(KEEP.to_string(), 90020)]);
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr",
-            json!({ "UserAttrs": [ { "To_Account": KEEP, "Attrs": { "city": huge } } ] }),
-        )
-        .await;
-    assert_eq!(error_list(&r), vec![(KEEP.to_string(), 90033)]);
-    let r = server
-        .call(
-            &APP,
+    let body = tag_body(KEEP, &["keep", &huge]);
+    let r = server.call(&APP, "timpush/remove_tag", body).await;
+    assert_eq!(error_list(&r), one_error(KEEP, 90020));
+    let body = attr_body(KEEP, json!({ "city": huge }));
+    let r = server.call(&APP, "timpush/set_attr", body).await;
+    assert_eq!(error_list(&r), one_error(KEEP, 90033));
+    // Each refusal of the whole request: (path, body, code, what its ErrorInfo mentions).
+    let refusals = [
+        (
             "timpush/set_attr_name",
             json!({ "AttrNames": { "1": huge } }),
-        )
-        .await;
-    assert_fail(&r, 90033, "10000");
-    let r = server
-        .call(
-            &APP,
+            90033,
+            "10000",
+        ),
+        (
             "im_open_login_svc/account_import",
             json!({ "UserID": huge }),
-        )
-        .await;
-    assert_fail(&r, 70402, "10000");
-    let r = server
-        .call(
-            &APP,
+            70402,
+            "10000",
+        ),
+        (
             "im_open_login_svc/account_import",
             json!({ "UserID": "bad", "Nick": huge }),
-        )
-        .await;
-    assert_fail(&r, 40601, "Nick");
+            40601,
+            "Nick",
+        ),
+    ];
+    for (path, body, code, mentions) in refusals {
+        let r = server.call(&APP, path, body).await;
+        assert_fail(&r, code, mentions);
+    }
+    let body = json!({ "Accounts": [huge] });
     let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/multiaccount_import",
-            json!({ "Accounts": [huge] }),
-        )
+        .call(&APP, "im_open_login_svc/multiaccount_import", body)
         .await;
     assert_eq!(r["FailAccounts"], json!([huge]));
     f.assert_unchanged_and_serving().await;
@@ -715,14 +636,7 @@ async fn a_body_over_the_apps_limit_is_60002() {
 #[tokio::test]
 async fn healthz_answers_ok() {
     let server = Server::start();
-    let response = server
-        .client()
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap().trim(), "ok");
+    assert_eq!(server.get_text("/healthz").await.trim(), "ok");
 }
 
 #[tokio::test]
@@ -730,14 +644,7 @@ async fn metrics_count_requests_by_api_and_code() {
     let server = Server::start();
     import(&server, &APP, &["metric_a"]).await;
     for _ in 0..2 {
-        let r = server
-            .call(
-                &APP,
-                "timpush/add_tag",
-                json!({ "UserTags": [ { "To_Account": "metric_a", "Tags": ["m"] } ] }),
-            )
-            .await;
-        assert_ok(&r);
+        add_tags(&server, &APP, "metric_a", &["m"]).await;
     }
     let r = server
         .post_raw(
@@ -747,18 +654,11 @@ async fn metrics_count_requests_by_api_and_code() {
         .await;
     assert_fail(&r, 90001, "EOF");
     let r = server
-        .post_raw(&server.url(&APP, "timpush/push"), b"{}".to_vec())
+        .post_raw(&server.url(&APP, "timpush/no_such_api"), b"{}".to_vec())
         .await;
-    assert_fail(&r, 60009, "timpush/push");
+    assert_fail(&r, 60009, "timpush/no_such_api");
 
-    let response = server
-        .client()
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
+    let text = server.get_text("/metrics").await;
     for line in [
         r#"tagcast_requests_total{api="timpush/add_tag",code="0"} 2"#,
         r#"tagcast_requests_total{api="all_member_push/im_get_tag",code="90001"} 1"#,
@@ -771,7 +671,7 @@ async fn metrics_count_requests_by_api_and_code() {
         );
     }
     // Bad input never creates a label per path: unknown paths share one label.
-    assert!(!text.contains("timpush/push"), "{text}");
+    assert!(!text.contains("timpush/no_such_api"), "{text}");
 }
 
 /// A request refused before its body was read (bad UserSig, unknown path, body over the limit)
@@ -790,13 +690,7 @@ async fn refused_bodies_leave_pooled_connections_usable() {
         let mut body = br#"{"To_Account":["conn_a"]}"#.to_vec();
         body.resize(size, b' ');
         for (url, code) in &cases {
-            let response = server
-                .client()
-                .post(url)
-                .body(body.clone())
-                .send()
-                .await
-                .expect("request sent");
+            let response = server.request(Method::POST, url, body.clone()).await;
             // Either the server read the whole body, or it says it will close the connection.
             let closes = response
                 .headers()

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// An app configured in every test server.
@@ -41,59 +42,60 @@ pub const TIGHT_APP: TestApp = TestApp {
 /// A not-admin account that exists in the main app's key space.
 pub const NOT_ADMIN: &str = "ordinary_user";
 
-fn config_toml(data_dir: &Path, tls: Option<&(PathBuf, PathBuf)>) -> String {
-    let tls = tls.map_or(String::new(), |(cert, key)| {
-        format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\n",
-            cert.display().to_string(),
-            key.display().to_string()
-        )
-    });
+/// Writes a fresh self-signed certificate for 127.0.0.1 and localhost into `dir`; returns the
+/// paths of the certificate and of its key.
+pub fn write_self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("self-signed certificate");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    (cert_path, key_path)
+}
+
+/// The `[tls]` table of a config naming `cert` and `key`.
+pub fn tls_toml(cert: &Path, key: &Path) -> String {
     format!(
-        r#"listen = "127.0.0.1:0"
-data_dir = {data_dir:?}
-{tls}
-[[apps]]
-sdkappid = {main_id}
-secret_key = "{main_key}"
-admins = ["{main_admin}", "second_admin"]
-[apps.limits]
-api_calls_per_second = 100000
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    )
+}
 
-[[apps]]
-sdkappid = {other_id}
-secret_key = "{other_key}"
-admins = ["{other_admin}"]
-[apps.limits]
-api_calls_per_second = 100000
-
-[[apps]]
-sdkappid = {tight_id}
-secret_key = "{tight_key}"
-admins = ["{tight_admin}"]
-[apps.limits]
-accounts_per_request = 3
-tags_per_add = 3
-tags_per_replace = 4
-tags_per_account = 5
-tags_per_app = 8
-tag_bytes = 10
-attr_value_bytes = 8
-body_bytes = 2048
-api_calls_per_second = 1000
-[apps.limits.api_calls_per_second_by_api]
-"timpush/get_attr_name" = 2
-"#,
+fn config_toml(data_dir: &Path, tls: Option<&(PathBuf, PathBuf)>) -> String {
+    let tls = tls.map_or(String::new(), |(cert, key)| tls_toml(cert, key));
+    let generous = "api_calls_per_second = 100000";
+    let tight = [
+        "accounts_per_request = 3",
+        "tags_per_add = 3",
+        "tags_per_replace = 4",
+        "tags_per_account = 5",
+        "tags_per_app = 8",
+        "tag_bytes = 10",
+        "attr_value_bytes = 8",
+        "body_bytes = 2048",
+        "api_calls_per_second = 1000",
+        "[apps.limits.api_calls_per_second_by_api]",
+        "\"timpush/get_attr_name\" = 2",
+    ]
+    .join("\n");
+    format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {data_dir:?}\n{tls}\n{}\n{}\n{}",
+        app_toml(&APP, &["second_admin"], generous),
+        app_toml(&OTHER_APP, &[], generous),
+        app_toml(&TIGHT_APP, &[], &tight),
         data_dir = data_dir.display().to_string(),
-        main_id = APP.sdkappid,
-        main_key = APP.key,
-        main_admin = APP.admin,
-        other_id = OTHER_APP.sdkappid,
-        other_key = OTHER_APP.key,
-        other_admin = OTHER_APP.admin,
-        tight_id = TIGHT_APP.sdkappid,
-        tight_key = TIGHT_APP.key,
-        tight_admin = TIGHT_APP.admin,
+    )
+}
+
+/// The `[[apps]]` table of `app`: its admin and `more_admins`, and the `limits` lines.
+fn app_toml(app: &TestApp, more_admins: &[&str], limits: &str) -> String {
+    let admins: Vec<&str> = [app.admin].iter().chain(more_admins).copied().collect();
+    format!(
+        "[[apps]]\nsdkappid = {}\nsecret_key = {:?}\nadmins = {admins:?}\n\
+         [apps.limits]\n{limits}\n",
+        app.sdkappid, app.key
     )
 }
 
@@ -115,13 +117,8 @@ impl Server {
     /// Starts a server over HTTPS with a fresh self-signed certificate for 127.0.0.1.
     pub fn start_tls() -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-            .expect("self-signed certificate");
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
-        std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-        Self::start_in(dir, Some((cert_path, key_path)))
+        let files = write_self_signed_cert(dir.path());
+        Self::start_in(dir, Some(files))
     }
 
     fn start_in(dir: TempDir, tls: Option<(PathBuf, PathBuf)>) -> Server {
@@ -166,19 +163,53 @@ impl Server {
             .await
     }
 
-    /// POSTs raw bytes to a full URL; asserts HTTP 200 and a JSON body.
-    pub async fn post_raw(&self, url: &str, body: Vec<u8>) -> Value {
-        let response = self
-            .client
-            .post(url)
+    /// `call`, asserting an OK envelope; returns the response for further checks.
+    pub async fn ok(&self, app: &TestApp, path: &str, body: Value) -> Value {
+        let response = self.call(app, path, body).await;
+        assert_ok_for(&response, path);
+        response
+    }
+
+    /// Sends `body` with `method` to a full URL and returns the response, whatever its status.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, url)
             .body(body)
             .send()
             .await
-            .expect("request sent");
-        assert_eq!(response.status(), 200, "HTTP status for {url}");
+            .expect("request sent")
+    }
+
+    /// Sends `body` with `method` to a full URL; asserts HTTP 200 and a JSON body.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        url: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Value {
+        let response = self.request(method.clone(), url, body).await;
+        assert_eq!(response.status(), 200, "HTTP status for {method} {url}");
         let bytes = response.bytes().await.expect("response body");
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("response is not JSON ({e}): {bytes:?}"))
+    }
+
+    /// POSTs raw bytes to a full URL; asserts HTTP 200 and a JSON body.
+    pub async fn post_raw(&self, url: &str, body: Vec<u8>) -> Value {
+        self.send_json(Method::POST, url, body).await
+    }
+
+    /// GETs `path` (after the base URL, e.g. `/healthz`); asserts HTTP 200 and returns the text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.base);
+        let response = self.request(Method::GET, &url, "").await;
+        assert_eq!(response.status(), 200, "HTTP status for GET {url}");
+        response.text().await.expect("response body")
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -193,16 +224,26 @@ impl Drop for Server {
 }
 
 fn spawn(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tagcast"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("TAGCAST_LOG", "warn")
+    let (child, _, base) = spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_tagcast"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("TAGCAST_LOG", "warn"),
+    );
+    (child, base)
+}
+
+/// Spawns `command` (a `tagcast serve`) and reads its stdout until it says where it listens.
+/// Returns the process, the lines printed before that, and the base URL.
+pub fn spawn_listening(command: &mut Command) -> (Child, Vec<String>, String) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tagcast");
     let stdout = child.stdout.take().expect("child stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
     let base = loop {
         let line = lines
             .next()
@@ -211,15 +252,21 @@ fn spawn(config: &Path) -> (Child, String) {
         if let Some(url) = line.strip_prefix("tagcast listening on ") {
             break url.trim().to_string();
         }
+        banner.push(line);
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, base)
+    (child, banner, base)
+}
+
+/// A client builder with the crypto provider installed.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    client_builder()
         .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(30))
         .build()
@@ -259,23 +306,28 @@ fn rand_u32() -> u32 {
 pub async fn import(server: &Server, app: &TestApp, accounts: &[&str]) {
     for chunk in accounts.chunks(100) {
         let r = server
-            .call(
+            .ok(
                 app,
                 "im_open_login_svc/multiaccount_import",
-                serde_json::json!({ "Accounts": chunk }),
+                json!({ "Accounts": chunk }),
             )
             .await;
-        assert_ok(&r);
-        assert_eq!(r["FailAccounts"], serde_json::json!([]), "{r}");
+        assert_eq!(r["FailAccounts"], json!([]), "{r}");
     }
 }
 
 /// Asserts an OK envelope.
 #[track_caller]
 pub fn assert_ok(response: &Value) {
-    assert_eq!(response["ActionStatus"], "OK", "{response}");
-    assert_eq!(response["ErrorCode"], 0, "{response}");
-    assert_eq!(response["ErrorInfo"], "", "{response}");
+    assert_ok_for(response, "response");
+}
+
+/// Asserts an OK envelope; a failure names `what` (e.g. the path called).
+#[track_caller]
+pub fn assert_ok_for(response: &Value, what: &str) {
+    assert_eq!(response["ActionStatus"], "OK", "{what}: {response}");
+    assert_eq!(response["ErrorCode"], 0, "{what}: {response}");
+    assert_eq!(response["ErrorInfo"], "", "{what}: {response}");
 }
 
 /// Asserts a FAIL envelope with `code` and an ErrorInfo containing `mentions`.
@@ -344,6 +396,11 @@ pub fn all_api_paths() -> Vec<&'static str> {
         .collect()
 }
 
+/// A `timpush/...` path and its old-family twin, for requests both families must answer alike.
+pub fn both_families(new_path: &str) -> [&str; 2] {
+    [new_path, old_family(new_path)]
+}
+
 /// The old-family twin of a `timpush/...` path.
 pub fn old_family(new_path: &str) -> &'static str {
     TAG_ATTR_APIS
@@ -357,6 +414,15 @@ impl Server {
     /// The URL of `path` (after `/v4/`) with a caller-made query string.
     pub fn url_with_query(&self, path: &str, query: &str) -> String {
         format!("{}/v4/{path}?{query}", self.base)
+    }
+
+    /// POSTs `body` to `path` with a caller-made query string; returns the JSON response.
+    pub async fn call_with_query(&self, path: &str, query: &str, body: Value) -> Value {
+        self.post_raw(
+            &self.url_with_query(path, query),
+            body.to_string().into_bytes(),
+        )
+        .await
     }
 }
 
@@ -372,26 +438,16 @@ pub fn query_with_sig(app: &TestApp, identifier: &str, usersig: &str) -> String 
 /// The `Tags` that `timpush/get_tag` reports for `account`, or `Value::Null` for an unknown one.
 pub async fn tags_of(server: &Server, app: &TestApp, account: &str) -> Value {
     let r = server
-        .call(
-            app,
-            "timpush/get_tag",
-            serde_json::json!({ "To_Account": [account] }),
-        )
+        .ok(app, "timpush/get_tag", accounts_body(&[account]))
         .await;
-    assert_ok(&r);
     r["UserTags"][0]["Tags"].clone()
 }
 
 /// The `Attrs` that `timpush/get_attr` reports for `account`, or `Value::Null` for an unknown one.
 pub async fn attrs_of(server: &Server, app: &TestApp, account: &str) -> Value {
     let r = server
-        .call(
-            app,
-            "timpush/get_attr",
-            serde_json::json!({ "To_Account": [account] }),
-        )
+        .ok(app, "timpush/get_attr", accounts_body(&[account]))
         .await;
-    assert_ok(&r);
     r["UserAttrs"][0]["Attrs"].clone()
 }
 
@@ -433,4 +489,180 @@ pub fn send_signal(pid: u32, signal: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+// --- Request bodies and one-call helpers shared by the API tests. -----------------------------
+
+/// `{"UserTags": [{"To_Account": account, "Tags": tags}]}`: add_tag or remove_tag for one account.
+pub fn tag_body(account: &str, tags: &[&str]) -> Value {
+    tags_body_for(&[account], tags)
+}
+
+/// `{"UserAttrs": [{"To_Account": account, "Attrs": attrs}]}`: set_attr (an object of values) or
+/// remove_attr (an array of names) for one account.
+pub fn attr_body(account: &str, attrs: Value) -> Value {
+    attrs_body_for(&[account], attrs)
+}
+
+/// `body` (an add_tag body) with its `Replace` field set to `replace`.
+pub fn with_replace(mut body: Value, replace: impl Into<Value>) -> Value {
+    body["Replace"] = replace.into();
+    body
+}
+
+/// `tag_body` with the same `tags` for each of `accounts`.
+pub fn tags_body_for(accounts: &[&str], tags: &[&str]) -> Value {
+    let items: Vec<Value> = accounts
+        .iter()
+        .map(|a| json!({ "To_Account": a, "Tags": tags }))
+        .collect();
+    json!({ "UserTags": items })
+}
+
+/// `attr_body` with the same `attrs` for each of `accounts`.
+pub fn attrs_body_for(accounts: &[&str], attrs: Value) -> Value {
+    let items: Vec<Value> = accounts
+        .iter()
+        .map(|a| json!({ "To_Account": a, "Attrs": attrs }))
+        .collect();
+    json!({ "UserAttrs": items })
+}
+
+/// For each `timpush/` API that takes a list of accounts, a request naming all of `accounts`
+/// (tag `t`, attribute `city` = `x`), as (path, body, the field holding the list).
+pub fn every_account_api_body(accounts: &[&str]) -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "timpush/add_tag",
+            tags_body_for(accounts, &["t"]),
+            "UserTags",
+        ),
+        (
+            "timpush/remove_tag",
+            tags_body_for(accounts, &["t"]),
+            "UserTags",
+        ),
+        (
+            "timpush/clear_all_tags",
+            accounts_body(accounts),
+            "To_Account",
+        ),
+        ("timpush/get_tag", accounts_body(accounts), "To_Account"),
+        (
+            "timpush/set_attr",
+            attrs_body_for(accounts, json!({ "city": "x" })),
+            "UserAttrs",
+        ),
+        ("timpush/get_attr", accounts_body(accounts), "To_Account"),
+        (
+            "timpush/remove_attr",
+            attrs_body_for(accounts, json!(["city"])),
+            "UserAttrs",
+        ),
+    ]
+}
+
+/// `{"To_Account": accounts}`: the body of get_tag, get_attr and clear_all_tags.
+pub fn accounts_body(accounts: &[&str]) -> Value {
+    json!({ "To_Account": accounts })
+}
+
+/// `{"CheckItem": [{"UserID": ..}, ..]}` or `{"DeleteItem": ..}`: account_check / account_delete.
+pub fn user_items(field: &str, users: &[&str]) -> Value {
+    let items: Vec<Value> = users.iter().map(|u| json!({ "UserID": u })).collect();
+    json!({ field: items })
+}
+
+/// Names attribute slots (`{"0": "city", ..}`) with `timpush/set_attr_name`, asserting OK.
+pub async fn name_attrs(server: &Server, app: &TestApp, names: Value) -> Value {
+    server
+        .ok(app, "timpush/set_attr_name", json!({ "AttrNames": names }))
+        .await
+}
+
+/// `name_attrs` with `AttrTypes` (`{"2": 1, ..}`) too.
+pub async fn name_typed_attrs(server: &Server, app: &TestApp, names: Value, types: Value) -> Value {
+    let body = json!({ "AttrNames": names, "AttrTypes": types });
+    server.ok(app, "timpush/set_attr_name", body).await
+}
+
+/// Adds `tags` to `account` with `timpush/add_tag`, asserting an OK envelope.
+pub async fn add_tags(server: &Server, app: &TestApp, account: &str, tags: &[&str]) -> Value {
+    server
+        .ok(app, "timpush/add_tag", tag_body(account, tags))
+        .await
+}
+
+/// Sets `attrs` (`{"city": "x", ..}`) on `account` with `timpush/set_attr`, asserting OK.
+pub async fn set_attrs(server: &Server, app: &TestApp, account: &str, attrs: Value) -> Value {
+    server
+        .ok(app, "timpush/set_attr", attr_body(account, attrs))
+        .await
+}
+
+/// Deletes `account` with `account_delete`; returns the response unchecked.
+pub async fn delete_account(server: &Server, app: &TestApp, account: &str) -> Value {
+    let body = user_items("DeleteItem", &[account]);
+    server
+        .call(app, "im_open_login_svc/account_delete", body)
+        .await
+}
+
+/// Checks the accounts of `expected` in one `account_check` call and asserts each one's
+/// `AccountStatus` ("Imported" / "NotImported"); returns the response.
+pub async fn assert_account_status(
+    server: &Server,
+    app: &TestApp,
+    expected: &[(&str, &str)],
+) -> Value {
+    let users: Vec<&str> = expected.iter().map(|(user, _)| *user).collect();
+    let body = user_items("CheckItem", &users);
+    let r = server
+        .call(app, "im_open_login_svc/account_check", body)
+        .await;
+    for (i, (user, status)) in expected.iter().enumerate() {
+        assert_eq!(r["ResultItem"][i]["AccountStatus"], *status, "{user}: {r}");
+    }
+    r
+}
+
+/// Borrows each of `strings`, for the helpers that take `&[&str]`.
+pub fn as_strs(strings: &[String]) -> Vec<&str> {
+    strings.iter().map(String::as_str).collect()
+}
+
+/// The `ErrorList` `[(account, code)]` of one failed account, as `error_list` returns it.
+pub fn one_error(account: &str, code: u64) -> Vec<(String, u64)> {
+    vec![(account.to_string(), code)]
+}
+
+/// Asserts an OK envelope whose `ErrorList` holds exactly `account` with `code`, with an
+/// `ErrorInfo` that mentions each of `mentions`. A failure names `what` (e.g. the case).
+#[track_caller]
+pub fn assert_item_error(
+    response: &Value,
+    what: &str,
+    account: &str,
+    code: u64,
+    mentions: &[&str],
+) {
+    assert_ok_for(response, what);
+    assert_eq!(
+        error_list(response),
+        one_error(account, code),
+        "{what}: {response}"
+    );
+    let info = error_info_of(response, account);
+    for mention in mentions {
+        assert!(
+            info.contains(mention),
+            "{what}: {info:?} should mention {mention:?}: {response}"
+        );
+    }
+}
+
+/// Asserts a response without an `ErrorList` (every account was served).
+#[track_caller]
+pub fn assert_no_error_list(response: &Value) {
+    assert_eq!(response.get("ErrorList"), None, "{response}");
 }

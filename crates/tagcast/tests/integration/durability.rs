@@ -22,107 +22,53 @@ const NAMES: [&str; 8] = [
     "never2",
 ];
 
+/// Sends a write that must succeed for every account it names.
+async fn write_all(server: &Server, app: &TestApp, path: &str, body: Value) {
+    let r = server.ok(app, path, body).await;
+    assert_eq!(error_list(&r), [], "{path}: {r}");
+}
+
 /// Fills `APP` and `OTHER_APP` with accounts, attribute names, tags and attributes.
 async fn populate(server: &Server) {
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({"AttrNames": {"0": "sex", "1": "city", "2": "regid"}, "AttrTypes": {"2": 1}}),
-        )
+    let names = json!({"0": "sex", "1": "city", "2": "regid"});
+    name_typed_attrs(server, &APP, names, json!({"2": 1})).await;
+    let body = json!({"AttrNames": {"0": "level", "4": "city"}});
+    server
+        .ok(&OTHER_APP, "all_member_push/im_set_attr_name", body)
         .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &OTHER_APP,
-            "all_member_push/im_set_attr_name",
-            json!({"AttrNames": {"0": "level", "4": "city"}}),
-        )
-        .await;
-    assert_ok(&r);
     import(server, &APP, &NAMES[..6]).await;
     import(server, &OTHER_APP, &NAMES[..4]).await;
 
-    let tags = |replace: u8, user_tags: Value| json!({"Replace": replace, "UserTags": user_tags});
-    for (app, body) in [
-        (
-            &APP,
-            tags(
-                0,
-                json!([
-                    {"To_Account": "xiaoming", "Tags": ["GoldMember", "WeekPassUser", "深圳"]},
-                    {"To_Account": "xiaohong", "Tags": ["PlatinumMember"]},
-                    {"To_Account": "ghost_deleted", "Tags": ["OnlyGhost", "GoldMember"]},
-                    {"To_Account": "zhang", "Tags": ["z1", "z2", "z3"]},
-                ]),
-            ),
-        ),
-        (
-            &APP,
-            tags(1, json!([{"To_Account": "zhang", "Tags": ["z3", "z4"]}])),
-        ),
-        (
-            &OTHER_APP,
-            tags(
-                0,
-                json!([
-                    {"To_Account": "xiaoming", "Tags": ["OtherTag"]},
-                    {"To_Account": "mary", "Tags": ["m1", "m2"]},
-                ]),
-            ),
-        ),
-    ] {
-        let r = server.call(app, "timpush/add_tag", body).await;
-        assert_ok(&r);
-        assert_eq!(error_list(&r), []);
-    }
-    let r = server
-        .call(
-            &APP,
-            "timpush/remove_tag",
-            json!({"UserTags": [{"To_Account": "xiaoming", "Tags": ["WeekPassUser"]}]}),
-        )
-        .await;
-    assert_ok(&r);
+    let add = "timpush/add_tag";
+    let user_tags = json!({"UserTags": [
+        {"To_Account": "xiaoming", "Tags": ["GoldMember", "WeekPassUser", "深圳"]},
+        {"To_Account": "xiaohong", "Tags": ["PlatinumMember"]},
+        {"To_Account": "ghost_deleted", "Tags": ["OnlyGhost", "GoldMember"]},
+        {"To_Account": "zhang", "Tags": ["z1", "z2", "z3"]},
+    ]});
+    write_all(server, &APP, add, with_replace(user_tags, 0)).await;
+    let body = with_replace(tag_body("zhang", &["z3", "z4"]), 1);
+    write_all(server, &APP, add, body).await;
+    let user_tags = json!({"UserTags": [
+        {"To_Account": "xiaoming", "Tags": ["OtherTag"]},
+        {"To_Account": "mary", "Tags": ["m1", "m2"]},
+    ]});
+    write_all(server, &OTHER_APP, add, with_replace(user_tags, 0)).await;
+    let body = tag_body("xiaoming", &["WeekPassUser"]);
+    server.ok(&APP, "timpush/remove_tag", body).await;
 
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr",
-            json!({"UserAttrs": [
-                {"To_Account": "xiaoming", "Attrs": {"sex": "male", "city": "ShenZhen"}},
-                {"To_Account": "mary", "Attrs": {"city": "London"}},
-                {"To_Account": "ghost_deleted", "Attrs": {"sex": "female"}},
-            ]}),
-        )
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), []);
-    let r = server
-        .call(
-            &APP,
-            "timpush/remove_attr",
-            json!({"UserAttrs": [{"To_Account": "xiaoming", "Attrs": ["city"]}]}),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &OTHER_APP,
-            "timpush/set_attr",
-            json!({"UserAttrs": [{"To_Account": "xiaoming", "Attrs": {"level": "9", "city": "Paris"}}]}),
-        )
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), []);
+    let user_attrs = json!({"UserAttrs": [
+        {"To_Account": "xiaoming", "Attrs": {"sex": "male", "city": "ShenZhen"}},
+        {"To_Account": "mary", "Attrs": {"city": "London"}},
+        {"To_Account": "ghost_deleted", "Attrs": {"sex": "female"}},
+    ]});
+    write_all(server, &APP, "timpush/set_attr", user_attrs).await;
+    let body = attr_body("xiaoming", json!(["city"]));
+    server.ok(&APP, "timpush/remove_attr", body).await;
+    let body = attr_body("xiaoming", json!({"level": "9", "city": "Paris"}));
+    write_all(server, &OTHER_APP, "timpush/set_attr", body).await;
 
-    let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/account_delete",
-            json!({"DeleteItem": [{"UserID": "ghost_deleted"}]}),
-        )
-        .await;
+    let r = delete_account(server, &APP, "ghost_deleted").await;
     assert_ok(&r);
     assert_eq!(r["ResultItem"][0]["ResultCode"], 0, "{r}");
 }
@@ -130,28 +76,18 @@ async fn populate(server: &Server) {
 /// Everything both apps answer about their accounts, tags and attributes.
 async fn snapshot(server: &Server) -> Vec<Value> {
     let mut out = Vec::new();
-    let check_items: Vec<Value> = NAMES.iter().map(|n| json!({"UserID": n})).collect();
     for app in [&APP, &OTHER_APP] {
-        out.push(server.call(app, "timpush/get_attr_name", json!({})).await);
-        out.push(
-            server
-                .call(app, "timpush/get_tag", json!({"To_Account": NAMES}))
-                .await,
-        );
-        out.push(
-            server
-                .call(app, "timpush/get_attr", json!({"To_Account": NAMES}))
-                .await,
-        );
-        out.push(
-            server
-                .call(
-                    app,
-                    "im_open_login_svc/account_check",
-                    json!({"CheckItem": check_items}),
-                )
-                .await,
-        );
+        for (path, body) in [
+            ("timpush/get_attr_name", json!({})),
+            ("timpush/get_tag", accounts_body(&NAMES)),
+            ("timpush/get_attr", accounts_body(&NAMES)),
+            (
+                "im_open_login_svc/account_check",
+                user_items("CheckItem", &NAMES),
+            ),
+        ] {
+            out.push(server.call(app, path, body).await);
+        }
     }
     out
 }
@@ -198,21 +134,9 @@ async fn restart_keeps_everything() {
 
     // The store keeps working where it left off: a new account, a new tag.
     import(&server, &APP, &["after_restart"]).await;
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({"UserTags": [{"To_Account": "after_restart", "Tags": ["GoldMember", "New"]}]}),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "timpush/get_tag",
-            json!({"To_Account": ["after_restart", "xiaoming"]}),
-        )
-        .await;
+    add_tags(&server, &APP, "after_restart", &["GoldMember", "New"]).await;
+    let body = accounts_body(&["after_restart", "xiaoming"]);
+    let r = server.call(&APP, "timpush/get_tag", body).await;
     assert_eq!(
         r["UserTags"],
         json!([
@@ -229,49 +153,29 @@ async fn distinct_tag_count_survives_a_crash() {
     let mut server = Server::start();
     let names = ["a", "b", "c"];
     import(&server, &TIGHT_APP, &names).await;
-    let add =
-        |account: &str, tags: &[&str]| json!({"UserTags": [{"To_Account": account, "Tags": tags}]});
     for (account, tags) in [
         ("a", &["t1", "t2", "t3"][..]),
         ("a", &["t4", "t5"]),
         ("b", &["t5", "t6", "t7"]),
         ("c", &["t8", "t1"]),
     ] {
-        let r = server
-            .call(&TIGHT_APP, "timpush/add_tag", add(account, tags))
-            .await;
-        assert_ok(&r);
+        let r = add_tags(&server, &TIGHT_APP, account, tags).await;
         assert_eq!(error_list(&r), [], "{r}");
     }
     server.crash_and_restart();
     // 8 distinct tags: a 9th is refused, a shared one is not.
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add("c", &["t9"]))
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), [("c".to_string(), 90032)]);
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add("c", &["t2"]))
-        .await;
-    assert_ok(&r);
+    let r = add_tags(&server, &TIGHT_APP, "c", &["t9"]).await;
+    assert_eq!(error_list(&r), one_error("c", 90032));
+    let r = add_tags(&server, &TIGHT_APP, "c", &["t2"]).await;
     assert_eq!(error_list(&r), []);
     // Freeing t8 (only c has it) makes room for t9, even across another crash.
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/remove_tag",
-            json!({"UserTags": [{"To_Account": "c", "Tags": ["t8"]}]}),
-        )
-        .await;
-    assert_ok(&r);
+    let body = tag_body("c", &["t8"]);
+    server.ok(&TIGHT_APP, "timpush/remove_tag", body).await;
     server.crash_and_restart();
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add("c", &["t9"]))
-        .await;
-    assert_ok(&r);
+    let r = add_tags(&server, &TIGHT_APP, "c", &["t9"]).await;
     assert_eq!(error_list(&r), []);
     let r = server
-        .call(&TIGHT_APP, "timpush/get_tag", json!({"To_Account": names}))
+        .call(&TIGHT_APP, "timpush/get_tag", accounts_body(&names))
         .await;
     assert_eq!(
         r["UserTags"],
@@ -330,8 +234,8 @@ async fn writer(
         let account = format!("w{w}_{}", n % ACCOUNTS_PER_WRITER);
         let tag = format!("t{n}");
         if n % 10 == 9 {
-            let body = json!({"UserAttrs": [{"To_Account": format!("r{w}"),
-                "Attrs": {"sex": format!("v{n}"), "undefined_attr": "x"}}]});
+            let attrs = json!({"sex": format!("v{n}"), "undefined_attr": "x"});
+            let body = attr_body(&format!("r{w}"), attrs);
             match post(&client, &attr_url, &body).await {
                 Some(r) => {
                     assert_fail(&r, 90033, "undefined_attr");
@@ -373,20 +277,13 @@ async fn writer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_mid_stream() {
     let mut server = Server::start();
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({"AttrNames": {"0": "sex"}}),
-        )
-        .await;
-    assert_ok(&r);
+    name_attrs(&server, &APP, json!({"0": "sex"})).await;
     let mut accounts: Vec<String> = Vec::new();
     for w in 0..WRITERS {
         accounts.extend((0..ACCOUNTS_PER_WRITER).map(|i| format!("w{w}_{i}")));
         accounts.push(format!("r{w}"));
     }
-    let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let names = as_strs(&accounts);
     import(&server, &APP, &names).await;
 
     let acks = Arc::new(AtomicUsize::new(0));
@@ -433,11 +330,10 @@ async fn acknowledged_writes_survive_kill_9_mid_stream() {
     // Each account holds exactly its acknowledged tags, in order, plus perhaps the one write in
     // flight at the kill: nothing acknowledged is lost, nothing refused or invented appears.
     let mut stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for chunk in accounts.chunks(100) {
+    for chunk in names.chunks(100) {
         let r = server
-            .call(&APP, "timpush/get_tag", json!({ "To_Account": chunk }))
+            .ok(&APP, "timpush/get_tag", accounts_body(chunk))
             .await;
-        assert_ok(&r);
         assert_eq!(error_list(&r), []);
         for user in r["UserTags"].as_array().unwrap() {
             let tags = user["Tags"]
@@ -464,14 +360,10 @@ async fn acknowledged_writes_survive_kill_9_mid_stream() {
         }
     }
     // The refused set_attr requests left no attribute behind.
+    let refused: Vec<String> = (0..WRITERS).map(|w| format!("r{w}")).collect();
     let r = server
-        .call(
-            &APP,
-            "timpush/get_attr",
-            json!({"To_Account": (0..WRITERS).map(|w| format!("r{w}")).collect::<Vec<_>>()}),
-        )
+        .ok(&APP, "timpush/get_attr", accounts_body(&as_strs(&refused)))
         .await;
-    assert_ok(&r);
     for user in r["UserAttrs"].as_array().unwrap() {
         assert_eq!(user["Attrs"], json!({}), "{r}");
     }

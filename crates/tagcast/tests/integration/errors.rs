@@ -3,36 +3,22 @@
 //! codes are in `auth.rs`; body-parsing codes in `bad_input.rs`.)
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::*;
-
-async fn send(server: &Server, method: Method, url: &str) -> Value {
-    let response = server
-        .client()
-        .request(method.clone(), url)
-        .body("{}")
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(response.status(), 200, "{method} {url}");
-    response.json().await.expect("JSON body")
-}
 
 #[tokio::test]
 async fn non_post_methods_are_60008_on_every_path() {
     let server = Server::start();
     for path in all_api_paths() {
-        let r = send(&server, Method::GET, &server.url(&APP, path)).await;
+        let r = server
+            .send_json(Method::GET, &server.url(&APP, path), "{}")
+            .await;
         assert_fail(&r, 60008, "GET");
     }
     for method in [Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
-        let r = send(
-            &server,
-            method.clone(),
-            &server.url(&APP, "timpush/add_tag"),
-        )
-        .await;
+        let url = server.url(&APP, "timpush/add_tag");
+        let r = server.send_json(method.clone(), &url, "{}").await;
         assert_fail(&r, 60008, method.as_str());
     }
 }
@@ -42,8 +28,8 @@ async fn unknown_paths_are_60009() {
     let server = Server::start();
     let query = admin_query(&APP);
     for path in [
-        "/v4/timpush/push",
-        "/v4/timpush/batch",
+        "/v4/timpush/all_member_push_loss",
+        "/v4/timpush/add_sched_task",
         "/v4/timpush/ADD_TAG",
         "/v4/timpush/add_tag/",
         "/v4/timpush/im_add_tag",
@@ -60,7 +46,7 @@ async fn unknown_paths_are_60009() {
         let r = server.post_raw(&url, b"{}".to_vec()).await;
         assert_fail(&r, 60009, path);
         // The path is checked before the method.
-        let r = send(&server, Method::GET, &url).await;
+        let r = server.send_json(Method::GET, &url, "{}").await;
         assert_fail(&r, 60009, path);
     }
 }
@@ -70,70 +56,12 @@ async fn more_accounts_than_the_limit_fail_the_whole_request_with_90018() {
     let server = Server::start();
     let four = ["many_a", "many_b", "many_c", "many_d"];
     import(&server, &TIGHT_APP, &four).await;
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city" } }),
-        )
-        .await;
-    assert_ok(&r);
-    let user_tags: Vec<Value> = four
-        .iter()
-        .map(|a| json!({ "To_Account": a, "Tags": ["t"] }))
-        .collect();
-    let set_attrs: Vec<Value> = four
-        .iter()
-        .map(|a| json!({ "To_Account": a, "Attrs": { "city": "x" } }))
-        .collect();
-    let remove_attrs: Vec<Value> = four
-        .iter()
-        .map(|a| json!({ "To_Account": a, "Attrs": ["city"] }))
-        .collect();
-    let requests = [
-        (
-            "timpush/add_tag",
-            json!({ "UserTags": user_tags }),
-            "UserTags",
-        ),
-        (
-            "timpush/add_tag",
-            json!({ "Replace": 1, "UserTags": user_tags }),
-            "UserTags",
-        ),
-        (
-            "timpush/remove_tag",
-            json!({ "UserTags": user_tags }),
-            "UserTags",
-        ),
-        (
-            "timpush/clear_all_tags",
-            json!({ "To_Account": four }),
-            "To_Account",
-        ),
-        (
-            "timpush/get_tag",
-            json!({ "To_Account": four }),
-            "To_Account",
-        ),
-        (
-            "timpush/set_attr",
-            json!({ "UserAttrs": set_attrs }),
-            "UserAttrs",
-        ),
-        (
-            "timpush/get_attr",
-            json!({ "To_Account": four }),
-            "To_Account",
-        ),
-        (
-            "timpush/remove_attr",
-            json!({ "UserAttrs": remove_attrs }),
-            "UserAttrs",
-        ),
-    ];
+    name_attrs(&server, &TIGHT_APP, json!({ "0": "city" })).await;
+    let mut requests = every_account_api_body(&four);
+    let replace = with_replace(tags_body_for(&four, &["t"]), 1);
+    requests.insert(1, ("timpush/add_tag", replace, "UserTags"));
     for (new_path, body, field) in &requests {
-        for path in [*new_path, old_family(new_path)] {
+        for path in both_families(new_path) {
             let r = server.call(&TIGHT_APP, path, body.clone()).await;
             assert_fail(&r, 90018, field);
             assert_fail(&r, 90018, "limit of 3");
@@ -145,14 +73,8 @@ async fn more_accounts_than_the_limit_fail_the_whole_request_with_90018() {
         assert_eq!(attrs_of(&server, &TIGHT_APP, account).await, json!({}));
     }
     // Exactly the limit is fine.
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            json!({ "UserTags": &user_tags[..3] }),
-        )
-        .await;
-    assert_ok(&r);
+    let body = tags_body_for(&four[..3], &["t"]);
+    server.ok(&TIGHT_APP, "timpush/add_tag", body).await;
     assert_eq!(tags_of(&server, &TIGHT_APP, "many_c").await, json!(["t"]));
     assert_eq!(tags_of(&server, &TIGHT_APP, "many_d").await, json!([]));
 }
@@ -161,89 +83,43 @@ async fn more_accounts_than_the_limit_fail_the_whole_request_with_90018() {
 async fn unknown_accounts_are_70107_in_error_list_of_every_account_api() {
     let server = Server::start();
     import(&server, &APP, &["known_1"]).await;
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city" } }),
-        )
-        .await;
-    assert_ok(&r);
+    name_attrs(&server, &APP, json!({ "0": "city" })).await;
+    let both = ["ghost_1", "known_1"];
     let requests = [
-        (
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": "ghost_1", "Tags": ["a"] },
-                                  { "To_Account": "known_1", "Tags": ["a"] } ] }),
-        ),
-        (
-            "timpush/remove_tag",
-            json!({ "UserTags": [ { "To_Account": "ghost_1", "Tags": ["zz"] },
-                                  { "To_Account": "known_1", "Tags": ["zz"] } ] }),
-        ),
-        (
-            "timpush/clear_all_tags",
-            json!({ "To_Account": ["ghost_1", "known_1"] }),
-        ),
-        (
-            "timpush/get_tag",
-            json!({ "To_Account": ["ghost_1", "known_1"] }),
-        ),
+        ("timpush/add_tag", tags_body_for(&both, &["a"])),
+        ("timpush/remove_tag", tags_body_for(&both, &["zz"])),
+        ("timpush/clear_all_tags", accounts_body(&both)),
+        ("timpush/get_tag", accounts_body(&both)),
         (
             "timpush/set_attr",
             json!({ "UserAttrs": [ { "To_Account": "ghost_1", "Attrs": { "city": "x" } },
                                    { "To_Account": "known_1", "Attrs": { "city": "y" } } ] }),
         ),
-        (
-            "timpush/get_attr",
-            json!({ "To_Account": ["ghost_1", "known_1"] }),
-        ),
+        ("timpush/get_attr", accounts_body(&both)),
         (
             "timpush/remove_attr",
-            json!({ "UserAttrs": [ { "To_Account": "ghost_1", "Attrs": ["city"] },
-                                   { "To_Account": "known_1", "Attrs": ["city"] } ] }),
+            attrs_body_for(&both, json!(["city"])),
         ),
     ];
     for (new_path, body) in &requests {
-        for path in [*new_path, old_family(new_path)] {
+        for path in both_families(new_path) {
             let r = server.call(&APP, path, body.clone()).await;
-            assert_ok(&r);
-            assert_eq!(
-                error_list(&r),
-                vec![("ghost_1".to_string(), 70107)],
-                "{path}"
-            );
-            assert!(
-                error_info_of(&r, "ghost_1").contains("ghost_1"),
-                "{path}: {r}"
-            );
+            assert_item_error(&r, path, "ghost_1", 70107, &["ghost_1"]);
         }
     }
     // The known account of the same requests was served.
     let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": "ghost_1", "Tags": ["b"] },
-                                  { "To_Account": "known_1", "Tags": ["b"] } ] }),
-        )
+        .call(&APP, "timpush/add_tag", tags_body_for(&both, &["b"]))
         .await;
-    assert_eq!(error_list(&r), vec![("ghost_1".to_string(), 70107)]);
+    assert_eq!(error_list(&r), one_error("ghost_1", 70107));
     assert_eq!(tags_of(&server, &APP, "known_1").await, json!(["b"]));
     // get_tag and get_attr do not invent an entry for the unknown account.
     let r = server
-        .call(
-            &APP,
-            "timpush/get_tag",
-            json!({ "To_Account": ["ghost_1"] }),
-        )
+        .call(&APP, "timpush/get_tag", accounts_body(&["ghost_1"]))
         .await;
     assert_eq!(r["UserTags"], json!([]));
     let r = server
-        .call(
-            &APP,
-            "timpush/get_attr",
-            json!({ "To_Account": ["ghost_1"] }),
-        )
+        .call(&APP, "timpush/get_attr", accounts_body(&["ghost_1"]))
         .await;
     assert_eq!(r["UserAttrs"], json!([]));
 }
@@ -252,23 +128,12 @@ async fn unknown_accounts_are_70107_in_error_list_of_every_account_api() {
 async fn too_many_tags_in_one_add_is_90032_for_that_account_only() {
     let server = Server::start();
     import(&server, &TIGHT_APP, &["per_add_a", "per_add_b"]).await;
-    for path in ["timpush/add_tag", "all_member_push/im_add_tag"] {
-        let r = server
-            .call(
-                &TIGHT_APP,
-                path,
-                json!({ "UserTags": [
-                    { "To_Account": "per_add_a", "Tags": ["t1", "t2", "t3", "t4"] },
-                    { "To_Account": "per_add_b", "Tags": ["ok"] } ] }),
-            )
-            .await;
-        assert_ok(&r);
-        assert_eq!(
-            error_list(&r),
-            vec![("per_add_a".to_string(), 90032)],
-            "{path}"
-        );
-        assert!(error_info_of(&r, "per_add_a").contains("limit of 3"), "{r}");
+    let body = json!({ "UserTags": [
+        { "To_Account": "per_add_a", "Tags": ["t1", "t2", "t3", "t4"] },
+        { "To_Account": "per_add_b", "Tags": ["ok"] } ] });
+    for path in both_families("timpush/add_tag") {
+        let r = server.call(&TIGHT_APP, path, body.clone()).await;
+        assert_item_error(&r, path, "per_add_a", 90032, &["limit of 3"]);
     }
     assert_eq!(tags_of(&server, &TIGHT_APP, "per_add_a").await, json!([]));
     assert_eq!(
@@ -277,18 +142,13 @@ async fn too_many_tags_in_one_add_is_90032_for_that_account_only() {
     );
 
     // Replace=1 has its own, larger, per-request limit (4).
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            json!({ "Replace": 1, "UserTags": [
-                { "To_Account": "per_add_a", "Tags": ["t1", "t2", "t3", "t4"] } ] }),
-        )
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    let four_tags = ["t1", "t2", "t3", "t4"];
+    let body = with_replace(tag_body("per_add_a", &four_tags), 1);
+    let r = server.call(&TIGHT_APP, "timpush/add_tag", body).await;
+    assert_no_error_list(&r);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "per_add_a").await,
-        json!(["t1", "t2", "t3", "t4"])
+        json!(four_tags)
     );
     let r = server
         .call(
@@ -299,12 +159,10 @@ async fn too_many_tags_in_one_add_is_90032_for_that_account_only() {
                 { "To_Account": "per_add_b", "Tags": ["r1"] } ] }),
         )
         .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), vec![("per_add_a".to_string(), 90032)]);
-    assert!(error_info_of(&r, "per_add_a").contains("limit of 4"), "{r}");
+    assert_item_error(&r, "Replace", "per_add_a", 90032, &["limit of 4"]);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "per_add_a").await,
-        json!(["t1", "t2", "t3", "t4"])
+        json!(four_tags)
     );
     // Replace overwrote b's tags.
     assert_eq!(
@@ -317,41 +175,31 @@ async fn too_many_tags_in_one_add_is_90032_for_that_account_only() {
 async fn an_account_over_its_tag_limit_is_90032() {
     let server = Server::start();
     import(&server, &TIGHT_APP, &["per_acc"]).await;
-    let add = |tags: Value| json!({ "UserTags": [ { "To_Account": "per_acc", "Tags": tags } ] });
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add(json!(["a", "b", "c"])))
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    let add = |tags: &[&str]| server.call(&TIGHT_APP, "timpush/add_tag", tag_body("per_acc", tags));
+    assert_no_error_list(&add(&["a", "b", "c"]).await);
     // 3 + 3 = 6 > 5.
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add(json!(["d", "e", "f"])))
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), vec![("per_acc".to_string(), 90032)]);
-    assert!(error_info_of(&r, "per_acc").contains("6 tags"), "{r}");
-    assert!(error_info_of(&r, "per_acc").contains("limit of 5"), "{r}");
+    let r = add(&["d", "e", "f"]).await;
+    assert_item_error(&r, "d e f", "per_acc", 90032, &["6 tags", "limit of 5"]);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "per_acc").await,
         json!(["a", "b", "c"])
     );
     // Tags already held do not count twice: re-adding them plus two new ones reaches 5.
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add(json!(["a", "d", "e"])))
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    assert_no_error_list(&add(&["a", "d", "e"]).await);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "per_acc").await,
         json!(["a", "b", "c", "d", "e"])
     );
     let r = server
-        .call(&TIGHT_APP, "all_member_push/im_add_tag", add(json!(["f"])))
+        .call(
+            &TIGHT_APP,
+            "all_member_push/im_add_tag",
+            tag_body("per_acc", &["f"]),
+        )
         .await;
-    assert_eq!(error_list(&r), vec![("per_acc".to_string(), 90032)]);
+    assert_eq!(error_list(&r), one_error("per_acc", 90032));
     // Re-adding a held tag at the limit is still a no-op success.
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add(json!(["e"])))
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    assert_no_error_list(&add(&["e"]).await);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "per_acc").await,
         json!(["a", "b", "c", "d", "e"])
@@ -362,69 +210,29 @@ async fn an_account_over_its_tag_limit_is_90032() {
 async fn an_app_over_its_distinct_tag_limit_is_90032() {
     let server = Server::start();
     import(&server, &TIGHT_APP, &["app_a", "app_b", "app_c", "app_d"]).await;
-    let add = |account: &str, tags: Value| json!({ "UserTags": [ { "To_Account": account, "Tags": tags } ] });
-    for (account, tags) in [
-        ("app_a", json!(["a1", "a2", "a3"])),
-        ("app_b", json!(["b1", "b2", "b3"])),
-    ] {
-        let r = server
-            .call(&TIGHT_APP, "timpush/add_tag", add(account, tags))
-            .await;
-        assert_eq!(r.get("ErrorList"), None, "{r}");
-    }
+    let add = |account: &str, tags: &[&str]| {
+        server.call(&TIGHT_APP, "timpush/add_tag", tag_body(account, tags))
+    };
+    assert_no_error_list(&add("app_a", &["a1", "a2", "a3"]).await);
+    assert_no_error_list(&add("app_b", &["b1", "b2", "b3"]).await);
     // 6 distinct tags; 3 more would make 9 > 8.
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            add("app_c", json!(["c1", "c2", "c3"])),
-        )
-        .await;
-    assert_ok(&r);
-    assert_eq!(error_list(&r), vec![("app_c".to_string(), 90032)]);
-    assert!(
-        error_info_of(&r, "app_c").contains("8 distinct tags"),
-        "{r}"
-    );
+    let r = add("app_c", &["c1", "c2", "c3"]).await;
+    assert_item_error(&r, "c1 c2 c3", "app_c", 90032, &["8 distinct tags"]);
     assert_eq!(tags_of(&server, &TIGHT_APP, "app_c").await, json!([]));
     // Existing tags cost nothing; two new ones reach exactly 8.
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            add("app_c", json!(["a1", "c1", "c2"])),
-        )
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
-    let r = server
-        .call(&TIGHT_APP, "timpush/add_tag", add("app_d", json!(["d1"])))
-        .await;
-    assert_eq!(error_list(&r), vec![("app_d".to_string(), 90032)]);
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            add("app_d", json!(["b3", "a1"])),
-        )
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    assert_no_error_list(&add("app_c", &["a1", "c1", "c2"]).await);
+    let r = add("app_d", &["d1"]).await;
+    assert_eq!(error_list(&r), one_error("app_d", 90032));
+    assert_no_error_list(&add("app_d", &["b3", "a1"]).await);
     // Clearing app_b frees b1 and b2 (b3 is still held by app_d); then d1 fits.
-    let r = server
-        .call(
+    server
+        .ok(
             &TIGHT_APP,
             "timpush/clear_all_tags",
-            json!({ "To_Account": ["app_b"] }),
+            accounts_body(&["app_b"]),
         )
         .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            add("app_d", json!(["d1", "d2"])),
-        )
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    assert_no_error_list(&add("app_d", &["d1", "d2"]).await);
     assert_eq!(
         tags_of(&server, &TIGHT_APP, "app_d").await,
         json!(["b3", "a1", "d1", "d2"])
@@ -441,7 +249,7 @@ async fn empty_and_over_long_tags_are_90040_and_90020() {
         // Bytes, not characters: 4 characters, 12 bytes.
         (json!(["标签标签"]), 90020, "12 bytes"),
     ];
-    for path in ["timpush/add_tag", "all_member_push/im_add_tag"] {
+    for path in both_families("timpush/add_tag") {
         for (tags, code, mentions) in &cases {
             let r = server
                 .call(
@@ -451,27 +259,19 @@ async fn empty_and_over_long_tags_are_90040_and_90020() {
                                           { "To_Account": "len_b", "Tags": ["fine"] } ] }),
                 )
                 .await;
-            assert_ok(&r);
-            assert_eq!(error_list(&r), vec![("len_a".to_string(), *code)], "{tags}");
-            assert!(error_info_of(&r, "len_a").contains(mentions), "{r}");
+            let case = format!("{path} {tags}");
+            assert_item_error(&r, &case, "len_a", *code, &[mentions]);
         }
     }
     assert_eq!(tags_of(&server, &TIGHT_APP, "len_a").await, json!([]));
     assert_eq!(tags_of(&server, &TIGHT_APP, "len_b").await, json!(["fine"]));
     // Exactly 10 bytes is fine (3 characters of 3 bytes + 1).
+    let tags = ["abcdefghij", "标签标x"];
     let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": "len_a",
-                                    "Tags": ["abcdefghij", "标签标x"] } ] }),
-        )
+        .call(&TIGHT_APP, "timpush/add_tag", tag_body("len_a", &tags))
         .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
-    assert_eq!(
-        tags_of(&server, &TIGHT_APP, "len_a").await,
-        json!(["abcdefghij", "标签标x"])
-    );
+    assert_no_error_list(&r);
+    assert_eq!(tags_of(&server, &TIGHT_APP, "len_a").await, json!(tags));
 }
 
 #[tokio::test]
@@ -486,14 +286,8 @@ async fn replace_other_than_0_or_1_is_90001_and_writes_nothing() {
         json!(1.5),
         json!(true),
     ] {
-        let r = server
-            .call(
-                &APP,
-                "timpush/add_tag",
-                json!({ "Replace": replace,
-                        "UserTags": [ { "To_Account": "repl", "Tags": ["x"] } ] }),
-            )
-            .await;
+        let body = with_replace(tag_body("repl", &["x"]), replace);
+        let r = server.call(&APP, "timpush/add_tag", body).await;
         assert_fail(&r, 90001, "Replace");
     }
     assert_eq!(tags_of(&server, &APP, "repl").await, json!([]));
@@ -503,28 +297,13 @@ async fn replace_other_than_0_or_1_is_90001_and_writes_nothing() {
 async fn over_long_attribute_values_are_90033_for_that_account_only() {
     let server = Server::start();
     import(&server, &TIGHT_APP, &["val_a", "val_b"]).await;
-    let r = server
-        .call(
-            &TIGHT_APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city", "1": "sex" } }),
-        )
-        .await;
-    assert_ok(&r);
-    for path in ["timpush/set_attr", "all_member_push/im_set_attr"] {
-        let r = server
-            .call(
-                &TIGHT_APP,
-                path,
-                json!({ "UserAttrs": [
-                    { "To_Account": "val_a", "Attrs": { "sex": "m", "city": "123456789" } },
-                    { "To_Account": "val_b", "Attrs": { "city": "12345678" } } ] }),
-            )
-            .await;
-        assert_ok(&r);
-        assert_eq!(error_list(&r), vec![("val_a".to_string(), 90033)], "{path}");
-        let info = error_info_of(&r, "val_a");
-        assert!(info.contains("city") && info.contains("9 bytes"), "{r}");
+    name_attrs(&server, &TIGHT_APP, json!({ "0": "city", "1": "sex" })).await;
+    let body = json!({ "UserAttrs": [
+        { "To_Account": "val_a", "Attrs": { "sex": "m", "city": "123456789" } },
+        { "To_Account": "val_b", "Attrs": { "city": "12345678" } } ] });
+    for path in both_families("timpush/set_attr") {
+        let r = server.call(&TIGHT_APP, path, body.clone()).await;
+        assert_item_error(&r, path, "val_a", 90033, &["city", "9 bytes"]);
     }
     // The whole account was skipped, including its valid attribute.
     assert_eq!(attrs_of(&server, &TIGHT_APP, "val_a").await, json!({}));
@@ -538,55 +317,26 @@ async fn over_long_attribute_values_are_90033_for_that_account_only() {
 async fn undefined_attribute_names_fail_the_whole_request_with_90033() {
     let server = Server::start();
     import(&server, &APP, &["undef_a", "undef_b"]).await;
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city" } }),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr",
-            json!({ "UserAttrs": [ { "To_Account": "undef_a", "Attrs": { "city": "Paris" } } ] }),
-        )
-        .await;
-    assert_ok(&r);
-    for path in ["timpush/set_attr", "all_member_push/im_set_attr"] {
-        let r = server
-            .call(
-                &APP,
-                path,
-                json!({ "UserAttrs": [
-                    { "To_Account": "undef_a", "Attrs": { "city": "Rome" } },
-                    { "To_Account": "undef_b", "Attrs": { "city": "Oslo", "mood": "x" } } ] }),
-            )
-            .await;
+    name_attrs(&server, &APP, json!({ "0": "city" })).await;
+    set_attrs(&server, &APP, "undef_a", json!({ "city": "Paris" })).await;
+    let body = json!({ "UserAttrs": [
+        { "To_Account": "undef_a", "Attrs": { "city": "Rome" } },
+        { "To_Account": "undef_b", "Attrs": { "city": "Oslo", "mood": "x" } } ] });
+    for path in both_families("timpush/set_attr") {
+        let r = server.call(&APP, path, body.clone()).await;
         assert_fail(&r, 90033, "mood");
-        assert_eq!(r.get("ErrorList"), None, "{r}");
+        assert_no_error_list(&r);
     }
-    for path in ["timpush/remove_attr", "all_member_push/im_remove_attr"] {
-        let r = server
-            .call(
-                &APP,
-                path,
-                json!({ "UserAttrs": [
-                    { "To_Account": "undef_a", "Attrs": ["city"] },
-                    { "To_Account": "undef_b", "Attrs": ["mood"] } ] }),
-            )
-            .await;
+    let body = json!({ "UserAttrs": [
+        { "To_Account": "undef_a", "Attrs": ["city"] },
+        { "To_Account": "undef_b", "Attrs": ["mood"] } ] });
+    for path in both_families("timpush/remove_attr") {
+        let r = server.call(&APP, path, body.clone()).await;
         assert_fail(&r, 90033, "mood");
     }
     // Attribute slot numbers are not names either.
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr",
-            json!({ "UserAttrs": [ { "To_Account": "undef_b", "Attrs": { "0": "Oslo" } } ] }),
-        )
-        .await;
+    let body = attr_body("undef_b", json!({ "0": "Oslo" }));
+    let r = server.call(&APP, "timpush/set_attr", body).await;
     assert_fail(&r, 90033, "'0'");
     assert_eq!(
         attrs_of(&server, &APP, "undef_a").await,
@@ -599,27 +349,14 @@ async fn undefined_attribute_names_fail_the_whole_request_with_90033() {
 async fn registration_id_attributes_are_90035_on_user_id_accounts() {
     let server = Server::start();
     import(&server, &APP, &["reg_a", "reg_b"]).await;
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "sex", "2": "country" }, "AttrTypes": { "2": 1 } }),
-        )
-        .await;
-    assert_ok(&r);
-    for path in ["timpush/set_attr", "all_member_push/im_set_attr"] {
-        let r = server
-            .call(
-                &APP,
-                path,
-                json!({ "UserAttrs": [
-                    { "To_Account": "reg_a", "Attrs": { "sex": "m", "country": "CN" } },
-                    { "To_Account": "reg_b", "Attrs": { "sex": "f" } } ] }),
-            )
-            .await;
-        assert_ok(&r);
-        assert_eq!(error_list(&r), vec![("reg_a".to_string(), 90035)], "{path}");
-        assert!(error_info_of(&r, "reg_a").contains("country"), "{r}");
+    let names = json!({ "0": "sex", "2": "country" });
+    name_typed_attrs(&server, &APP, names, json!({ "2": 1 })).await;
+    let body = json!({ "UserAttrs": [
+        { "To_Account": "reg_a", "Attrs": { "sex": "m", "country": "CN" } },
+        { "To_Account": "reg_b", "Attrs": { "sex": "f" } } ] });
+    for path in both_families("timpush/set_attr") {
+        let r = server.call(&APP, path, body.clone()).await;
+        assert_item_error(&r, path, "reg_a", 90035, &["country"]);
     }
     assert_eq!(attrs_of(&server, &APP, "reg_a").await, json!({}));
     assert_eq!(
@@ -631,15 +368,8 @@ async fn registration_id_attributes_are_90035_on_user_id_accounts() {
 #[tokio::test]
 async fn set_attr_name_refusals_are_90033_and_change_nothing() {
     let server = Server::start();
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "sex", "1": "city", "2": "country" },
-                    "AttrTypes": { "0": 0, "1": 0, "2": 1 } }),
-        )
-        .await;
-    assert_ok(&r);
+    let names = json!({ "0": "sex", "1": "city", "2": "country" });
+    name_typed_attrs(&server, &APP, names, json!({ "0": 0, "1": 0, "2": 1 })).await;
     let before = server.call(&APP, "timpush/get_attr_name", json!({})).await;
     let long = "n".repeat(51);
     let refusals = [
@@ -678,7 +408,7 @@ async fn set_attr_name_refusals_are_90033_and_change_nothing() {
         ),
     ];
     for (body, mentions) in &refusals {
-        for path in ["timpush/set_attr_name", "all_member_push/im_set_attr_name"] {
+        for path in both_families("timpush/set_attr_name") {
             let r = server.call(&APP, path, body.clone()).await;
             assert_fail(&r, 90033, mentions);
         }
@@ -690,22 +420,12 @@ async fn set_attr_name_refusals_are_90033_and_change_nothing() {
 
     // The accepted variants: 50-byte names, an unchanged AttrType, merge by slot, renaming.
     let fifty = "n".repeat(50);
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "2": "country", "9": fifty }, "AttrTypes": { "2": 1 } }),
-        )
+    let names = json!({ "2": "country", "9": fifty });
+    name_typed_attrs(&server, &APP, names, json!({ "2": 1 })).await;
+    let body = json!({ "AttrNames": { "0": "gender" } });
+    server
+        .ok(&APP, "all_member_push/im_set_attr_name", body)
         .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_set_attr_name",
-            json!({ "AttrNames": { "0": "gender" } }),
-        )
-        .await;
-    assert_ok(&r);
     let r = server.call(&APP, "timpush/get_attr_name", json!({})).await;
     assert_eq!(
         r["AttrNames"],
@@ -739,13 +459,9 @@ async fn account_import_refusals_are_70402_and_40601() {
             .await;
         assert_fail(&r, *code, mentions);
     }
+    let body = user_items("CheckItem", &["nick_long", "face_long", &"u".repeat(33)]);
     let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": [ { "UserID": "nick_long" }, { "UserID": "face_long" },
-                                   { "UserID": "u".repeat(33) } ] }),
-        )
+        .call(&APP, "im_open_login_svc/account_check", body)
         .await;
     for item in r["ResultItem"].as_array().unwrap() {
         assert_eq!(item["AccountStatus"], "NotImported", "{r}");
@@ -756,10 +472,9 @@ async fn account_import_refusals_are_70402_and_40601() {
         json!({ "UserID": "张".repeat(10) }),
         json!({ "UserID": "edge", "Nick": "n".repeat(500), "FaceUrl": "f".repeat(500) }),
     ] {
-        let r = server
-            .call(&APP, "im_open_login_svc/account_import", body.clone())
+        server
+            .ok(&APP, "im_open_login_svc/account_import", body)
             .await;
-        assert_ok(&r);
     }
 }
 
@@ -767,52 +482,40 @@ async fn account_import_refusals_are_70402_and_40601() {
 async fn account_list_sizes_outside_1_to_100_are_70402() {
     let server = Server::start();
     let many: Vec<String> = (0..101).map(|i| format!("bulk_{i}")).collect();
-    let items: Vec<Value> = many.iter().map(|id| json!({ "UserID": id })).collect();
+    let many = as_strs(&many);
     let cases = [
         (
-            "im_open_login_svc/multiaccount_import",
+            "multiaccount_import",
             json!({ "Accounts": many }),
             "Accounts",
         ),
+        ("multiaccount_import", json!({ "Accounts": [] }), "Accounts"),
         (
-            "im_open_login_svc/multiaccount_import",
-            json!({ "Accounts": [] }),
-            "Accounts",
-        ),
-        (
-            "im_open_login_svc/account_delete",
-            json!({ "DeleteItem": items }),
+            "account_delete",
+            user_items("DeleteItem", &many),
             "DeleteItem",
         ),
         (
-            "im_open_login_svc/account_delete",
-            json!({ "DeleteItem": [] }),
+            "account_delete",
+            user_items("DeleteItem", &[]),
             "DeleteItem",
         ),
-        (
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": items }),
-            "CheckItem",
-        ),
-        (
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": [] }),
-            "CheckItem",
-        ),
+        ("account_check", user_items("CheckItem", &many), "CheckItem"),
+        ("account_check", user_items("CheckItem", &[]), "CheckItem"),
     ];
-    for (path, body, field) in &cases {
-        let r = server.call(&APP, path, body.clone()).await;
+    for (api, body, field) in &cases {
+        let path = format!("im_open_login_svc/{api}");
+        let r = server.call(&APP, &path, body.clone()).await;
         assert_fail(&r, 70402, field);
     }
     // Nothing of the 101 was imported; exactly 100 is fine.
     let r = server
-        .call(
+        .ok(
             &APP,
             "im_open_login_svc/account_check",
-            json!({ "CheckItem": &items[..100] }),
+            user_items("CheckItem", &many[..100]),
         )
         .await;
-    assert_ok(&r);
     assert!(
         r["ResultItem"]
             .as_array()
@@ -821,12 +524,9 @@ async fn account_list_sizes_outside_1_to_100_are_70402() {
             .all(|i| i["AccountStatus"] == "NotImported"),
         "{r}"
     );
+    let body = json!({ "Accounts": &many[..100] });
     let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/multiaccount_import",
-            json!({ "Accounts": &many[..100] }),
-        )
+        .call(&APP, "im_open_login_svc/multiaccount_import", body)
         .await;
     assert_eq!(r["FailAccounts"], json!([]), "{r}");
 }
@@ -835,40 +535,15 @@ async fn account_list_sizes_outside_1_to_100_are_70402() {
 async fn account_delete_of_unknown_and_reimport_semantics() {
     let server = Server::start();
     import(&server, &APP, &["del_me"]).await;
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city" } }),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({ "UserTags": [ { "To_Account": "del_me", "Tags": ["t"] } ] }),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr",
-            json!({ "UserAttrs": [ { "To_Account": "del_me", "Attrs": { "city": "x" } } ] }),
-        )
-        .await;
-    assert_ok(&r);
+    name_attrs(&server, &APP, json!({ "0": "city" })).await;
+    add_tags(&server, &APP, "del_me", &["t"]).await;
+    set_attrs(&server, &APP, "del_me", json!({ "city": "x" })).await;
 
     // Importing again is harmless: the tags and attributes stay.
-    let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/account_import",
-            json!({ "UserID": "del_me" }),
-        )
+    let body = json!({ "UserID": "del_me" });
+    server
+        .ok(&APP, "im_open_login_svc/account_import", body)
         .await;
-    assert_ok(&r);
     import(&server, &APP, &["del_me"]).await;
     assert_eq!(tags_of(&server, &APP, "del_me").await, json!(["t"]));
     assert_eq!(
@@ -878,20 +553,14 @@ async fn account_delete_of_unknown_and_reimport_semantics() {
 
     // Deleting twice: the second time it does not exist.
     for expected in [json!(0), json!(70107)] {
-        let r = server
-            .call(
-                &APP,
-                "im_open_login_svc/account_delete",
-                json!({ "DeleteItem": [ { "UserID": "del_me" } ] }),
-            )
-            .await;
+        let r = delete_account(&server, &APP, "del_me").await;
         assert_ok(&r);
         assert_eq!(r["ResultItem"][0]["ResultCode"], expected, "{r}");
     }
     let r = server
-        .call(&APP, "timpush/get_tag", json!({ "To_Account": ["del_me"] }))
+        .call(&APP, "timpush/get_tag", accounts_body(&["del_me"]))
         .await;
-    assert_eq!(error_list(&r), vec![("del_me".to_string(), 70107)]);
+    assert_eq!(error_list(&r), one_error("del_me", 70107));
 
     // A re-imported account starts empty.
     import(&server, &APP, &["del_me"]).await;
@@ -921,14 +590,14 @@ async fn unconfirmed_semantics_are_as_decided() {
     import(&server, &APP, &["sem_a"]).await;
     // No tags / no attributes: empty, not missing.
     let r = server
-        .call(&APP, "timpush/get_tag", json!({ "To_Account": ["sem_a"] }))
+        .call(&APP, "timpush/get_tag", accounts_body(&["sem_a"]))
         .await;
     assert_eq!(
         r["UserTags"],
         json!([{ "To_Account": "sem_a", "Tags": [] }])
     );
     let r = server
-        .call(&APP, "timpush/get_attr", json!({ "To_Account": ["sem_a"] }))
+        .call(&APP, "timpush/get_attr", accounts_body(&["sem_a"]))
         .await;
     assert_eq!(
         r["UserAttrs"],
@@ -937,63 +606,27 @@ async fn unconfirmed_semantics_are_as_decided() {
 
     // Adding a tag twice (in one request and across requests) is a no-op.
     for _ in 0..2 {
-        let r = server
-            .call(
-                &APP,
-                "timpush/add_tag",
-                json!({ "UserTags": [ { "To_Account": "sem_a", "Tags": ["x", "y", "x"] } ] }),
-            )
-            .await;
-        assert_eq!(r.get("ErrorList"), None, "{r}");
+        let body = tag_body("sem_a", &["x", "y", "x"]);
+        let r = server.call(&APP, "timpush/add_tag", body).await;
+        assert_no_error_list(&r);
     }
     assert_eq!(tags_of(&server, &APP, "sem_a").await, json!(["x", "y"]));
     // Removing a tag the account does not have is a silent no-op.
-    let r = server
-        .call(
-            &APP,
-            "timpush/remove_tag",
-            json!({ "UserTags": [ { "To_Account": "sem_a", "Tags": ["nope", "x"] } ] }),
-        )
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    let body = tag_body("sem_a", &["nope", "x"]);
+    let r = server.call(&APP, "timpush/remove_tag", body).await;
+    assert_no_error_list(&r);
     assert_ok(&r);
     assert_eq!(tags_of(&server, &APP, "sem_a").await, json!(["y"]));
     // Removing an attribute the account does not have is a no-op too.
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "city" } }),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "timpush/remove_attr",
-            json!({ "UserAttrs": [ { "To_Account": "sem_a", "Attrs": ["city"] } ] }),
-        )
-        .await;
-    assert_eq!(r.get("ErrorList"), None, "{r}");
+    name_attrs(&server, &APP, json!({ "0": "city" })).await;
+    let body = attr_body("sem_a", json!(["city"]));
+    let r = server.call(&APP, "timpush/remove_attr", body).await;
+    assert_no_error_list(&r);
     assert_ok(&r);
     // set_attr upserts the listed attributes and keeps the others.
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "1": "sex" } }),
-        )
-        .await;
-    assert_ok(&r);
+    name_attrs(&server, &APP, json!({ "1": "sex" })).await;
     for attrs in [json!({ "city": "a", "sex": "m" }), json!({ "city": "b" })] {
-        let r = server
-            .call(
-                &APP,
-                "timpush/set_attr",
-                json!({ "UserAttrs": [ { "To_Account": "sem_a", "Attrs": attrs } ] }),
-            )
-            .await;
-        assert_ok(&r);
+        set_attrs(&server, &APP, "sem_a", attrs).await;
     }
     assert_eq!(
         attrs_of(&server, &APP, "sem_a").await,

@@ -271,6 +271,9 @@ enum Outcome {
     Ok(Vec<(String, u64)>),
 }
 
+/// What a read predicts: the list of found accounts, and the ErrorList of the others.
+type Reads = (Value, Vec<(String, u64)>);
+
 const NOT_FOUND: u64 = 70107;
 const TOO_MANY_TAGS: u64 = 90032;
 const TAG_TOO_LONG: u64 = 90020;
@@ -399,17 +402,29 @@ impl AppModel {
         Outcome::Ok(errors)
     }
 
+    /// The whole-request refusal of an attribute write that names an attribute the app lacks.
+    fn refuse_unknown_attrs<N: AsRef<str>>(
+        &self,
+        names: impl IntoIterator<Item = N>,
+    ) -> Option<Outcome> {
+        let mut names = names.into_iter();
+        names
+            .any(|name| self.attr_type(name.as_ref()).is_none())
+            .then(|| {
+                hit(Path::UnknownAttr);
+                Outcome::Fail(INVALID_ATTR)
+            })
+    }
+
     fn set_attrs(&mut self, items: &[(String, BTreeMap<&str, &str>)]) -> Outcome {
         let max = self.spec.attr_value_bytes;
         let valid = |attrs: &BTreeMap<&str, &str>| attrs.values().all(|v| v.len() <= max);
-        let unknown = items
+        let named = items
             .iter()
             .filter(|(_, attrs)| valid(attrs))
-            .flat_map(|(_, attrs)| attrs.keys())
-            .any(|name| self.attr_type(name).is_none());
-        if unknown {
-            hit(Path::UnknownAttr);
-            return Outcome::Fail(INVALID_ATTR);
+            .flat_map(|(_, attrs)| attrs.keys());
+        if let Some(refused) = self.refuse_unknown_attrs(named) {
+            return refused;
         }
         let mut errors = Vec::new();
         for (name, attrs) in items {
@@ -433,13 +448,9 @@ impl AppModel {
     }
 
     fn remove_attrs(&mut self, items: &[(String, Vec<&str>)]) -> Outcome {
-        let unknown = items
-            .iter()
-            .flat_map(|(_, names)| names)
-            .any(|name| self.attr_type(name).is_none());
-        if unknown {
-            hit(Path::UnknownAttr);
-            return Outcome::Fail(INVALID_ATTR);
+        let named = items.iter().flat_map(|(_, names)| names);
+        if let Some(refused) = self.refuse_unknown_attrs(named) {
+            return refused;
         }
         let mut errors = Vec::new();
         for (name, attrs) in items {
@@ -451,23 +462,23 @@ impl AppModel {
         Outcome::Ok(errors)
     }
 
-    fn expected_tags(&self, names: &[String]) -> (Value, Vec<(String, u64)>) {
-        let found = names
-            .iter()
-            .filter_map(|n| {
-                let account = self.accounts.get(n)?;
-                Some(json!({"To_Account": n, "Tags": account.tags}))
-            })
-            .collect();
-        (Value::Array(found), self.not_found(names))
+    fn expected_tags(&self, names: &[String]) -> Reads {
+        self.expected_reads(names, |account| json!({ "Tags": account.tags }))
     }
 
-    fn expected_attrs(&self, names: &[String]) -> (Value, Vec<(String, u64)>) {
+    fn expected_attrs(&self, names: &[String]) -> Reads {
+        self.expected_reads(names, |account| json!({ "Attrs": account.attrs }))
+    }
+
+    /// What a read of `names` answers: an entry for each existing account (its `To_Account` and
+    /// the fields of `fields`), and the ErrorList of the others.
+    fn expected_reads(&self, names: &[String], fields: impl Fn(&Account) -> Value) -> Reads {
         let found = names
             .iter()
             .filter_map(|n| {
-                let account = self.accounts.get(n)?;
-                Some(json!({"To_Account": n, "Attrs": account.attrs}))
+                let mut entry = fields(self.accounts.get(n)?);
+                entry["To_Account"] = json!(n);
+                Some(entry)
             })
             .collect();
         (Value::Array(found), self.not_found(names))
@@ -512,143 +523,116 @@ struct Case<'a> {
     names: Vec<String>,
 }
 
+/// A write body: `{list: [{"To_Account": account, field: value}, ..]}`.
+fn per_account<T: serde::Serialize>(list: &str, field: &str, items: &[(String, T)]) -> Value {
+    let entries: Vec<Value> = items
+        .iter()
+        .map(|(account, value)| json!({ "To_Account": account, field: value }))
+        .collect();
+    json!({ list: entries })
+}
+
 impl Case<'_> {
     fn names(&self, accounts: &[usize]) -> Vec<String> {
         accounts.iter().map(|&i| self.names[i].clone()).collect()
     }
 
-    fn tag_items(&self, items: &TagItems) -> Vec<(String, Vec<&'static str>)> {
+    /// `items` with each account index replaced by the account's name.
+    fn named<T: Clone>(&self, items: &[(usize, T)]) -> Vec<(String, T)> {
         items
             .iter()
-            .map(|(i, tags)| (self.names[*i].clone(), tags.clone()))
+            .map(|(i, value)| (self.names[*i].clone(), value.clone()))
             .collect()
     }
 
-    async fn step(&mut self, at: &str, step: &Step) {
-        let server = self.server;
-        let (app, outcome_expected, response) = match step {
+    /// Calls `path` as the admin of app `app`.
+    async fn send(&self, app: usize, path: &str, body: Value) -> Value {
+        call(self.server, &self.models[app].spec.app, path, body).await
+    }
+
+    /// Applies a tag or attribute write to the model; returns the app, the API path, the request
+    /// body and the outcome the model predicts.
+    fn apply_write(&mut self, step: &Step) -> (usize, &'static str, Value, Outcome) {
+        match step {
             Step::AddTag {
                 app,
                 replace,
                 items,
             } => {
-                let items = self.tag_items(items);
-                let body = json!({
-                    "Replace": u8::from(*replace),
-                    "UserTags": items.iter().map(|(a, t)| json!({"To_Account": a, "Tags": t}))
-                        .collect::<Vec<_>>(),
-                });
+                let items = self.named(items);
+                let body = per_account("UserTags", "Tags", &items);
+                let body = with_replace(body, u8::from(*replace));
                 let edit = if *replace { Edit::Replace } else { Edit::Add };
                 let expected = self.models[*app].edit_tags(edit, &items);
-                let spec = &self.models[*app].spec.app;
-                (
-                    *app,
-                    expected,
-                    call(server, spec, "timpush/add_tag", body).await,
-                )
+                (*app, "timpush/add_tag", body, expected)
             }
             Step::RemoveTag { app, items } => {
-                let items = self.tag_items(items);
-                let body = json!({
-                    "UserTags": items.iter().map(|(a, t)| json!({"To_Account": a, "Tags": t}))
-                        .collect::<Vec<_>>(),
-                });
+                let items = self.named(items);
+                let body = per_account("UserTags", "Tags", &items);
                 let expected = self.models[*app].edit_tags(Edit::Remove, &items);
-                let spec = &self.models[*app].spec.app;
-                (
-                    *app,
-                    expected,
-                    call(server, spec, "timpush/remove_tag", body).await,
-                )
+                (*app, "timpush/remove_tag", body, expected)
             }
             Step::ClearAllTags { app, accounts } => {
                 let names = self.names(accounts);
                 let expected = self.models[*app].clear(&names);
-                let spec = &self.models[*app].spec.app;
                 let body = json!({ "To_Account": names });
-                (
-                    *app,
-                    expected,
-                    call(server, spec, "timpush/clear_all_tags", body).await,
-                )
+                (*app, "timpush/clear_all_tags", body, expected)
             }
+            Step::SetAttr { app, items } => {
+                let items = self.named(items);
+                let body = per_account("UserAttrs", "Attrs", &items);
+                let expected = self.models[*app].set_attrs(&items);
+                (*app, "timpush/set_attr", body, expected)
+            }
+            Step::RemoveAttr { app, items } => {
+                let items = self.named(items);
+                let body = per_account("UserAttrs", "Attrs", &items);
+                let expected = self.models[*app].remove_attrs(&items);
+                (*app, "timpush/remove_attr", body, expected)
+            }
+            _ => unreachable!("not a tag or attribute write: {step:?}"),
+        }
+    }
+
+    async fn step(&mut self, at: &str, step: &Step) {
+        let (app, outcome_expected, response) = match step {
             Step::GetTag { app, accounts } => {
                 let names = self.names(accounts);
-                self.check_tags(at, *app, &names).await;
+                self.check_reads(at, *app, &names, Read::TAGS).await;
                 return;
             }
             Step::GetAttr { app, accounts } => {
                 let names = self.names(accounts);
-                self.check_attrs(at, *app, &names).await;
+                self.check_reads(at, *app, &names, Read::ATTRS).await;
                 return;
-            }
-            Step::SetAttr { app, items } => {
-                let items: Vec<(String, BTreeMap<&str, &str>)> = items
-                    .iter()
-                    .map(|(i, attrs)| (self.names[*i].clone(), attrs.clone()))
-                    .collect();
-                let body = json!({
-                    "UserAttrs": items.iter().map(|(a, attrs)| json!({"To_Account": a, "Attrs": attrs}))
-                        .collect::<Vec<_>>(),
-                });
-                let expected = self.models[*app].set_attrs(&items);
-                let spec = &self.models[*app].spec.app;
-                (
-                    *app,
-                    expected,
-                    call(server, spec, "timpush/set_attr", body).await,
-                )
-            }
-            Step::RemoveAttr { app, items } => {
-                let items: Vec<(String, Vec<&str>)> = items
-                    .iter()
-                    .map(|(i, names)| (self.names[*i].clone(), names.clone()))
-                    .collect();
-                let body = json!({
-                    "UserAttrs": items.iter().map(|(a, names)| json!({"To_Account": a, "Attrs": names}))
-                        .collect::<Vec<_>>(),
-                });
-                let expected = self.models[*app].remove_attrs(&items);
-                let spec = &self.models[*app].spec.app;
-                (
-                    *app,
-                    expected,
-                    call(server, spec, "timpush/remove_attr", body).await,
-                )
             }
             Step::Import { app, account } => {
                 let name = self.names[*account].clone();
-                let model = &mut self.models[*app];
-                model.accounts.entry(name.clone()).or_default();
+                self.models[*app].accounts.entry(name.clone()).or_default();
                 let body = json!({ "Accounts": [name] });
-                let r = call(
-                    server,
-                    &model.spec.app,
-                    "im_open_login_svc/multiaccount_import",
-                    body,
-                )
-                .await;
+                let r = self
+                    .send(*app, "im_open_login_svc/multiaccount_import", body)
+                    .await;
                 assert_ok(&r);
                 assert_eq!(r["FailAccounts"], json!([]), "{at}: {r}");
                 (*app, Outcome::Ok(vec![]), r)
             }
             Step::Delete { app, account } => {
                 let name = self.names[*account].clone();
-                let model = &mut self.models[*app];
-                let existed = model.accounts.remove(&name).is_some();
-                let body = json!({ "DeleteItem": [{"UserID": name}] });
-                let r = call(
-                    server,
-                    &model.spec.app,
-                    "im_open_login_svc/account_delete",
-                    body,
-                )
-                .await;
+                let existed = self.models[*app].accounts.remove(&name).is_some();
+                let body = user_items("DeleteItem", &[&name]);
+                let r = self
+                    .send(*app, "im_open_login_svc/account_delete", body)
+                    .await;
                 assert_ok(&r);
                 let code = if existed { 0 } else { NOT_FOUND };
                 assert_eq!(r["ResultItem"][0]["ResultCode"], code, "{at}: {r}");
                 assert_eq!(r["ResultItem"][0]["UserID"], name.as_str(), "{at}: {r}");
                 (*app, Outcome::Ok(vec![]), r)
+            }
+            write => {
+                let (app, path, body, expected) = self.apply_write(write);
+                (app, expected, self.send(app, path, body).await)
             }
         };
         assert_eq!(
@@ -658,58 +642,60 @@ impl Case<'_> {
         );
         // The whole state of the app, after every write.
         let all = self.names.clone();
-        self.check_tags(at, app, &all).await;
-        self.check_attrs(at, app, &all).await;
+        self.check_reads(at, app, &all, Read::TAGS).await;
+        self.check_reads(at, app, &all, Read::ATTRS).await;
     }
 
-    async fn check_tags(&self, at: &str, app: usize, names: &[String]) {
+    /// Reads `names` with `timpush/{api}`, as many per request as the app allows, and compares
+    /// the `field` list and the ErrorList with what `expected` predicts.
+    async fn check_reads(&self, at: &str, app: usize, names: &[String], read: Read) {
+        let Read {
+            api,
+            field,
+            expected,
+        } = read;
         let model = &self.models[app];
         for chunk in names.chunks(model.spec.accounts_per_request) {
             let body = json!({ "To_Account": chunk });
-            let r = call(self.server, &model.spec.app, "timpush/get_tag", body).await;
+            let r = self.send(app, &format!("timpush/{api}"), body).await;
             assert_ok(&r);
-            let (found, missing) = model.expected_tags(chunk);
-            assert_eq!(r["UserTags"], found, "{at}: get_tag in app {app}: {r}");
-            assert_eq!(error_list(&r), missing, "{at}: get_tag in app {app}: {r}");
+            let (found, missing) = expected(model, chunk);
+            assert_eq!(r[field], found, "{at}: {api} in app {app}: {r}");
+            assert_eq!(error_list(&r), missing, "{at}: {api} in app {app}: {r}");
         }
     }
+}
 
-    async fn check_attrs(&self, at: &str, app: usize, names: &[String]) {
-        let model = &self.models[app];
-        for chunk in names.chunks(model.spec.accounts_per_request) {
-            let body = json!({ "To_Account": chunk });
-            let r = call(self.server, &model.spec.app, "timpush/get_attr", body).await;
-            assert_ok(&r);
-            let (found, missing) = model.expected_attrs(chunk);
-            assert_eq!(r["UserAttrs"], found, "{at}: get_attr in app {app}: {r}");
-            assert_eq!(error_list(&r), missing, "{at}: get_attr in app {app}: {r}");
-        }
-    }
+/// One of the read APIs, and what the model predicts it answers.
+struct Read {
+    api: &'static str,
+    /// The list of found accounts in the response.
+    field: &'static str,
+    /// `AppModel::expected_tags` or `AppModel::expected_attrs`.
+    expected: fn(&AppModel, &[String]) -> Reads,
+}
+
+impl Read {
+    const TAGS: Read = Read {
+        api: "get_tag",
+        field: "UserTags",
+        expected: AppModel::expected_tags,
+    };
+    const ATTRS: Read = Read {
+        api: "get_attr",
+        field: "UserAttrs",
+        expected: AppModel::expected_attrs,
+    };
 }
 
 /// Names each app's attribute slots, once per server.
 async fn set_up_attr_names(server: &Server, specs: &[AppSpec]) {
     for spec in specs {
-        let names: BTreeMap<String, &str> = spec
-            .attrs
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| (i.to_string(), *name))
-            .collect();
-        let types: BTreeMap<String, u8> = spec
-            .attrs
-            .iter()
-            .enumerate()
-            .map(|(i, (_, t))| (i.to_string(), *t))
-            .collect();
-        let r = server
-            .call(
-                &spec.app,
-                "timpush/set_attr_name",
-                json!({"AttrNames": names, "AttrTypes": types}),
-            )
-            .await;
-        assert_ok(&r);
+        let slots = || spec.attrs.iter().enumerate();
+        let names: BTreeMap<String, &str> =
+            slots().map(|(i, (n, _))| (i.to_string(), *n)).collect();
+        let types: BTreeMap<String, u8> = slots().map(|(i, (_, t))| (i.to_string(), *t)).collect();
+        name_typed_attrs(server, &spec.app, json!(names), json!(types)).await;
     }
 }
 
@@ -764,16 +750,9 @@ fn run_model_check(variant: Variant) {
                 let old = std::mem::take(&mut *used.lock().unwrap());
                 for spec in &specs {
                     for chunk in old.chunks(100) {
-                        let items: Vec<Value> =
-                            chunk.iter().map(|n| json!({"UserID": n})).collect();
-                        let r = server
-                            .call(
-                                &spec.app,
-                                "im_open_login_svc/account_delete",
-                                json!({ "DeleteItem": items }),
-                            )
-                            .await;
-                        assert_ok(&r);
+                        let body = user_items("DeleteItem", &as_strs(chunk));
+                        let path = "im_open_login_svc/account_delete";
+                        server.ok(&spec.app, path, body).await;
                     }
                 }
                 used.lock().unwrap().extend(names.iter().cloned());

@@ -1,6 +1,7 @@
 //! Wire compatibility: the spec's sample request of every endpoint, in both URL families, answered
 //! with the spec sample's shape and values.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -48,6 +49,15 @@ fn assert_error_list_shape(response: &Value) {
     }
 }
 
+/// Asserts an OK response carrying exactly `fields` besides the envelope, whose well-formed
+/// `ErrorList` names exactly `account` as unknown (70107).
+#[track_caller]
+fn assert_only_unknown(response: &Value, fields: &[&str], account: &str) {
+    assert_ok_with_fields(response, fields);
+    assert_error_list_shape(response);
+    assert_eq!(error_list(response), one_error(account, 70107));
+}
+
 /// `UserAttrs`/`UserTags` sorted by account: the spec says their order is not guaranteed.
 fn by_account(list: &Value) -> Vec<Value> {
     let mut items = list.as_array().expect("array").clone();
@@ -58,8 +68,12 @@ fn by_account(list: &Value) -> Vec<Value> {
 /// Runs the spec samples of §3.1–3.9 against one family. `new` selects `timpush/` paths
 /// (with `AttrTypes` and `Replace`), otherwise the `all_member_push/im_` twins.
 async fn run_tag_and_attr_samples(new: bool) {
-    let path = |p: &'static str| if new { p } else { old_family(p) };
     let server = Server::start();
+    // Calls the `timpush/` path `p`, or its old-family twin.
+    let call = |p: &'static str, body: Value| {
+        let path = if new { p } else { old_family(p) };
+        server.call(&APP, path, body)
+    };
     import(&server, &APP, &["xiaoming", "xiaohong", "xiaohua"]).await;
 
     // §3.1 set_attr_name; AttrTypes is a new-family field.
@@ -67,13 +81,11 @@ async fn run_tag_and_attr_samples(new: bool) {
     if new {
         body["AttrTypes"] = json!({ "0": 0, "1": 0, "2": 1 });
     }
-    let r = server.call(&APP, path("timpush/set_attr_name"), body).await;
+    let r = call("timpush/set_attr_name", body).await;
     assert_eq!(r, ok_envelope());
 
     // §3.2 get_attr_name: AttrTypes only in the new family.
-    let r = server
-        .call(&APP, path("timpush/get_attr_name"), json!({}))
-        .await;
+    let r = call("timpush/get_attr_name", json!({})).await;
     let mut expected = json!({
         "ActionStatus": "OK", "ErrorInfo": "", "ErrorCode": 0,
         "AttrNames": { "0": "sex", "1": "city", "2": "country" }
@@ -84,28 +96,16 @@ async fn run_tag_and_attr_samples(new: bool) {
     assert_eq!(r, expected);
 
     // §3.3 set_attr, literally; the RegistrationID is not an account here.
-    let r = server
-        .call(
-            &APP,
-            path("timpush/set_attr"),
-            json!({ "UserAttrs": [
-                { "To_Account": "xiaoming", "Attrs": { "sex": "male", "city": "ShenZhen" } },
-                { "To_Account": REG_ID, "Attrs": { "sex": "female" } } ] }),
-        )
-        .await;
-    assert_ok_with_fields(&r, &["ErrorList"]);
-    assert_error_list_shape(&r);
-    assert_eq!(error_list(&r), vec![(REG_ID.to_string(), 70107)]);
+    let body = json!({ "UserAttrs": [
+        { "To_Account": "xiaoming", "Attrs": { "sex": "male", "city": "ShenZhen" } },
+        { "To_Account": REG_ID, "Attrs": { "sex": "female" } } ] });
+    let r = call("timpush/set_attr", body).await;
+    assert_only_unknown(&r, &["ErrorList"], REG_ID);
 
     // §3.4 get_attr, literally.
-    let r = server
-        .call(
-            &APP,
-            path("timpush/get_attr"),
-            json!({ "To_Account": ["Mary", "xiaoming", "xiaohua"] }),
-        )
-        .await;
-    assert_ok_with_fields(&r, &["ErrorList", "UserAttrs"]);
+    let body = json!({ "To_Account": ["Mary", "xiaoming", "xiaohua"] });
+    let r = call("timpush/get_attr", body).await;
+    assert_only_unknown(&r, &["ErrorList", "UserAttrs"], "Mary");
     assert_eq!(
         by_account(&r["UserAttrs"]),
         vec![
@@ -113,20 +113,13 @@ async fn run_tag_and_attr_samples(new: bool) {
             json!({ "To_Account": "xiaoming", "Attrs": { "sex": "male", "city": "ShenZhen" } }),
         ]
     );
-    assert_error_list_shape(&r);
-    assert_eq!(error_list(&r), vec![("Mary".to_string(), 70107)]);
 
     // §3.5 remove_attr, literally.
-    let r = server
-        .call(
-            &APP,
-            path("timpush/remove_attr"),
-            json!({ "UserAttrs": [ { "To_Account": "Mary", "Attrs": ["sex", "city"] },
-                                   { "To_Account": "xiaoming", "Attrs": ["sex", "city"] } ] }),
-        )
-        .await;
+    let body = json!({ "UserAttrs": [ { "To_Account": "Mary", "Attrs": ["sex", "city"] },
+                                      { "To_Account": "xiaoming", "Attrs": ["sex", "city"] } ] });
+    let r = call("timpush/remove_attr", body).await;
     assert_ok_with_fields(&r, &["ErrorList"]);
-    assert_eq!(error_list(&r), vec![("Mary".to_string(), 70107)]);
+    assert_eq!(error_list(&r), one_error("Mary", 70107));
     assert_eq!(attrs_of(&server, &APP, "xiaoming").await, json!({}));
 
     // §3.6 add_tag, literally (Replace is a new-family field).
@@ -136,29 +129,17 @@ async fn run_tag_and_attr_samples(new: bool) {
     if new {
         body["Replace"] = json!(0);
     }
-    let r = server.call(&APP, path("timpush/add_tag"), body).await;
-    assert_ok_with_fields(&r, &["ErrorList"]);
-    assert_error_list_shape(&r);
-    assert_eq!(error_list(&r), vec![(REG_ID.to_string(), 70107)]);
-    let r = server
-        .call(
-            &APP,
-            path("timpush/add_tag"),
-            json!({ "UserTags": [
-                { "To_Account": "xiaohong", "Tags": ["PlatinumMember", "MonthPassUser"] } ] }),
-        )
-        .await;
+    let r = call("timpush/add_tag", body).await;
+    assert_only_unknown(&r, &["ErrorList"], REG_ID);
+    let body = json!({ "UserTags": [
+        { "To_Account": "xiaohong", "Tags": ["PlatinumMember", "MonthPassUser"] } ] });
+    let r = call("timpush/add_tag", body).await;
     assert_eq!(r, ok_envelope());
 
     // §3.7 get_tag, literally: the response is the spec's sample response.
-    let r = server
-        .call(
-            &APP,
-            path("timpush/get_tag"),
-            json!({ "To_Account": ["xiaoming", "xiaohong", "Mary"] }),
-        )
-        .await;
-    assert_ok_with_fields(&r, &["ErrorList", "UserTags"]);
+    let body = json!({ "To_Account": ["xiaoming", "xiaohong", "Mary"] });
+    let r = call("timpush/get_tag", body).await;
+    assert_only_unknown(&r, &["ErrorList", "UserTags"], "Mary");
     assert_eq!(
         by_account(&r["UserTags"]),
         vec![
@@ -166,18 +147,11 @@ async fn run_tag_and_attr_samples(new: bool) {
             json!({ "To_Account": "xiaoming", "Tags": ["GoldMember", "WeekPassUser"] }),
         ]
     );
-    assert_error_list_shape(&r);
-    assert_eq!(error_list(&r), vec![("Mary".to_string(), 70107)]);
 
     // §3.8 remove_tag, literally.
-    let r = server
-        .call(
-            &APP,
-            path("timpush/remove_tag"),
-            json!({ "UserTags": [ { "To_Account": "xiaoming",
-                                    "Tags": ["GoldMember", "WeekPassUser"] } ] }),
-        )
-        .await;
+    let body = json!({ "UserTags": [ { "To_Account": "xiaoming",
+                                       "Tags": ["GoldMember", "WeekPassUser"] } ] });
+    let r = call("timpush/remove_tag", body).await;
     assert_eq!(r, ok_envelope());
     assert_eq!(tags_of(&server, &APP, "xiaoming").await, json!([]));
     assert_eq!(
@@ -186,13 +160,8 @@ async fn run_tag_and_attr_samples(new: bool) {
     );
 
     // §3.9 clear_all_tags / im_remove_all_tags, literally.
-    let r = server
-        .call(
-            &APP,
-            path("timpush/clear_all_tags"),
-            json!({ "To_Account": ["xiaoming", "xiaohong"] }),
-        )
-        .await;
+    let body = json!({ "To_Account": ["xiaoming", "xiaohong"] });
+    let r = call("timpush/clear_all_tags", body).await;
     assert_eq!(r, ok_envelope());
     assert_eq!(tags_of(&server, &APP, "xiaohong").await, json!([]));
 }
@@ -280,16 +249,9 @@ async fn account_samples_match_the_spec() {
               "UserID": "UserID_2" } ] })
     );
 
-    let r = server
-        .call(
-            &APP,
-            "im_open_login_svc/account_check",
-            json!({ "CheckItem": [ { "UserID": "test1" }, { "UserID": "test2" } ] }),
-        )
-        .await;
+    let expected = [("test1", "NotImported"), ("test2", "Imported")];
+    let r = assert_account_status(&server, &APP, &expected).await;
     assert_ok(&r);
-    assert_eq!(r["ResultItem"][0]["AccountStatus"], "NotImported", "{r}");
-    assert_eq!(r["ResultItem"][1]["AccountStatus"], "Imported", "{r}");
 }
 
 /// Both families serve the same data: what one writes the other reads.
@@ -298,22 +260,11 @@ async fn both_families_share_one_data_set() {
     let server = Server::start();
     import(&server, &APP, &["fam_a", "fam_b"]).await;
 
-    let r = server
-        .call(
-            &APP,
-            "timpush/set_attr_name",
-            json!({ "AttrNames": { "0": "level" }, "AttrTypes": { "0": 0 } }),
-        )
+    name_typed_attrs(&server, &APP, json!({ "0": "level" }), json!({ "0": 0 })).await;
+    let body = json!({ "AttrNames": { "1": "region" } });
+    server
+        .ok(&APP, "all_member_push/im_set_attr_name", body)
         .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_set_attr_name",
-            json!({ "AttrNames": { "1": "region" } }),
-        )
-        .await;
-    assert_ok(&r);
     let r = server
         .call(&APP, "all_member_push/im_get_attr_name", json!({}))
         .await;
@@ -323,72 +274,37 @@ async fn both_families_share_one_data_set() {
     assert_ok_with_fields(&r, &["AttrNames", "AttrTypes"]);
     assert_eq!(r["AttrTypes"], json!({ "0": 0, "1": 0 }));
 
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_add_tag",
-            json!({ "UserTags": [ { "To_Account": "fam_a", "Tags": ["old"] } ] }),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({ "Replace": 0, "UserTags": [ { "To_Account": "fam_a", "Tags": ["new"] } ] }),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_get_tag",
-            json!({ "To_Account": ["fam_a"] }),
-        )
-        .await;
+    let body = tag_body("fam_a", &["old"]);
+    server.ok(&APP, "all_member_push/im_add_tag", body).await;
+    let body = with_replace(tag_body("fam_a", &["new"]), 0);
+    server.ok(&APP, "timpush/add_tag", body).await;
+    let body = accounts_body(&["fam_a"]);
+    let r = server.call(&APP, "all_member_push/im_get_tag", body).await;
     assert_eq!(
         r["UserTags"],
         json!([{ "To_Account": "fam_a", "Tags": ["old", "new"] }])
     );
 
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_set_attr",
-            json!({ "UserAttrs": [ { "To_Account": "fam_b", "Attrs": { "level": "3" } } ] }),
-        )
-        .await;
+    let body = attr_body("fam_b", json!({ "level": "3" }));
+    let r = server.call(&APP, "all_member_push/im_set_attr", body).await;
     assert_eq!(r, ok_envelope());
     assert_eq!(
         attrs_of(&server, &APP, "fam_b").await,
         json!({ "level": "3" })
     );
-    let r = server
-        .call(
-            &APP,
-            "timpush/remove_attr",
-            json!({ "UserAttrs": [ { "To_Account": "fam_b", "Attrs": ["level"] } ] }),
-        )
-        .await;
+    let body = attr_body("fam_b", json!(["level"]));
+    let r = server.call(&APP, "timpush/remove_attr", body).await;
     assert_eq!(r, ok_envelope());
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_get_attr",
-            json!({ "To_Account": ["fam_b"] }),
-        )
-        .await;
+    let body = accounts_body(&["fam_b"]);
+    let r = server.call(&APP, "all_member_push/im_get_attr", body).await;
     assert_eq!(
         r["UserAttrs"],
         json!([{ "To_Account": "fam_b", "Attrs": {} }])
     );
 
+    let body = accounts_body(&["fam_a"]);
     let r = server
-        .call(
-            &APP,
-            "all_member_push/im_remove_all_tags",
-            json!({ "To_Account": ["fam_a"] }),
-        )
+        .call(&APP, "all_member_push/im_remove_all_tags", body)
         .await;
     assert_eq!(r, ok_envelope());
     assert_eq!(tags_of(&server, &APP, "fam_a").await, json!([]));
@@ -403,12 +319,8 @@ async fn every_path_is_routed_and_answers_the_envelope_first() {
     assert_eq!(paths.len(), 22);
     for path in paths {
         let response = server
-            .client()
-            .post(server.url(&APP, path))
-            .body("{}")
-            .send()
-            .await
-            .expect("request sent");
+            .request(Method::POST, &server.url(&APP, path), "{}")
+            .await;
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(
             response.headers()["content-type"],

@@ -6,18 +6,10 @@ use crate::common::*;
 async fn add_then_get_tag_over_http() {
     let server = Server::start();
     import(&server, &APP, &["xiaoming"]).await;
+    add_tags(&server, &APP, "xiaoming", &["GoldMember"]).await;
     let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({"UserTags": [{"To_Account": "xiaoming", "Tags": ["GoldMember"]}]}),
-        )
+        .ok(&APP, "timpush/get_tag", accounts_body(&["xiaoming"]))
         .await;
-    assert_ok(&r);
-    let r = server
-        .call(&APP, "timpush/get_tag", json!({"To_Account": ["xiaoming"]}))
-        .await;
-    assert_ok(&r);
     assert_eq!(
         r["UserTags"],
         json!([{"To_Account": "xiaoming", "Tags": ["GoldMember"]}])

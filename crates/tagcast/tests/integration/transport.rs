@@ -1,7 +1,6 @@
 //! HTTPS, start-up failures of `tagcast serve`, the `usersig` command, and the development app
 //! served when there is no config file.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -31,8 +30,7 @@ impl Drop for Running {
 
 /// A client without the harness's TLS settings.
 fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("HTTP client")
@@ -104,27 +102,14 @@ async fn https_round_trip() {
     assert!(server.is_tls());
     assert!(server.base.starts_with("https://"), "{}", server.base);
     import(&server, &APP, &["xiaoming"]).await;
-    let r = server
-        .call(
-            &APP,
-            "timpush/add_tag",
-            json!({"UserTags": [{"To_Account": "xiaoming", "Tags": ["GoldMember", "WeekPassUser"]}]}),
-        )
-        .await;
-    assert_ok(&r);
-    let r = server
-        .call(
-            &APP,
-            "all_member_push/im_get_tag",
-            json!({"To_Account": ["xiaoming", "nobody"]}),
-        )
-        .await;
-    assert_ok(&r);
+    add_tags(&server, &APP, "xiaoming", &["GoldMember", "WeekPassUser"]).await;
+    let body = accounts_body(&["xiaoming", "nobody"]);
+    let r = server.ok(&APP, "all_member_push/im_get_tag", body).await;
     assert_eq!(
         r["UserTags"],
         json!([{"To_Account": "xiaoming", "Tags": ["GoldMember", "WeekPassUser"]}])
     );
-    assert_eq!(error_list(&r), [("nobody".to_string(), 70107)]);
+    assert_eq!(error_list(&r), one_error("nobody", 70107));
 }
 
 #[tokio::test]
@@ -134,7 +119,7 @@ async fn plain_http_to_the_tls_port_fails() {
     let url = format!("{plain_base}/v4/timpush/get_tag?{}", admin_query(&APP));
     let result = http_client()
         .post(&url)
-        .body(json!({"To_Account": ["a"]}).to_string())
+        .body(accounts_body(&["a"]).to_string())
         .send()
         .await;
     match result {
@@ -142,55 +127,43 @@ async fn plain_http_to_the_tls_port_fails() {
         Ok(response) => panic!("plain HTTP got an answer: {}", response.status()),
     }
     // The TLS listener is still fine.
-    let r = server
-        .call(&APP, "timpush/get_tag", json!({"To_Account": ["a"]}))
+    server
+        .ok(&APP, "timpush/get_tag", accounts_body(&["a"]))
         .await;
-    assert_ok(&r);
 }
 
 #[test]
 fn missing_or_bad_tls_files_fail_at_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = write_self_signed_cert(dir.path());
     let missing = dir.path().join("no-such-cert.pem");
+    let missing_key = dir.path().join("no-such-key.pem");
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "this is not PEM").unwrap();
     let data = dir.path().join("data");
-    let tls = |cert: &Path, key: &Path| {
-        format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\n",
-            cert.display().to_string(),
-            key.display().to_string()
-        )
-    };
     let admins = "admins = [\"administrator\"]";
 
-    let missing_cert = config_with(&data, &tls(&missing, &key_path), admins, "");
-    assert_refuses_config(
-        dir.path(),
-        "missing_cert",
-        &missing_cert,
-        &[&missing.display().to_string(), "certificate"],
-    );
-    let missing_key = dir.path().join("no-such-key.pem");
-    let missing_key_config = config_with(&data, &tls(&cert_path, &missing_key), admins, "");
-    assert_refuses_config(
-        dir.path(),
-        "missing_key",
-        &missing_key_config,
-        &[&missing_key.display().to_string(), "key"],
-    );
-    let garbage_cert = config_with(&data, &tls(&garbage, &key_path), admins, "");
-    assert_refuses_config(
-        dir.path(),
-        "garbage_cert",
-        &garbage_cert,
-        &[&garbage.display().to_string()],
-    );
+    let shown = |path: &Path| path.display().to_string();
+    // (name, certificate, key, what stderr must mention)
+    let cases: [(&str, &Path, &Path, &[&str]); 3] = [
+        (
+            "missing_cert",
+            &missing,
+            &key_path,
+            &[&shown(&missing), "certificate"],
+        ),
+        (
+            "missing_key",
+            &cert_path,
+            &missing_key,
+            &[&shown(&missing_key), "key"],
+        ),
+        ("garbage_cert", &garbage, &key_path, &[&shown(&garbage)]),
+    ];
+    for (name, cert, key, mentions) in cases {
+        let config = config_with(&data, &tls_toml(cert, key), admins, "");
+        assert_refuses_config(dir.path(), name, &config, mentions);
+    }
     // The same files named by flags instead of the config file.
     let config = dir.path().join("plain.toml");
     std::fs::write(&config, config_with(&data, "", admins, "")).unwrap();
@@ -204,7 +177,7 @@ fn missing_or_bad_tls_files_fail_at_start_naming_the_file() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&shown(&missing)), "{stderr}");
 }
 
 #[test]
@@ -212,54 +185,61 @@ fn config_errors_fail_at_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let admins = "admins = [\"administrator\"]";
-    let cases: [(&str, String, &[&str]); 7] = [
+    let by_api = "[apps.limits.api_calls_per_second_by_api]\n\"timpush/no_such_api\" = 5";
+    // (name, top-level lines, app lines, limit lines, what stderr must mention)
+    let cases: [(&str, &str, &str, &str, &[&str]); 6] = [
         (
             "unknown_top_key",
-            config_with(&data, "listne = \"127.0.0.1:1\"", admins, ""),
+            "listne = \"127.0.0.1:1\"",
+            admins,
+            "",
             &["listne"],
         ),
         (
             "unknown_limit",
-            config_with(&data, "", admins, "tags_per_ap = 5"),
+            "",
+            admins,
+            "tags_per_ap = 5",
             &["tags_per_ap"],
         ),
-        (
-            "no_admins",
-            config_with(&data, "", "admins = []", ""),
-            &["admins"],
-        ),
-        (
-            "duplicate_sdkappid",
-            format!(
-                "{}\n[[apps]]\nsdkappid = 1400000001\nsecret_key = \"other\"\n{admins}\n",
-                config_with(&data, "", admins, "")
-            ),
-            &["sdkappid", "1400000001"],
-        ),
+        ("no_admins", "", "admins = []", "", &["admins"]),
         (
             "zero_rate",
-            config_with(&data, "", admins, "api_calls_per_second = 0"),
+            "",
+            admins,
+            "api_calls_per_second = 0",
             &["api_calls_per_second"],
         ),
         (
             "zero_tag_cap",
-            config_with(&data, "", admins, "tags_per_app = 0"),
+            "",
+            admins,
+            "tags_per_app = 0",
             &["tags_per_app"],
         ),
         (
             "unknown_api_rate",
-            config_with(
-                &data,
-                "",
-                admins,
-                "[apps.limits.api_calls_per_second_by_api]\n\"timpush/no_such_api\" = 5",
-            ),
+            "",
+            admins,
+            by_api,
             &["timpush/no_such_api"],
         ),
     ];
-    for (name, text, mentions) in &cases {
-        assert_refuses_config(dir.path(), name, text, mentions);
+    for (name, top, app, limits, mentions) in cases {
+        let text = config_with(&data, top, app, limits);
+        assert_refuses_config(dir.path(), name, &text, mentions);
     }
+    let duplicate_sdkappid = format!(
+        "{}\n[[apps]]\nsdkappid = 1400000001\nsecret_key = \"other\"\n{admins}\n",
+        config_with(&data, "", admins, "")
+    );
+    let mentions = ["sdkappid", "1400000001"];
+    assert_refuses_config(
+        dir.path(),
+        "duplicate_sdkappid",
+        &duplicate_sdkappid,
+        &mentions,
+    );
     // The same base config with none of these mistakes starts: the cases fail for their reason.
     let good = dir.path().join("good.toml");
     std::fs::write(
@@ -267,23 +247,28 @@ fn config_errors_fail_at_start_naming_the_key() {
         config_with(&data, "", admins, "api_calls_per_second = 5"),
     )
     .unwrap();
-    let (_running, _, base) = spawn_listening(tagcast(&["serve", "--config"]).arg(&good));
+    let (_running, _, base) = spawn_running(tagcast(&["serve", "--config"]).arg(&good));
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 }
 
-#[test]
-fn usersig_command_prints_a_sig_the_verifier_accepts() {
-    let output = tagcast(&[
+/// Runs `tagcast usersig` for sdkappid 1400000001 with `key`, `identifier` and `extra` flags.
+fn usersig_command(key: &str, identifier: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "usersig",
         "--sdkappid",
         "1400000001",
         "--key",
-        "the-app-secret",
+        key,
         "--identifier",
-        "administrator",
-    ])
-    .output()
-    .unwrap();
+        identifier,
+    ];
+    args.extend_from_slice(extra);
+    tagcast(&args).output().unwrap()
+}
+
+#[test]
+fn usersig_command_prints_a_sig_the_verifier_accepts() {
+    let output = usersig_command("the-app-secret", "administrator", &[]);
     assert!(output.status.success(), "{output:?}");
     let sig = String::from_utf8(output.stdout).unwrap();
     let sig = sig.trim();
@@ -302,46 +287,21 @@ fn usersig_command_prints_a_sig_the_verifier_accepts() {
     );
 
     // --expire is honoured.
-    let output = tagcast(&[
-        "usersig",
-        "--sdkappid",
-        "1400000001",
-        "--key",
-        "k",
-        "--identifier",
-        "a",
-        "--expire",
-        "60",
-    ])
-    .output()
-    .unwrap();
+    let output = usersig_command("k", "a", &["--expire", "60"]);
     let sig = String::from_utf8(output.stdout).unwrap();
     assert!(tagcast_usersig::verify(sig.trim(), 1_400_000_001, "a", "k", now).is_ok());
     assert!(tagcast_usersig::verify(sig.trim(), 1_400_000_001, "a", "k", now + 3600).is_err());
 }
 
-/// Spawns `command` and reads its stdout until it says where it listens. Returns the process,
-/// the lines printed before that, and the base URL.
-fn spawn_listening(command: &mut Command) -> (Running, Vec<String>, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tagcast");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("tagcast exited before listening")
-            .expect("read stdout");
-        if let Some(url) = line.strip_prefix("tagcast listening on ") {
-            break url.trim().to_string();
-        }
-        banner.push(line);
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+/// `spawn_listening`, with the process killed when the `Running` is dropped.
+fn spawn_running(command: &mut Command) -> (Running, Vec<String>, String) {
+    let (child, banner, base) = spawn_listening(command);
     (Running(child), banner, base)
+}
+
+/// Serves the development app (no config file) on data dir `data`.
+fn serve_dev(data: &Path) -> (Running, Vec<String>, String) {
+    spawn_running(tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data))
 }
 
 /// The value of the banner line `  {label}: value`.
@@ -358,12 +318,7 @@ fn banner_value(banner: &[String], label: &str) -> String {
 async fn without_a_config_the_dev_app_is_served_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let serve = || {
-        let mut command = tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
-        command.arg(&data);
-        spawn_listening(&mut command)
-    };
-    let (mut child, banner, base) = serve();
+    let (mut child, banner, base) = serve_dev(&data);
     let sdkappid: u64 = banner_value(&banner, "sdkappid").parse().unwrap();
     let admin = banner_value(&banner, "admin");
     let key = banner_value(&banner, "secret key");
@@ -418,7 +373,7 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
 
     // Restarted on the same data: same app, same key, so the old UserSig still works, and the
     // imported account is still there.
-    let (_running, banner, base) = serve();
+    let (_running, banner, base) = serve_dev(&data);
     assert_eq!(banner_value(&banner, "sdkappid"), sdkappid.to_string());
     assert_eq!(banner_value(&banner, "secret key"), key);
     let r = post(
@@ -431,9 +386,6 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
     assert_eq!(r["ResultItem"][1]["AccountStatus"], "NotImported", "{r}");
 
     // Another data dir is another key.
-    let other = dir.path().join("other");
-    let mut command = tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
-    command.arg(&other);
-    let (_other, banner, _) = spawn_listening(&mut command);
+    let (_other, banner, _) = serve_dev(&dir.path().join("other"));
     assert_ne!(banner_value(&banner, "secret key"), key);
 }
