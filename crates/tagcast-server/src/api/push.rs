@@ -131,7 +131,7 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
             format!("task {task_id} was already recalled"),
         ));
     }
-    if now_ms > meta.created_ms + window_ms {
+    if now_ms >= meta.created_ms + window_ms {
         return Err(ApiError::new(
             Code::RevokeWindowExpired,
             format!("task {task_id} is older than the recall window"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -20,11 +21,22 @@ use crate::state::SharedState;
 pub async fn websocket(
     State(state): State<Arc<SharedState>>,
     uri: Uri,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Authentication comes first, so a refused client learns why even without an upgrade.
     let (app, identifier) = match auth::authenticate_account(&state, uri.query()) {
         Ok((app, identifier)) => (app.sdkappid, identifier),
         Err(error) => return refuse(StatusCode::UNAUTHORIZED, &error),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let info = format!("a WebSocket upgrade is required: {rejection}");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &ApiError::new(Code::MalformedRequest, info),
+            );
+        }
     };
     let account = match login(&state.store, app, &identifier).await {
         Ok(account) => account,

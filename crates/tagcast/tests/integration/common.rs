@@ -39,6 +39,27 @@ pub const TIGHT_APP: TestApp = TestApp {
     admin: "administrator",
 };
 
+/// The push app: no interval between pushes and a large quota, so push tests never wait.
+pub const PUSH_APP: TestApp = TestApp {
+    sdkappid: 1_400_000_004,
+    key: "push-app-key-0123456789",
+    admin: "administrator",
+};
+
+/// Pushes limited to 2 a day, none apart.
+pub const QUOTA_APP: TestApp = TestApp {
+    sdkappid: 1_400_000_005,
+    key: "quota-app-key",
+    admin: "administrator",
+};
+
+/// An app whose push feature is disabled (90045).
+pub const NO_PUSH_APP: TestApp = TestApp {
+    sdkappid: 1_400_000_006,
+    key: "no-push-app-key",
+    admin: "administrator",
+};
+
 /// A not-admin account that exists in the main app's key space.
 pub const NOT_ADMIN: &str = "ordinary_user";
 
@@ -63,7 +84,11 @@ pub fn tls_toml(cert: &Path, key: &Path) -> String {
     )
 }
 
-fn config_toml(data_dir: &Path, tls: Option<&(PathBuf, PathBuf)>) -> String {
+fn config_toml(
+    data_dir: &Path,
+    tls: Option<&(PathBuf, PathBuf)>,
+    callback: Option<&str>,
+) -> String {
     let tls = tls.map_or(String::new(), |(cert, key)| tls_toml(cert, key));
     let generous = "api_calls_per_second = 100000";
     let tight = [
@@ -80,11 +105,34 @@ fn config_toml(data_dir: &Path, tls: Option<&(PathBuf, PathBuf)>) -> String {
         "\"timpush/get_attr_name\" = 2",
     ]
     .join("\n");
+    let push = format!(
+        "{generous}\npush_min_interval_ms = 0\npush_daily_quota = 100000\nrevokes_per_second = 1000"
+    );
+    let push_app = match callback {
+        Some(url) => app_toml(&PUSH_APP, &[], &push).replacen(
+            "[apps.limits]",
+            &format!("callback_url = {url:?}\n[apps.limits]"),
+            1,
+        ),
+        None => app_toml(&PUSH_APP, &[], &push),
+    };
+    let no_push = app_toml(&NO_PUSH_APP, &[], generous).replacen(
+        "[apps.limits]",
+        "push_enabled = false\n[apps.limits]",
+        1,
+    );
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {data_dir:?}\n{tls}\n{}\n{}\n{}",
+        "listen = \"127.0.0.1:0\"\ndata_dir = {data_dir:?}\n{tls}\n{}\n{}\n{}\n{push_app}\n{}\n{no_push}",
         app_toml(&APP, &["second_admin"], generous),
         app_toml(&OTHER_APP, &[], generous),
         app_toml(&TIGHT_APP, &[], &tight),
+        app_toml(
+            &QUOTA_APP,
+            &[],
+            &format!(
+                "{generous}\npush_min_interval_ms = 0\npush_daily_quota = 2\nrevoke_window_secs = 0"
+            )
+        ),
         data_dir = data_dir.display().to_string(),
     )
 }
@@ -111,20 +159,30 @@ pub struct Server {
 impl Server {
     /// Starts a server over plain HTTP.
     pub fn start() -> Server {
-        Self::start_in(tempfile::tempdir().expect("temp dir"), None)
+        Self::start_in(tempfile::tempdir().expect("temp dir"), None, None)
+    }
+
+    /// Starts a server whose PUSH_APP reports deliveries to `callback_url`.
+    pub fn start_with_callback(callback_url: &str) -> Server {
+        Self::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            None,
+            Some(callback_url),
+        )
     }
 
     /// Starts a server over HTTPS with a fresh self-signed certificate for 127.0.0.1.
     pub fn start_tls() -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let files = write_self_signed_cert(dir.path());
-        Self::start_in(dir, Some(files))
+        Self::start_in(dir, Some(files), None)
     }
 
-    fn start_in(dir: TempDir, tls: Option<(PathBuf, PathBuf)>) -> Server {
+    fn start_in(dir: TempDir, tls: Option<(PathBuf, PathBuf)>, callback: Option<&str>) -> Server {
         let data_dir = dir.path().join("data");
         let config = dir.path().join("tagcast.toml");
-        std::fs::write(&config, config_toml(&data_dir, tls.as_ref())).expect("write config");
+        let text = config_toml(&data_dir, tls.as_ref(), callback);
+        std::fs::write(&config, text).expect("write config");
         let (child, base) = spawn(&config);
         Server {
             child,

@@ -3,9 +3,11 @@
 mod auth;
 mod bad_input;
 mod common;
+mod delivery;
 mod durability;
 mod errors;
 mod props;
 mod samples;
 mod smoke;
 mod transport;
+mod ws;

@@ -1,0 +1,435 @@
+//! End to end with real WebSocket clients: who receives a push, offline catch-up, revoke,
+//! callbacks, idempotency across a restart, reports.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::ws::*;
+
+/// Accounts and their tags: the audience tests select among them.
+const PEOPLE: [(&str, &[&str]); 6] = [
+    ("d_a", &["x"]),
+    ("d_b", &["x", "y"]),
+    ("d_c", &["y"]),
+    ("d_d", &["z"]),
+    ("d_e", &["x", "z"]),
+    ("d_f", &[]),
+];
+
+async fn people(server: &Server) -> Vec<Client> {
+    let names: Vec<&str> = PEOPLE.iter().map(|(n, _)| *n).collect();
+    import(server, &PUSH_APP, &names).await;
+    name_attrs(server, &PUSH_APP, json!({ "0": "city" })).await;
+    for (name, tags) in PEOPLE {
+        if !tags.is_empty() {
+            add_tags(server, &PUSH_APP, name, tags).await;
+        }
+    }
+    set_attrs(server, &PUSH_APP, "d_b", json!({ "city": "sz" })).await;
+    set_attrs(server, &PUSH_APP, "d_e", json!({ "city": "bj" })).await;
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push(Client::connect(server, &PUSH_APP, name).await);
+    }
+    clients
+}
+
+#[tokio::test]
+async fn each_push_reaches_exactly_the_accounts_it_selects() {
+    let server = Server::start();
+    let mut clients = people(&server).await;
+    let cases: [(Value, &[&str]); 5] = [
+        (
+            json!({ "Condition": { "TagsOr": ["x", "y"], "TagsNot": ["z"] } }),
+            &["d_a", "d_b", "d_c"],
+        ),
+        (json!({ "Condition": { "TagsAnd": ["x", "y"] } }), &["d_b"]),
+        (
+            json!({ "Condition": { "TagsNot": ["x"] } }),
+            &["d_c", "d_d", "d_f"],
+        ),
+        (
+            json!({ "Condition": { "AttrsOr": { "city": "sz" } } }),
+            &["d_b"],
+        ),
+        (
+            json!({ "Audience": { "Or": [
+                { "And": [{ "Tag": "x" }, { "Not": { "Attr": "city", "Eq": "sz" } }] },
+                { "Attr": "city", "Exists": true }
+            ] } }),
+            &["d_a", "d_b", "d_e"],
+        ),
+    ];
+    let mut expected: Vec<Vec<String>> = vec![Vec::new(); PEOPLE.len()];
+    for (i, (selector, receivers)) in cases.iter().enumerate() {
+        let task = push(&server, &PUSH_APP, 100 + i as u32, selector.clone()).await;
+        for (who, (name, _)) in PEOPLE.iter().enumerate() {
+            if receivers.contains(name) {
+                expected[who].push(task.clone());
+            }
+        }
+    }
+    let end = marker(&server, &PUSH_APP, 999).await;
+    for (client, expected) in clients.iter_mut().zip(expected) {
+        assert_eq!(
+            client.pushes_until(&end).await,
+            expected,
+            "{}",
+            client.account
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_push_frame_carries_the_message() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["frame_a"]).await;
+    let mut client = Client::connect(&server, &PUSH_APP, "frame_a").await;
+    let body = json!({
+        "From_Account": "shop",
+        "MsgRandom": 5,
+        "MsgBody": text_body("sale"),
+        "OfflinePushInfo": { "Title": "t", "Desc": "d" },
+    });
+    let task = server.ok(&PUSH_APP, "timpush/push", body).await["TaskId"].clone();
+    let frame = client.next_frame().await;
+    assert_eq!(frame["Type"], "Push");
+    assert_eq!(frame["TaskId"], task);
+    assert_eq!(frame["From_Account"], "shop");
+    assert_eq!(frame["MsgBody"], text_body("sale"));
+    assert_eq!(
+        frame["OfflinePushInfo"],
+        json!({ "Title": "t", "Desc": "d" })
+    );
+    let sent = frame["SendTime"].as_u64().expect("SendTime");
+    assert!(
+        sent.abs_diff(now()) < 600,
+        "SendTime {sent} is the push's time"
+    );
+}
+
+#[tokio::test]
+async fn an_offline_account_gets_missed_pushes_on_reconnect_in_order_and_once() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["off_a", "off_b"]).await;
+    add_tags(&server, &PUSH_APP, "off_a", &["fan"]).await;
+    let first = push(
+        &server,
+        &PUSH_APP,
+        1,
+        json!({ "Condition": { "TagsAnd": ["fan"] } }),
+    )
+    .await;
+    let not_mine = push(
+        &server,
+        &PUSH_APP,
+        2,
+        json!({ "Condition": { "TagsAnd": ["nobody"] } }),
+    )
+    .await;
+    let second = marker(&server, &PUSH_APP, 3).await;
+    // im_push without MsgLifeTime is online only: an offline account never gets it.
+    let online_only = server
+        .ok(
+            &PUSH_APP,
+            "all_member_push/im_push",
+            json!({ "MsgRandom": 4, "MsgBody": text_body("now") }),
+        )
+        .await["TaskId"]
+        .clone();
+
+    let mut client = Client::connect(&server, &PUSH_APP, "off_a").await;
+    let first_frame = client.next_frame().await;
+    let second_frame = client.next_frame().await;
+    assert_eq!(
+        [&first_frame["TaskId"], &second_frame["TaskId"]],
+        [&json!(first), &json!(second)]
+    );
+    client.close().await;
+
+    let mut client = Client::connect(&server, &PUSH_APP, "off_a").await;
+    let end = marker(&server, &PUSH_APP, 5).await;
+    let again = client.pushes_until(&end).await;
+    assert!(
+        again.is_empty(),
+        "nothing is delivered twice, got {again:?}"
+    );
+    assert!(!again.contains(&not_mine) && online_only != json!(end));
+}
+
+#[tokio::test]
+async fn a_revoked_push_stops_and_connected_recipients_are_told() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["rv_online", "rv_offline"]).await;
+    let mut online = Client::connect(&server, &PUSH_APP, "rv_online").await;
+    let task = marker(&server, &PUSH_APP, 10).await;
+    assert_eq!(online.next_frame().await["TaskId"], task);
+
+    server
+        .ok(&PUSH_APP, "timpush/revoke", json!({ "TaskId": task }))
+        .await;
+    let frame = online.next_frame().await;
+    assert_eq!(frame, json!({ "Type": "Revoke", "TaskId": task }));
+    let again = server
+        .call(&PUSH_APP, "timpush/revoke", json!({ "TaskId": task }))
+        .await;
+    assert_fail(&again, 90050, &task);
+
+    let mut offline = Client::connect(&server, &PUSH_APP, "rv_offline").await;
+    let end = marker(&server, &PUSH_APP, 11).await;
+    assert_eq!(
+        offline.pushes_until(&end).await,
+        Vec::<String>::new(),
+        "the offline copy is withdrawn"
+    );
+    let stats = statistics(&server, &[&task]).await;
+    assert_eq!(stats[0]["Revoked"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn connecting_counts_as_logging_in() {
+    let server = Server::start();
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "im_open_login_svc/account_check",
+            user_items("CheckItem", &["newbie"]),
+        )
+        .await;
+    assert_eq!(r["ResultItem"][0]["AccountStatus"], "NotImported");
+    let mut client = Client::connect(&server, &PUSH_APP, "newbie").await;
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "im_open_login_svc/account_check",
+            user_items("CheckItem", &["newbie"]),
+        )
+        .await;
+    assert_eq!(r["ResultItem"][0]["AccountStatus"], "Imported");
+    add_tags(&server, &PUSH_APP, "newbie", &["fresh"]).await;
+    let task = push(
+        &server,
+        &PUSH_APP,
+        20,
+        json!({ "Condition": { "TagsAnd": ["fresh"] } }),
+    )
+    .await;
+    assert_eq!(client.next_frame().await["TaskId"], task);
+}
+
+#[tokio::test]
+async fn a_websocket_with_a_bad_usersig_is_refused_with_its_code() {
+    let server = Server::start();
+    let other_key = tagcast_usersig::sign(PUSH_APP.sdkappid, "wrong-key", "ws_x", 3600, now());
+    for (usersig, code) in [("", 70002), ("garbage", 70003), (other_key.as_str(), 70009)] {
+        let url = ws_url(&server, &PUSH_APP, "ws_x", usersig).replacen("ws", "http", 1);
+        let response = server.request(reqwest::Method::GET, &url, "").await;
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.expect("JSON body");
+        assert_fail(&body, code, "UserSig");
+    }
+}
+
+#[tokio::test]
+async fn batch_pushes_reach_the_listed_accounts() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["bt_a", "bt_b"]).await;
+    let mut a = Client::connect(&server, &PUSH_APP, "bt_a").await;
+    let mut b = Client::connect(&server, &PUSH_APP, "bt_b").await;
+    let body = json!({
+        "From_Account": "administrator",
+        "To_Account": ["bt_a", "bt_ghost"],
+        "MsgRandom": 30,
+        "OfflinePushInfo": { "Title": "t", "Desc": "d" },
+        "DataId": "biz-1",
+    });
+    let r = server.ok(&PUSH_APP, "timpush/batch", body).await;
+    let task = r["TaskId"].as_str().expect("TaskId").to_string();
+    assert!(task.starts_with("batch_"), "{task}");
+    assert_eq!(error_list(&r), one_error("bt_ghost", 70107));
+    let end = marker(&server, &PUSH_APP, 31).await;
+    assert_eq!(a.pushes_until(&end).await, vec![task]);
+    assert_eq!(b.pushes_until(&end).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn msg_random_is_idempotent_across_a_restart() {
+    let mut server = Server::start();
+    import(&server, &PUSH_APP, &["idem_a"]).await;
+    let first = marker(&server, &PUSH_APP, 4242).await;
+    server.crash_and_restart();
+    let again = marker(&server, &PUSH_APP, 4242).await;
+    assert_eq!(again, first, "the same MsgRandom returns the first TaskId");
+    let mut client = Client::connect(&server, &PUSH_APP, "idem_a").await;
+    let end = marker(&server, &PUSH_APP, 4243).await;
+    assert_eq!(
+        client.pushes_until(&end).await,
+        vec![first.clone()],
+        "pushed once"
+    );
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "timpush/all_member_push_statistics",
+            window(None),
+        )
+        .await;
+    let tasks: Vec<&Value> = r["Results"]
+        .as_array()
+        .expect("Results")
+        .iter()
+        .map(|t| &t["TaskID"])
+        .collect();
+    assert_eq!(tasks, [&json!(first), &json!(end)]);
+}
+
+#[tokio::test]
+async fn statistics_and_trace_come_from_recorded_deliveries() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["st_on", "st_off", "st_out"]).await;
+    add_tags(&server, &PUSH_APP, "st_on", &["st"]).await;
+    add_tags(&server, &PUSH_APP, "st_off", &["st"]).await;
+    let mut online = Client::connect(&server, &PUSH_APP, "st_on").await;
+    let task = push(
+        &server,
+        &PUSH_APP,
+        40,
+        json!({ "Condition": { "TagsAnd": ["st"] } }),
+    )
+    .await;
+    assert_eq!(online.next_frame().await["TaskId"], task);
+
+    let stats = eventually(|| async {
+        let stats = statistics(&server, &[&task]).await;
+        (stats[0]["DeliveredCount"] == 1).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats[0]["AudienceCount"], 2);
+    assert_eq!(stats[0]["Type"], "Tag");
+    assert_eq!(stats[0]["Revoked"], 0);
+
+    let trace = |user: &'static str| {
+        let server = &server;
+        let task = task.clone();
+        async move {
+            server
+                .ok(
+                    &PUSH_APP,
+                    "timpush/all_member_push_trace",
+                    json!({ "TaskID": task, "UserID": user }),
+                )
+                .await["InstanceTrace"]
+                .clone()
+        }
+    };
+    let delivered = trace("st_on").await;
+    assert_eq!(
+        delivered[0]["IMCommitStat"]["IMStat"]["PushStatus"],
+        "Delivered"
+    );
+    assert_eq!(
+        delivered[0]["PushTime"].as_str().map(str::len),
+        Some(19),
+        "{delivered}"
+    );
+    let pending = trace("st_off").await;
+    assert_eq!(
+        pending[0]["IMCommitStat"]["IMStat"]["PushStatus"],
+        "Pending"
+    );
+    assert_eq!(trace("st_out").await, json!([]));
+}
+
+#[tokio::test]
+async fn callbacks_report_each_delivery_to_the_app() {
+    let (url, mut received) = callback_receiver().await;
+    let server = Server::start_with_callback(&url);
+    import(&server, &PUSH_APP, &["cb_a"]).await;
+    let mut client = Client::connect(&server, &PUSH_APP, "cb_a").await;
+    let body = json!({ "MsgRandom": 50, "MsgBody": text_body("hi"), "DataId": "order-7" });
+    let task = server.ok(&PUSH_APP, "timpush/push", body).await["TaskId"].clone();
+    assert_eq!(client.next_frame().await["TaskId"], task);
+
+    let (query, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("a callback within 10 s")
+        .expect("callback receiver running");
+    assert!(
+        query.contains(&format!("SdkAppid={}", PUSH_APP.sdkappid)),
+        "{query}"
+    );
+    assert!(
+        query.contains("CallbackCommand=Push.AllMemberPush"),
+        "{query}"
+    );
+    let event = &body["Events"][0];
+    assert_eq!(event["CallbackCommand"], "Push.AllMemberPush");
+    assert_eq!(event["TaskId"], task);
+    assert_eq!(event["To_Account"], "cb_a");
+    assert_eq!(event["EventType"], 2);
+    assert_eq!(event["ErrCode"], 0);
+    assert_eq!(event["DataId"], "order-7");
+}
+
+/// A local HTTP server that records each callback's query and body; returns its URL.
+async fn callback_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
+) {
+    use axum::extract::RawQuery;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |RawQuery(query): RawQuery, body: String| {
+            let tx = tx.clone();
+            async move {
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let _ = tx.send((query.unwrap_or_default(), body));
+                axum::Json(json!({ "ActionStatus": "OK", "ErrorInfo": "", "ErrorCode": 0 }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/callback"), rx)
+}
+
+async fn statistics(server: &Server, tasks: &[&str]) -> Value {
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "timpush/all_member_push_statistics",
+            window(Some(tasks)),
+        )
+        .await;
+    r["Results"].clone()
+}
+
+/// A statistics request over the last day, for `tasks` or all of them.
+fn window(tasks: Option<&[&str]>) -> Value {
+    let mut body = json!({ "StartTime": now() - 3600, "EndTime": now() + 3600 });
+    if let Some(tasks) = tasks {
+        body["TaskID"] = json!(tasks);
+    }
+    body
+}
+
+/// Polls `probe` until it yields a value: deliveries are recorded a moment after they happen.
+async fn eventually<T, F, Fut>(probe: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the condition did not hold within 10 s");
+}
