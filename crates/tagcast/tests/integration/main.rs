@@ -7,6 +7,7 @@ mod delivery;
 mod durability;
 mod errors;
 mod props;
+mod push;
 mod samples;
 mod smoke;
 mod transport;
