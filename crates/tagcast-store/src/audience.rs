@@ -29,6 +29,12 @@ impl Audiences {
         }
     }
 
+    /// Accounts over all apps.
+    pub fn account_count(&self) -> u64 {
+        let apps = self.apps.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        apps.values().map(|index| index.accounts().len()).sum()
+    }
+
     pub fn apply(&self, changes: &[(AppId, Change)]) {
         if changes.is_empty() {
             return;

@@ -58,7 +58,13 @@ impl Store {
         std::fs::create_dir_all(data_dir)?;
         let db = Arc::new(Database::create(data_dir.join("tagcast.redb"))?);
         schema::create_tables(&db)?;
+        let started = std::time::Instant::now();
         let audiences = Arc::new(audience::Audiences::rebuild(&db)?);
+        tracing::info!(
+            accounts = audiences.account_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "audience index rebuilt"
+        );
         let writer = writer::spawn(db.clone(), audiences.clone());
         Ok(Self {
             db,
