@@ -31,7 +31,10 @@ impl Audiences {
 
     /// Accounts over all apps.
     pub fn account_count(&self) -> u64 {
-        let apps = self.apps.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let apps = self
+            .apps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         apps.values().map(|index| index.accounts().len()).sum()
     }
 

@@ -18,15 +18,9 @@ impl Store {
         names: &[String],
     ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
         let txn = self.db.begin_read()?;
-        let accounts = txn.open_table(ACCOUNTS)?;
         let account_tags = txn.open_table(ACCOUNT_TAGS)?;
         let tag_names = txn.open_table(TAG_NAMES)?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(id) = accounts.get((app, name.as_str()))?.map(|g| g.value()) else {
-                out.push(None);
-                continue;
-            };
+        per_account(&txn, app, names, |id| {
             let ids = account_tags
                 .get((app, id))?
                 .map(|g| decode_tag_ids(g.value()))
@@ -35,9 +29,8 @@ impl Store {
             for tag in ids {
                 tags.extend(tag_names.get((app, tag))?.map(|g| g.value().to_string()));
             }
-            out.push(Some(tags));
-        }
-        Ok(out)
+            Ok(tags)
+        })
     }
 
     /// Each account's attributes by name, or None for an account that does not exist.
@@ -48,28 +41,20 @@ impl Store {
     ) -> Result<Vec<Option<BTreeMap<String, String>>>, StoreError> {
         let txn = self.db.begin_read()?;
         let schema = schema_in(&txn, app)?;
-        let accounts = txn.open_table(ACCOUNTS)?;
         let account_attrs = txn.open_table(ACCOUNT_ATTRS)?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(id) = accounts.get((app, name.as_str()))?.map(|g| g.value()) else {
-                out.push(None);
-                continue;
-            };
+        per_account(&txn, app, names, |id| {
             let values = account_attrs
                 .get((app, id))?
                 .map(|g| decode_attrs(g.value()))
                 .unwrap_or_default();
-            let named = values
+            Ok(values
                 .into_iter()
                 .filter_map(|(slot, value)| {
                     let attr = schema.slots.get(slot as usize)?.as_ref()?;
                     Some((attr.name.clone(), value))
                 })
-                .collect();
-            out.push(Some(named));
-        }
-        Ok(out)
+                .collect())
+        })
     }
 
     /// The app's attribute slots.
@@ -90,6 +75,22 @@ impl Store {
             .map(|name| Ok(accounts.get((app, name.as_str()))?.map(|g| g.value())))
             .collect()
     }
+}
+
+/// `read` of each named account that exists, None for the others, in order.
+fn per_account<T>(
+    txn: &ReadTransaction,
+    app: AppId,
+    names: &[String],
+    mut read: impl FnMut(AccountId) -> Result<T, redb::StorageError>,
+) -> Result<Vec<Option<T>>, StoreError> {
+    let accounts = txn.open_table(ACCOUNTS)?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let id = accounts.get((app, name.as_str()))?.map(|g| g.value());
+        out.push(id.map(&mut read).transpose()?);
+    }
+    Ok(out)
 }
 
 fn schema_in(txn: &ReadTransaction, app: AppId) -> Result<AttrSchema, StoreError> {

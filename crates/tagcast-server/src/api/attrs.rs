@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use tagcast_proto::responses::{GetAttr, GetAttrName, UserAttrs, WithErrors};
-use tagcast_proto::{ApiError, Code, ErrorItem, requests};
+use tagcast_proto::{ApiError, Code, requests};
 use tagcast_store::{ATTR_SLOTS, ItemResult, SlotUpdate};
 
-use super::{Ctx, Reply, not_found, reply, request_error, write_valid};
+use super::{Ctx, Reply, reply, request_error, split_found, write_valid};
 use crate::routes::Family;
 
 pub async fn set_attr_name(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
@@ -83,17 +83,9 @@ pub fn get_attr(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         .store
         .get_attrs(ctx.app.sdkappid, &req.to_account)
         .map_err(|e| ctx.internal(e))?;
-    let mut user_attrs = Vec::new();
-    let mut error_list = Vec::new();
-    for (account, attrs) in req.to_account.into_iter().zip(found) {
-        match attrs {
-            Some(attrs) => user_attrs.push(UserAttrs {
-                to_account: account,
-                attrs,
-            }),
-            None => error_list.push(ErrorItem::new(account.clone(), not_found(&account))),
-        }
-    }
+    let (user_attrs, error_list) = split_found(req.to_account, found, |to_account, attrs| {
+        UserAttrs { to_account, attrs }
+    });
     reply(GetAttr {
         user_attrs,
         error_list,

@@ -155,6 +155,24 @@ where
     Ok(errors)
 }
 
+/// Pairs each requested account with what was found for it: `entry` builds the found ones, the
+/// others go to an `ErrorList` with 70107. Request order is kept.
+pub fn split_found<T, E>(
+    accounts: Vec<String>,
+    found: Vec<Option<T>>,
+    entry: impl Fn(String, T) -> E,
+) -> (Vec<E>, Vec<ErrorItem>) {
+    let mut entries = Vec::new();
+    let mut error_list = Vec::new();
+    for (account, value) in accounts.into_iter().zip(found) {
+        match value {
+            Some(value) => entries.push(entry(account, value)),
+            None => error_list.push(ErrorItem::new(account.clone(), not_found(&account))),
+        }
+    }
+    (entries, error_list)
+}
+
 /// The documented code for a per-account failure of the store.
 pub fn item_error(account: &str, error: ItemError) -> ApiError {
     let code = match error {

@@ -1,10 +1,10 @@
 //! add_tag, remove_tag, clear_all_tags, get_tag (and their `im_` twins).
 
 use tagcast_proto::responses::{GetTag, UserTags, WithErrors};
-use tagcast_proto::{ApiError, Code, ErrorItem, requests};
+use tagcast_proto::{ApiError, Code, requests};
 use tagcast_store::TagEdit;
 
-use super::{Ctx, Reply, not_found, reply, shown, write_valid};
+use super::{Ctx, Reply, reply, shown, split_found, write_valid};
 
 pub async fn add_tag(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let req: requests::AddTag = ctx.parse(body)?;
@@ -56,17 +56,10 @@ pub fn get_tag(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         .store
         .get_tags(ctx.app.sdkappid, &req.to_account)
         .map_err(|e| ctx.internal(e))?;
-    let mut user_tags = Vec::new();
-    let mut error_list = Vec::new();
-    for (account, tags) in req.to_account.into_iter().zip(found) {
-        match tags {
-            Some(tags) => user_tags.push(UserTags {
-                to_account: account,
-                tags,
-            }),
-            None => error_list.push(ErrorItem::new(account.clone(), not_found(&account))),
-        }
-    }
+    let (user_tags, error_list) = split_found(req.to_account, found, |to_account, tags| UserTags {
+        to_account,
+        tags,
+    });
     reply(GetTag {
         user_tags,
         error_list,
