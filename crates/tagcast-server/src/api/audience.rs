@@ -47,16 +47,7 @@ pub fn audience_count(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
 
 /// The body as a JSON object (90001 otherwise).
 pub fn parse_object(ctx: &Ctx<'_>, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match ctx.parse::<Value>(body)? {
-        Value::Object(map) => Ok(map),
-        other => Err(ApiError::new(
-            Code::JsonParse,
-            format!(
-                "invalid request body: expected a JSON object, got {}",
-                kind(&other)
-            ),
-        )),
-    }
+    ctx.parse(body)
 }
 
 /// A field that is present and not null.

@@ -29,6 +29,19 @@ pub struct Ctx<'a> {
     pub hub: &'a Arc<Hub>,
 }
 
+/// What a JSON value starting with `first` is, for anything but an object (and for bytes that
+/// start no JSON value, None: the parser then explains the syntax error).
+fn json_kind(first: u8) -> Option<&'static str> {
+    match first {
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b'n' => Some("null"),
+        b't' | b'f' => Some("a boolean"),
+        b'-' | b'0'..=b'9' => Some("a number"),
+        _ => None,
+    }
+}
+
 /// A serialized OK response.
 pub type Reply = Result<Vec<u8>, ApiError>;
 
@@ -58,8 +71,16 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
 }
 
 impl Ctx<'_> {
-    /// Parses the body as `T`; the error names the offending field.
+    /// Parses the body, which must be a JSON object, as `T`; the error names the offending field.
     pub fn parse<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, ApiError> {
+        // serde would also take a struct written as an array; Tencent's bodies are objects.
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if let Some(found) = first.and_then(|b| json_kind(*b)) {
+            return Err(ApiError::new(
+                self.parse_error_code(),
+                format!("invalid request body: expected a JSON object, got {found}"),
+            ));
+        }
         let deserializer = &mut serde_json::Deserializer::from_slice(body);
         let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|e| {
             let path = e.path().to_string();
