@@ -50,7 +50,10 @@ fn tag(t: u32) -> Expr {
     Expr::Tag(format!("tag{t}"))
 }
 
-fn conditions() -> Vec<(&'static str, Expr, fn(&[u32]) -> bool)> {
+/// A named condition, as an expression and as the scan's predicate over sorted tag ids.
+type Condition = (&'static str, Expr, fn(&[u32]) -> bool);
+
+fn conditions() -> Vec<Condition> {
     vec![
         ("one tag", tag(3), |t| t.contains(&3)),
         ("and of 2", Expr::And(vec![tag(1), tag(5)]), |t| {
