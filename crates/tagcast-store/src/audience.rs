@@ -6,7 +6,7 @@ use std::sync::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tagcast_audience::{AppIndex, AppIndexBuilder, Change};
 
-use crate::codec::{decode_attrs, decode_tag_ids};
+use crate::codec::{attrs_in, decode_tag_ids};
 use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, TAG_NAMES};
 use crate::{AppId, StoreError};
 
@@ -72,8 +72,8 @@ impl Audiences {
             let (key, attrs) = entry?;
             let (app, account) = key.value();
             let builder = builders.entry(app).or_default();
-            for (slot, value) in decode_attrs(attrs.value()) {
-                builder.attr(account, slot, &value);
+            for (slot, value) in attrs_in(attrs.value()) {
+                builder.attr(account, slot, value);
             }
         }
         let mut tag_names: HashMap<(AppId, u32), String> = HashMap::new();

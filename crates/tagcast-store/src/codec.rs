@@ -28,15 +28,15 @@ pub(crate) fn encode_attrs(values: &[(u8, String)]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_attrs(bytes: &[u8]) -> Vec<(u8, String)> {
+    attrs_in(bytes)
+        .map(|(slot, value)| (slot, value.to_string()))
+        .collect()
+}
+
+/// The attribute values without copying them (index rebuilds read millions).
+pub(crate) fn attrs_in(bytes: &[u8]) -> impl Iterator<Item = (u8, &str)> {
     let mut reader = Reader(bytes);
-    let mut values = Vec::new();
-    while let Some(slot) = reader.byte() {
-        match reader.str() {
-            Some(value) => values.push((slot, value)),
-            None => break,
-        }
-    }
-    values
+    std::iter::from_fn(move || Some((reader.byte()?, reader.str()?)))
 }
 
 /// Attribute slots as repeated `slot:u8 account_type:u8 len:u16le name`.
@@ -56,7 +56,10 @@ pub(crate) fn decode_schema(bytes: &[u8]) -> AttrSchema {
     while let (Some(index), Some(account_type)) = (reader.byte(), reader.byte()) {
         let Some(name) = reader.str() else { break };
         if let Some(slot) = schema.slots.get_mut(index as usize) {
-            *slot = Some(AttrSlot { name, account_type });
+            *slot = Some(AttrSlot {
+                name: name.to_string(),
+                account_type,
+            });
         }
     }
     schema
@@ -70,18 +73,18 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(b)
     }
 
-    fn str(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let len = u16::from_le_bytes([self.byte()?, self.byte()?]) as usize;
         let bytes = self.0.get(..len)?;
         self.0 = &self.0[len..];
-        String::from_utf8(bytes.to_vec()).ok()
+        std::str::from_utf8(bytes).ok()
     }
 }
 
