@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub tls: Option<TlsConfig>,
+    /// Page cache of the embedded store, in MiB.
+    pub cache_mb: usize,
     pub apps: Vec<AppConfig>,
 }
 

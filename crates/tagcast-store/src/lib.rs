@@ -44,6 +44,10 @@ pub struct TagLimits {
     pub max_tags_per_app: usize,
 }
 
+/// Page cache of the store unless configured: reads of hot accounts stay in memory while the
+/// audience index, not the cache, answers the big questions.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -55,8 +59,16 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `data_dir`, which is created if missing.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// `open`, with redb's page cache limited to `cache_bytes`.
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
-        let db = Arc::new(Database::create(data_dir.join("tagcast.redb"))?);
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(data_dir.join("tagcast.redb"))?;
+        let db = Arc::new(db);
         schema::create_tables(&db)?;
         let started = std::time::Instant::now();
         let audiences = Arc::new(audience::Audiences::rebuild(&db)?);

@@ -20,6 +20,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     tls: Option<TlsConfig>,
+    cache_mb: Option<usize>,
     #[serde(default)]
     apps: Vec<AppConfig>,
 }
@@ -53,10 +54,14 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
             (vec![app], Some(info))
         }
     };
+    let cache_mb = file
+        .cache_mb
+        .unwrap_or(tagcast_store::DEFAULT_CACHE_BYTES >> 20);
     let config = ServerConfig {
         listen,
         data_dir,
         tls,
+        cache_mb,
         apps,
     };
     config
