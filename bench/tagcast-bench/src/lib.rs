@@ -1,0 +1,5 @@
+//! Benchmarks of tagcast's push path. The binary `tagcast-bench` runs them (see bench/README.md);
+//! the library holds what other benchmarks and exporters reuse: the synthetic data model.
+
+pub mod stats;
+pub mod synth;

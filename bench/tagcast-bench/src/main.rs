@@ -1,0 +1,60 @@
+//! `tagcast-bench`: the push benchmarks. Each reports ratios against a baseline measured in the
+//! same run, next to the absolute numbers. See bench/README.md; `bench/push.sh` runs them all.
+
+mod audience;
+mod client;
+mod fanout;
+mod gen_data;
+mod push;
+mod raw;
+mod scan;
+mod server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tagcast-bench", about = "Push benchmarks of tagcast")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the synthetic app into a store (skipped when DIR already holds the same data).
+    Gen(gen_data::GenArgs),
+    /// Audience counts: roaring index vs a per-account scan, on one thread.
+    Audience(audience::AudienceArgs),
+    /// Push creation latency on the real server vs a minimal durable write.
+    Push(push::PushArgs),
+    /// Online fan-out over real WebSockets vs a minimal broadcast server.
+    Fanout(fanout::FanoutArgs),
+    /// The minimal WebSocket broadcast server of the fan-out baseline (started by `fanout`).
+    #[command(hide = true)]
+    RawServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Where `gen` caches a data set of `accounts` accounts by default.
+pub fn default_data_dir(accounts: u64) -> PathBuf {
+    PathBuf::from(format!("target/bench-data/{accounts}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // reqwest is built without a bundled crypto provider; the workspace uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Gen(args) => runtime.block_on(gen_data::run(&args)),
+        // Counts are measured on the calling thread; the runtime only drives the store's open.
+        Command::Audience(args) => audience::run(&args, &runtime),
+        Command::Push(args) => runtime.block_on(push::run(&args)),
+        Command::Fanout(args) => runtime.block_on(fanout::run(&args)),
+        Command::RawServer { listen } => runtime.block_on(raw::serve(listen)),
+    }
+}

@@ -1,0 +1,109 @@
+//! Starts the real tagcast server (`tagcast serve --config ...`) for a benchmark.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tagcast_bench::synth::SDKAPPID;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The app key of the benchmark's server.
+pub const KEY: &str = "bench-secret-key";
+
+/// A running tagcast, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    /// From spawn to the "listening" line: store open and index rebuild included.
+    pub startup: Duration,
+}
+
+/// The `tagcast` binary: `--tagcast-bin`, or the one beside this benchmark binary.
+pub fn tagcast_bin(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = arg {
+        return Ok(bin.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .context("benchmark binary has no folder")?
+        .join("tagcast");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p tagcast) or pass --tagcast-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+impl Server {
+    /// Starts tagcast on `data_dir` with limits that let a benchmark push as fast as it likes:
+    /// no daily quota, no minimum interval, no API rate limit. Config and logs go to `run_dir`.
+    pub async fn start(bin: &Path, data_dir: &Path, run_dir: &Path) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(run_dir)?;
+        let config = run_dir.join("tagcast.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "127.0.0.1:0"
+data_dir = "{data}"
+
+[[apps]]
+sdkappid = {SDKAPPID}
+secret_key = "{KEY}"
+admins = ["administrator"]
+
+[apps.limits]
+api_calls_per_second = 1000000
+push_daily_quota = 4000000000
+push_min_interval_ms = 0
+tags_per_app = 2000
+"#,
+                data = data_dir.canonicalize()?.display()
+            ),
+        )?;
+        let log = std::fs::File::create(run_dir.join("tagcast.log"))?;
+        let started = Instant::now();
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("TAGCAST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next_line().await? else {
+                let log = std::fs::read_to_string(run_dir.join("tagcast.log")).unwrap_or_default();
+                bail!("tagcast exited before listening:\n{log}");
+            };
+            if let Some(url) = line.strip_prefix("tagcast listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        let startup = started.elapsed();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server {
+            child,
+            url,
+            startup,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Stops the server (SIGKILL: every acknowledged write is already durable).
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
