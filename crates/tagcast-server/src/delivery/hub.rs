@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value, json};
@@ -84,6 +84,7 @@ pub struct Hub {
     publishing: tokio::sync::Mutex<()>,
     recorder: Recorder,
     next_conn: AtomicU64,
+    fan_out_queue: mpsc::UnboundedSender<Arc<LiveTask>>,
 }
 
 /// A session's registration.
@@ -108,13 +109,18 @@ impl Hub {
             let task = Arc::new(LiveTask::new(app, meta, audience));
             live.entry(app).or_default().insert(task.meta.seq, task);
         }
-        Ok(Arc::new(Self {
-            store,
-            registry: RwLock::new(Registry::default()),
-            live: RwLock::new(live),
-            publishing: tokio::sync::Mutex::new(()),
-            recorder,
-            next_conn: AtomicU64::new(1),
+        let (fan_out_queue, queue) = mpsc::unbounded_channel();
+        Ok(Arc::new_cyclic(|hub| {
+            tokio::spawn(Self::fan_out_worker(hub.clone(), queue));
+            Self {
+                store,
+                registry: RwLock::new(Registry::default()),
+                live: RwLock::new(live),
+                publishing: tokio::sync::Mutex::new(()),
+                recorder,
+                next_conn: AtomicU64::new(1),
+                fan_out_queue,
+            }
         }))
     }
 
@@ -125,7 +131,7 @@ impl Hub {
 
     /// Makes a new task live and sends it to its connected recipients. Call while holding
     /// `publishing()`.
-    pub fn publish(self: &Arc<Self>, task: Arc<LiveTask>) {
+    pub fn publish(&self, task: Arc<LiveTask>) {
         if task.meta.stored_for_offline() {
             let mut live = write(&self.live);
             let tasks = live.entry(task.app).or_default();
@@ -133,8 +139,16 @@ impl Hub {
             tasks.retain(|_, t| t.meta.expires_ms > task.meta.created_ms);
             tasks.insert(task.meta.seq, task.clone());
         }
-        let hub = self.clone();
-        tokio::spawn(async move { hub.fan_out(task).await });
+        // One worker fans out every push, in publication (= sequence) order, so each session
+        // receives pushes in order even when they are published back to back.
+        let _ = self.fan_out_queue.send(task);
+    }
+
+    async fn fan_out_worker(hub: Weak<Hub>, mut queue: mpsc::UnboundedReceiver<Arc<LiveTask>>) {
+        while let Some(task) = queue.recv().await {
+            let Some(hub) = hub.upgrade() else { return };
+            hub.fan_out(task).await;
+        }
     }
 
     async fn fan_out(&self, task: Arc<LiveTask>) {

@@ -2,6 +2,7 @@
 //! Connecting counts as logging in (the account becomes known); the session first catches up on
 //! live pushes it missed, in order, then receives new ones as they are published.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,6 +18,9 @@ use tagcast_store::{AccountId, AppId, Store, StoreError};
 use super::hub::{Hub, LiveTask, Outbound};
 use crate::auth;
 use crate::state::SharedState;
+
+/// Read buffer of one session.
+const CLIENT_READ_BUFFER: usize = 4096;
 
 pub async fn websocket(
     State(state): State<Arc<SharedState>>,
@@ -50,7 +54,11 @@ pub async fn websocket(
         }
     };
     let hub = state.hub.clone();
-    upgrade.on_upgrade(move |socket| run(hub, app, account, identifier.into(), socket))
+    // Clients send almost nothing; the default 128 KiB read buffer per connection would
+    // dominate the memory of many idle sessions.
+    upgrade
+        .read_buffer_size(CLIENT_READ_BUFFER)
+        .on_upgrade(move |socket| run(hub, app, account, identifier.into(), socket))
 }
 
 /// The account's id, importing it on its first connection as Tencent's login does.
@@ -88,22 +96,25 @@ async fn serve(
     socket: &mut WebSocket,
     registration: &mut super::hub::Registration,
 ) -> Result<(), axum::Error> {
-    let mut last = hub.cursor(app, account).map_err(axum::Error::new)?;
+    let cursor = hub.cursor(app, account).map_err(axum::Error::new)?;
     let hello = json!({ "Type": "Connected", "Identifier": &**name, "SdkAppId": app });
     socket.send(Message::Text(hello.to_string().into())).await?;
-    for task in hub.backlog(app, account, last, crate::now_unix() * 1000) {
+    // Live pushes arrive in order, but some of them may also be in the backlog: those are
+    // delivered from the backlog and skipped when they arrive live.
+    let mut from_backlog = HashSet::new();
+    for task in hub.backlog(app, account, cursor, crate::now_unix() * 1000) {
         deliver(hub, socket, &task, account, name).await?;
-        last = task.meta.seq;
+        from_backlog.insert(task.meta.seq);
     }
+    let is_new = |task: &LiveTask| task.meta.seq > cursor && !from_backlog.contains(&task.meta.seq);
     loop {
         if registration.lagged.load(Ordering::Acquire) {
             return Ok(());
         }
         tokio::select! {
             outbound = registration.rx.recv() => match outbound {
-                Some(Outbound::Push(task)) if task.meta.seq > last && !task.is_revoked() => {
+                Some(Outbound::Push(task)) if is_new(&task) && !task.is_revoked() => {
                     deliver(hub, socket, &task, account, name).await?;
-                    last = task.meta.seq;
                 }
                 Some(Outbound::Push(_)) => {}
                 Some(Outbound::Revoke(frame)) => send(socket, frame).await?,

@@ -433,3 +433,24 @@ where
     }
     panic!("the condition did not hold within 10 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_sent_at_once_all_arrive_in_order() {
+    let server = Server::start();
+    let names = ["burst_a", "burst_b", "burst_c"];
+    import(&server, &PUSH_APP, &names).await;
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push(Client::connect(&server, &PUSH_APP, name).await);
+    }
+    let pushes = (0..40u32).map(|n| marker(&server, &PUSH_APP, 500 + n));
+    let mut tasks = futures_util::future::join_all(pushes).await;
+    // Sequence numbers give the order the server published them in.
+    tasks.sort_by_key(|id| {
+        u64::from_str_radix(id.split('_').nth(2).unwrap_or("0"), 16).unwrap_or(0)
+    });
+    let end = marker(&server, &PUSH_APP, 999).await;
+    for client in &mut clients {
+        assert_eq!(client.pushes_until(&end).await, tasks, "{}", client.account);
+    }
+}
