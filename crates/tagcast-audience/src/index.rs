@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
 
 use crate::expr::Expr;
 
@@ -202,11 +203,14 @@ fn remove_from(map: &mut HashMap<String, RoaringBitmap>, key: &str, account: u32
 
 /// Builds an app's index from a scan of the store, accounts in ascending id order, without a
 /// string allocation per entry.
-#[derive(Debug, Default)]
+///
+/// Builders of separate scans (say, tags on one thread and attributes on another) combine with
+/// `merge`.
 pub struct AppIndexBuilder {
     all: RoaringBitmap,
-    tags_by_id: HashMap<u32, RoaringBitmap>,
-    attrs: [HashMap<String, RoaringBitmap>; SLOTS],
+    /// Indexed by tag id: ids are small and dense within an app.
+    tags_by_id: Vec<RoaringBitmap>,
+    attrs: [FxHashMap<String, RoaringBitmap>; SLOTS],
 }
 
 impl AppIndexBuilder {
@@ -215,7 +219,11 @@ impl AppIndexBuilder {
     }
 
     pub fn tag(&mut self, account: u32, tag_id: u32) {
-        append(self.tags_by_id.entry(tag_id).or_default(), account);
+        let id = tag_id as usize;
+        if id >= self.tags_by_id.len() {
+            self.tags_by_id.resize_with(id + 1, RoaringBitmap::new);
+        }
+        append(&mut self.tags_by_id[id], account);
     }
 
     pub fn attr(&mut self, account: u32, slot: u8, value: &str) {
@@ -230,17 +238,47 @@ impl AppIndexBuilder {
         }
     }
 
-    /// The index, with tag ids turned into names; ids without a name are dropped.
+    /// Adds what `other` collected.
+    pub fn merge(&mut self, other: AppIndexBuilder) {
+        self.all |= other.all;
+        if other.tags_by_id.len() > self.tags_by_id.len() {
+            self.tags_by_id
+                .resize_with(other.tags_by_id.len(), RoaringBitmap::new);
+        }
+        for (mine, theirs) in self.tags_by_id.iter_mut().zip(other.tags_by_id) {
+            *mine |= theirs;
+        }
+        for (mine, theirs) in self.attrs.iter_mut().zip(other.attrs) {
+            for (value, accounts) in theirs {
+                *mine.entry(value).or_default() |= accounts;
+            }
+        }
+    }
+
+    /// The index, with tag ids turned into names; ids without a name or account are dropped.
     pub fn finish(self, tag_name: impl Fn(u32) -> Option<String>) -> AppIndex {
         let tags = self
             .tags_by_id
             .into_iter()
-            .filter_map(|(id, bitmap)| Some((tag_name(id)?, bitmap)))
+            .enumerate()
+            .filter(|(_, bitmap)| !bitmap.is_empty())
+            .filter_map(|(id, bitmap)| Some((tag_name(id as u32)?, bitmap)))
             .collect();
+        let attrs = self.attrs.map(|values| values.into_iter().collect());
         AppIndex {
             all: self.all,
             tags,
-            attrs: self.attrs,
+            attrs,
+        }
+    }
+}
+
+impl Default for AppIndexBuilder {
+    fn default() -> Self {
+        Self {
+            all: RoaringBitmap::new(),
+            tags_by_id: Vec::new(),
+            attrs: Default::default(),
         }
     }
 }

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use tagcast_audience::{AppIndex, AppIndexBuilder, Change};
 
-use crate::codec::{attrs_in, decode_tag_ids};
+use crate::codec::{attrs_in, tag_ids_in};
 use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, TAG_NAMES};
 use crate::{AppId, StoreError};
 
@@ -51,30 +51,19 @@ impl Audiences {
         }
     }
 
-    /// Builds every app's index from the tables.
+    /// Builds every app's index from the tables: accounts and tags on one thread, attributes on
+    /// another, each on its own snapshot of the same committed state.
     pub fn rebuild(db: &Database) -> Result<Self, StoreError> {
         let txn = db.begin_read()?;
-        let mut builders: HashMap<AppId, AppIndexBuilder> = HashMap::new();
-        for entry in txn.open_table(ACCOUNT_NAMES)?.iter()? {
-            let (key, _) = entry?;
-            let (app, account) = key.value();
-            builders.entry(app).or_default().account(account);
-        }
-        for entry in txn.open_table(ACCOUNT_TAGS)?.iter()? {
-            let (key, tags) = entry?;
-            let (app, account) = key.value();
-            let builder = builders.entry(app).or_default();
-            for tag in decode_tag_ids(tags.value()) {
-                builder.tag(account, tag);
-            }
-        }
-        for entry in txn.open_table(ACCOUNT_ATTRS)?.iter()? {
-            let (key, attrs) = entry?;
-            let (app, account) = key.value();
-            let builder = builders.entry(app).or_default();
-            for (slot, value) in attrs_in(attrs.value()) {
-                builder.attr(account, slot, value);
-            }
+        let (tags, attrs) = std::thread::scope(|scope| {
+            let attrs = scope.spawn(|| scan_attrs(&txn));
+            (scan_accounts_and_tags(&txn), attrs.join())
+        });
+        let mut builders = tags?;
+        let attrs = attrs
+            .map_err(|_| StoreError::NotCommitted("index rebuild thread panicked".into()))??;
+        for (app, builder) in attrs {
+            builders.entry(app).or_default().merge(builder);
         }
         let mut tag_names: HashMap<(AppId, u32), String> = HashMap::new();
         for entry in txn.open_table(TAG_NAMES)?.iter()? {
@@ -92,4 +81,37 @@ impl Audiences {
             apps: RwLock::new(apps),
         })
     }
+}
+
+type Builders = HashMap<AppId, AppIndexBuilder>;
+
+fn scan_accounts_and_tags(txn: &ReadTransaction) -> Result<Builders, StoreError> {
+    let mut builders = Builders::new();
+    for entry in txn.open_table(ACCOUNT_NAMES)?.iter()? {
+        let (key, _) = entry?;
+        let (app, account) = key.value();
+        builders.entry(app).or_default().account(account);
+    }
+    for entry in txn.open_table(ACCOUNT_TAGS)?.iter()? {
+        let (key, tags) = entry?;
+        let (app, account) = key.value();
+        let builder = builders.entry(app).or_default();
+        for tag in tag_ids_in(tags.value()) {
+            builder.tag(account, tag);
+        }
+    }
+    Ok(builders)
+}
+
+fn scan_attrs(txn: &ReadTransaction) -> Result<Builders, StoreError> {
+    let mut builders = Builders::new();
+    for entry in txn.open_table(ACCOUNT_ATTRS)?.iter()? {
+        let (key, attrs) = entry?;
+        let (app, account) = key.value();
+        let builder = builders.entry(app).or_default();
+        for (slot, value) in attrs_in(attrs.value()) {
+            builder.attr(account, slot, value);
+        }
+    }
+    Ok(builders)
 }

@@ -11,10 +11,14 @@ pub(crate) fn encode_tag_ids(ids: &[u32]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_tag_ids(bytes: &[u8]) -> Vec<u32> {
+    tag_ids_in(bytes).collect()
+}
+
+/// The tag ids without collecting them (index rebuilds read millions).
+pub(crate) fn tag_ids_in(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
     bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 /// Attribute values as repeated `slot:u8 len:u16le bytes`, in slot order.
