@@ -11,6 +11,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use serde_json::json;
 use tagcast_proto::{ApiError, Code, Envelope};
 use tagcast_store::{AccountId, AppId, Store, StoreError};
@@ -107,18 +108,24 @@ async fn serve(
         from_backlog.insert(task.meta.seq);
     }
     let is_new = |task: &LiveTask| task.meta.seq > cursor && !from_backlog.contains(&task.meta.seq);
+    let mut queued = Vec::with_capacity(SEND_BATCH);
+    let mut sent = Vec::with_capacity(SEND_BATCH);
     loop {
         if registration.lagged.load(Ordering::Acquire) {
             return Ok(());
         }
         tokio::select! {
-            outbound = registration.rx.recv() => match outbound {
-                Some(Outbound::Push(task)) if is_new(&task) && !task.is_revoked() => {
-                    deliver(hub, socket, &task, account, name).await?;
+            received = registration.rx.recv_many(&mut queued, SEND_BATCH) => {
+                if received == 0 {
+                    return Ok(());
                 }
-                Some(Outbound::Push(_)) => {}
-                Some(Outbound::Revoke(frame)) => send(socket, frame).await?,
-                Some(Outbound::Replaced) | None => return Ok(()),
+                let keep_going = send_queued(socket, &mut queued, &is_new, &mut sent).await?;
+                for task in sent.drain(..) {
+                    hub.delivered(&task, account, name).await;
+                }
+                if !keep_going {
+                    return Ok(());
+                }
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
@@ -126,6 +133,37 @@ async fn serve(
             },
         }
     }
+}
+
+/// Frames written before one flush: under a burst of pushes a session sends what is queued in
+/// one write instead of one write per frame.
+const SEND_BATCH: usize = 64;
+
+/// Sends the queued messages with one flush; the pushes sent are left in `sent`. False when the
+/// session must end (the account connected elsewhere).
+async fn send_queued(
+    socket: &mut WebSocket,
+    queued: &mut Vec<Outbound>,
+    is_new: &impl Fn(&LiveTask) -> bool,
+    sent: &mut Vec<Arc<LiveTask>>,
+) -> Result<bool, axum::Error> {
+    let mut keep_going = true;
+    for outbound in queued.drain(..) {
+        match outbound {
+            Outbound::Push(task) if is_new(&task) && !task.is_revoked() => {
+                socket.feed(Message::Text(task.frame.clone())).await?;
+                sent.push(task);
+            }
+            Outbound::Push(_) => {}
+            Outbound::Revoke(frame) => socket.feed(Message::Text(frame)).await?,
+            Outbound::Replaced => {
+                keep_going = false;
+                break;
+            }
+        }
+    }
+    socket.flush().await?;
+    Ok(keep_going)
 }
 
 async fn deliver(
