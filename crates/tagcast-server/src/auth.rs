@@ -1,7 +1,6 @@
 //! Who is calling: the query parameters, the app, the UserSig and the admin check.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::percent_decode_str;
 use tagcast_proto::{ApiError, Code};
@@ -50,15 +49,15 @@ pub fn authenticate_account<'a>(
     })?;
     let identifier = params.get("identifier").map(String::as_str).unwrap_or("");
     let usersig = params.get("usersig").map(String::as_str).unwrap_or("");
-    tagcast_usersig::verify(usersig, sdkappid, identifier, &app.secret_key, now_unix())
-        .map_err(|e| ApiError::new(usersig_code(e.code()), e.to_string()))?;
+    tagcast_usersig::verify(
+        usersig,
+        sdkappid,
+        identifier,
+        &app.secret_key,
+        crate::now_unix(),
+    )
+    .map_err(|e| ApiError::new(usersig_code(e.code()), e.to_string()))?;
     Ok((app, identifier.to_string()))
-}
-
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Query parameters, percent-decoded: some clients escape the UserSig.

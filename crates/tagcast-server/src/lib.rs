@@ -6,9 +6,10 @@
 
 mod api;
 mod auth;
+mod clock;
 mod delivery;
 
-pub use auth::now_unix;
+pub use clock::now_unix;
 pub mod config;
 mod metrics;
 mod routes;
@@ -115,7 +116,7 @@ fn shared_state(
         .map(|app| (app.sdkappid, AppState::new(app)))
         .collect();
     let recorder = Recorder::start(store.clone(), Callbacks::start(&config.apps));
-    let hub = Hub::start(store.clone(), recorder, now_unix() * 1000)?;
+    let hub = Hub::start(store.clone(), recorder, clock::now_ms())?;
     Ok(Arc::new(SharedState {
         apps,
         store,

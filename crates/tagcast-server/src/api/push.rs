@@ -10,6 +10,7 @@ use tagcast_store::{
 
 use super::audience::{audience_of, parse_object, present};
 use super::{Ctx, Reply, not_found, reply, shown};
+use crate::clock::now_ms;
 use crate::delivery::LiveTask;
 use crate::routes::Family;
 
@@ -386,10 +387,4 @@ fn check_msg_body(ctx: &Ctx<'_>, msg_body: &Value) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -107,7 +107,7 @@ pub fn trace(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let status = match delivered_at {
         Some(_) => "Delivered",
         None if task.revoked_ms.is_some() => "Revoked",
-        None if task.expires_ms <= super::push::now_ms() => "Expired",
+        None if task.expires_ms <= crate::clock::now_ms() => "Expired",
         None => "Pending",
     };
     let event_time = delivered_at.unwrap_or(0);

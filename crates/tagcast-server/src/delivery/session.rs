@@ -103,7 +103,7 @@ async fn serve(
     // Live pushes arrive in order, but some of them may also be in the backlog: those are
     // delivered from the backlog and skipped when they arrive live.
     let mut from_backlog = HashSet::new();
-    for task in hub.backlog(app, account, cursor, crate::now_unix() * 1000) {
+    for task in hub.backlog(app, account, cursor, crate::clock::now_ms()) {
         deliver(hub, socket, &task, account, name).await?;
         from_backlog.insert(task.meta.seq);
     }
