@@ -344,7 +344,7 @@ async fn statistics_and_trace_come_from_recorded_deliveries() {
 
 #[tokio::test]
 async fn callbacks_report_each_delivery_to_the_app() {
-    let (url, mut received) = callback_receiver().await;
+    let (url, mut received) = callback_receiver(0).await;
     let server = Server::start_with_callback(&url);
     import(&server, &PUSH_APP, &["cb_a"]).await;
     let mut client = Client::connect(&server, &PUSH_APP, "cb_a").await;
@@ -373,21 +373,48 @@ async fn callbacks_report_each_delivery_to_the_app() {
     assert_eq!(event["DataId"], "order-7");
 }
 
+#[tokio::test]
+async fn a_refused_callback_is_retried_until_the_app_takes_it() {
+    let (url, mut received) = callback_receiver(2).await;
+    let server = Server::start_with_callback(&url);
+    import(&server, &PUSH_APP, &["cb_retry"]).await;
+    let mut client = Client::connect(&server, &PUSH_APP, "cb_retry").await;
+    let task = marker(&server, &PUSH_APP, 60).await;
+    assert_eq!(client.next_frame().await["TaskId"], task);
+    let (_, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("the third attempt is taken within 10 s")
+        .expect("callback receiver running");
+    assert_eq!(body["Events"][0]["TaskId"], task);
+    assert_eq!(body["Events"][0]["To_Account"], "cb_retry");
+}
+
 /// A local HTTP server that records each callback's query and body; returns its URL.
-async fn callback_receiver() -> (
+/// The first `fail_first` requests are answered HTTP 500 (and not recorded).
+async fn callback_receiver(
+    fail_first: usize,
+) -> (
     String,
     tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
 ) {
     use axum::extract::RawQuery;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/callback",
         axum::routing::post(move |RawQuery(query): RawQuery, body: String| {
             let tx = tx.clone();
+            let calls = calls.clone();
             async move {
+                if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
                 let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 let _ = tx.send((query.unwrap_or_default(), body));
                 axum::Json(json!({ "ActionStatus": "OK", "ErrorInfo": "", "ErrorCode": 0 }))
+                    .into_response()
             }
         }),
     );
