@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 
-use crate::expr::Expr;
+use crate::expr::{Cmp, Expr};
 
 const SLOTS: usize = 10;
 
@@ -107,6 +107,10 @@ impl AppIndex {
 
     /// How many accounts `expr` selects, without building the set where a shortcut exists.
     pub fn count(&self, expr: &Expr) -> u64 {
+        if let Some(values) = self.value_sets(expr) {
+            // An account has one value per slot: the value sets are disjoint, so sizes add up.
+            return values.iter().map(|accounts| accounts.len()).sum();
+        }
         match expr {
             Expr::Not(inner) => self.all.len() - self.eval(inner).intersection_len(&self.all),
             Expr::And(parts) if parts.len() == 2 => {
@@ -114,7 +118,7 @@ impl AppIndex {
                 match (a, b) {
                     (_, Expr::Not(neg)) => self.eval(a).difference_len(&self.eval(neg)),
                     (Expr::Not(neg), _) => self.eval(b).difference_len(&self.eval(neg)),
-                    _ => self.eval(a).intersection_len(&self.eval(b)),
+                    _ => self.intersection_count(a, b),
                 }
             }
             Expr::Or(parts) if parts.len() == 2 => {
@@ -134,9 +138,9 @@ impl AppIndex {
                     .and_then(|values| values.get(value)),
             ),
             Expr::AttrExists { slot } => Cow::Owned(self.union_of_values(*slot, |_| true)),
-            Expr::AttrCmp { slot, cmp } => Cow::Owned(self.union_of_values(*slot, |value| {
-                value.parse::<f64>().is_ok_and(|v| cmp.matches(v))
-            })),
+            Expr::AttrCmp { slot, cmp } => {
+                Cow::Owned(self.union_of_values(*slot, |value| numeric_match(value, cmp)))
+            }
             Expr::And(parts) => self.eval_and(parts),
             Expr::Or(parts) => {
                 let mut out = RoaringBitmap::new();
@@ -179,17 +183,60 @@ impl AppIndex {
         found.map_or_else(|| Cow::Owned(RoaringBitmap::new()), Cow::Borrowed)
     }
 
+    /// |a AND b|, summing over the value sets of an attribute comparison instead of first
+    /// building their union.
+    fn intersection_count(&self, a: &Expr, b: &Expr) -> u64 {
+        match (self.value_sets(a), self.value_sets(b)) {
+            (Some(sets), _) => {
+                let other = self.eval(b);
+                sets.iter().map(|s| s.intersection_len(&other)).sum()
+            }
+            (None, Some(sets)) => {
+                let other = self.eval(a);
+                sets.iter().map(|s| s.intersection_len(&other)).sum()
+            }
+            (None, None) => self.eval(a).intersection_len(&self.eval(b)),
+        }
+    }
+
+    /// The (disjoint) sets of accounts per matching value, for the attribute expressions that
+    /// are unions of values.
+    fn value_sets(&self, expr: &Expr) -> Option<Vec<&RoaringBitmap>> {
+        match expr {
+            Expr::AttrExists { slot } => Some(self.matching_values(*slot, |_| true).collect()),
+            Expr::AttrCmp { slot, cmp } => Some(
+                self.matching_values(*slot, |v| numeric_match(v, cmp))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn matching_values(
+        &self,
+        slot: u8,
+        keep: impl Fn(&str) -> bool,
+    ) -> impl Iterator<Item = &RoaringBitmap> {
+        self.attrs
+            .get(slot as usize)
+            .into_iter()
+            .flatten()
+            .filter(move |(value, _)| keep(value))
+            .map(|(_, accounts)| accounts)
+    }
+
     fn union_of_values(&self, slot: u8, keep: impl Fn(&str) -> bool) -> RoaringBitmap {
         let mut out = RoaringBitmap::new();
-        if let Some(values) = self.attrs.get(slot as usize) {
-            for (value, accounts) in values {
-                if keep(value) {
-                    out |= accounts;
-                }
-            }
+        for accounts in self.matching_values(slot, keep) {
+            out |= accounts;
         }
         out
     }
+}
+
+/// A value compares as the number it spells; other values never match.
+fn numeric_match(value: &str, cmp: &Cmp) -> bool {
+    value.parse::<f64>().is_ok_and(|v| cmp.matches(v))
 }
 
 fn remove_from(map: &mut HashMap<String, RoaringBitmap>, key: &str, account: u32) {
