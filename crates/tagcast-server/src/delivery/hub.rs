@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value, json};
@@ -10,6 +10,7 @@ use tagcast_store::{AccountId, AppId, RoaringBitmap, Store, TaskMeta};
 use tokio::sync::mpsc;
 
 use super::recorder::{Delivered, Recorder};
+use super::sync::{lock, read, write};
 
 /// Accounts handled between two yields of a fan-out, so one huge push never starves the runtime.
 const FAN_OUT_CHUNK: usize = 4096;
@@ -85,6 +86,8 @@ pub struct Hub {
     recorder: Recorder,
     next_conn: AtomicU64,
     fan_out_queue: mpsc::UnboundedSender<Arc<LiveTask>>,
+    /// Tasks published and not yet fanned out to every connected recipient.
+    fanning: Mutex<HashMap<(AppId, u64), Arc<LiveTask>>>,
 }
 
 /// A session's registration.
@@ -120,6 +123,7 @@ impl Hub {
                 recorder,
                 next_conn: AtomicU64::new(1),
                 fan_out_queue,
+                fanning: Mutex::new(HashMap::new()),
             }
         }))
     }
@@ -141,13 +145,16 @@ impl Hub {
         }
         // One worker fans out every push, in publication (= sequence) order, so each session
         // receives pushes in order even when they are published back to back.
+        lock(&self.fanning).insert((task.app, task.meta.seq), task.clone());
         let _ = self.fan_out_queue.send(task);
     }
 
     async fn fan_out_worker(hub: Weak<Hub>, mut queue: mpsc::UnboundedReceiver<Arc<LiveTask>>) {
         while let Some(task) = queue.recv().await {
             let Some(hub) = hub.upgrade() else { return };
+            let key = (task.app, task.meta.seq);
             hub.fan_out(task).await;
+            lock(&hub.fanning).remove(&key);
         }
     }
 
@@ -181,10 +188,12 @@ impl Hub {
     /// Stops a task: no further deliveries, no offline copies, and its connected recipients are
     /// told.
     pub fn revoke(&self, app: AppId, seq: u64, task_id: &str, audience: &RoaringBitmap) {
-        let task = write(&self.live)
+        let stored = write(&self.live)
             .get_mut(&app)
             .and_then(|tasks| tasks.remove(&seq));
-        if let Some(task) = &task {
+        // An online-only task is in no backlog, but may still be fanning out.
+        let fanning = lock(&self.fanning).get(&(app, seq)).cloned();
+        for task in stored.iter().chain(&fanning) {
             task.revoked.store(true, Ordering::Release);
         }
         let frame: Utf8Bytes = json!({ "Type": "Revoke", "TaskId": task_id })
@@ -273,13 +282,4 @@ impl Hub {
             .unflushed_cursor(app, account)
             .map_or(stored, |c| c.max(stored)))
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

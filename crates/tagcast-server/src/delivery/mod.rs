@@ -6,6 +6,7 @@ mod callback;
 mod hub;
 mod recorder;
 mod session;
+mod sync;
 
 pub use callback::Callbacks;
 pub use hub::{Hub, LiveTask};

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::callback::Callbacks;
 use super::hub::LiveTask;
+use super::sync::lock;
 
 /// How often collected deliveries are written.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -57,12 +58,6 @@ impl Recorder {
     pub fn unflushed_cursor(&self, app: AppId, account: AccountId) -> Option<u64> {
         lock(&self.unflushed).get(&(app, account)).copied()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn run(
