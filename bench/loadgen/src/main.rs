@@ -1,10 +1,16 @@
 //! Drives a running tagcast with many concurrent keep-alive connections and reports
 //! acknowledged requests per second and latency percentiles.
 //!
-//! Workloads (100 accounts per request, as Tencent's limit allows):
+//! Workloads (100 consecutive accounts from a random start per request, as Tencent's limit
+//! allows):
 //! - `add_tag`: `Replace: 1` with 2 random tags out of `--tags`, so every request really changes
-//!   what is stored; reports account-tag updates per second as well.
+//!   what is stored (`--plain-add`: no `Replace`, the 2 tags are added to what each account has);
+//!   reports account-tag updates per second as well.
 //! - `get_tag`: reads 100 random accounts.
+//!
+//! `--synth` targets the synthetic app of `tagcast-bench gen` (accounts `u00000000`..., tags
+//! `tag1`..`tag{--tags}`) instead of the accounts `--import` creates (`user00000000`...,
+//! `tag0`...).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +55,12 @@ struct Args {
     /// Import the accounts before the run.
     #[arg(long)]
     import: bool,
+    /// Names of the synthetic app (`u00000000`..., `tag1`..): the data set of `tagcast-bench gen`.
+    #[arg(long)]
+    synth: bool,
+    /// add_tag without `Replace`: adds the 2 tags to each account's tags.
+    #[arg(long)]
+    plain_add: bool,
 }
 
 const ACCOUNTS_PER_REQUEST: usize = 100;
@@ -64,7 +76,8 @@ async fn main() -> anyhow::Result<()> {
     if args.import {
         import_accounts(&client, &args).await?;
     }
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
     let failed = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
@@ -80,7 +93,13 @@ async fn main() -> anyhow::Result<()> {
     for w in workers {
         latencies.add(w.await??)?;
     }
-    report(&args, &latencies, failed.load(Ordering::Relaxed));
+    // Requests in flight at the deadline finish after it: divide by the time they all took.
+    report(
+        &args,
+        &latencies,
+        failed.load(Ordering::Relaxed),
+        started.elapsed(),
+    );
     Ok(())
 }
 
@@ -95,15 +114,28 @@ fn url(args: &Args, path: &str) -> String {
     )
 }
 
-fn account(i: usize) -> String {
-    format!("user{i:08}")
+fn account(args: &Args, i: usize) -> String {
+    if args.synth {
+        format!("u{i:08}")
+    } else {
+        format!("user{i:08}")
+    }
+}
+
+fn tag(args: &Args, t: usize) -> String {
+    if args.synth {
+        format!("tag{}", t + 1)
+    } else {
+        format!("tag{t}")
+    }
 }
 
 async fn import_accounts(client: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
     let url = url(args, "im_open_login_svc/multiaccount_import");
     for start in (0..args.accounts).step_by(ACCOUNTS_PER_REQUEST) {
         let end = (start + ACCOUNTS_PER_REQUEST).min(args.accounts);
-        let body = json!({ "Accounts": (start..end).map(account).collect::<Vec<_>>() });
+        let body =
+            json!({ "Accounts": (start..end).map(|i| account(args, i)).collect::<Vec<_>>() });
         let reply: Value = client
             .post(&url)
             .body(body.to_string())
@@ -120,7 +152,7 @@ async fn import_accounts(client: &reqwest::Client, args: &Args) -> anyhow::Resul
 
 fn request_body(args: &Args, rng: &mut impl Rng) -> String {
     let first = rng.random_range(0..args.accounts.saturating_sub(ACCOUNTS_PER_REQUEST).max(1));
-    let accounts = (first..first + ACCOUNTS_PER_REQUEST).map(account);
+    let accounts = (first..first + ACCOUNTS_PER_REQUEST).map(|i| account(args, i));
     match args.workload {
         Workload::AddTag => {
             let user_tags: Vec<Value> = accounts
@@ -129,10 +161,14 @@ fn request_body(args: &Args, rng: &mut impl Rng) -> String {
                         rng.random_range(0..args.tags),
                         rng.random_range(0..args.tags),
                     ];
-                    json!({ "To_Account": a, "Tags": tags.map(|t| format!("tag{t}")) })
+                    json!({ "To_Account": a, "Tags": tags.map(|t| tag(args, t)) })
                 })
                 .collect();
-            json!({ "Replace": 1, "UserTags": user_tags }).to_string()
+            if args.plain_add {
+                json!({ "UserTags": user_tags }).to_string()
+            } else {
+                json!({ "Replace": 1, "UserTags": user_tags }).to_string()
+            }
         }
         Workload::GetTag => json!({ "To_Account": accounts.collect::<Vec<_>>() }).to_string(),
     }
@@ -172,13 +208,19 @@ async fn worker(
     Ok(latencies)
 }
 
-fn report(args: &Args, latencies: &Histogram<u64>, failed: u64) {
+fn report(args: &Args, latencies: &Histogram<u64>, failed: u64, elapsed: Duration) {
     let ok = latencies.len();
-    let per_second = ok as f64 / args.seconds as f64;
+    let elapsed = elapsed.as_secs_f64();
+    let per_second = ok as f64 / elapsed;
     let workload = format!("{:?}", args.workload);
     let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
+    // An add_tag request sets 2 tags on each of its accounts.
+    let updates = match args.workload {
+        Workload::AddTag => per_second * (ACCOUNTS_PER_REQUEST * 2) as f64,
+        Workload::GetTag => 0.0,
+    };
     println!(
-        "workload={workload} concurrency={} seconds={} ok={ok} failed={failed} requests_per_s={per_second:.0} accounts_per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+        "workload={workload} concurrency={} seconds={} elapsed_s={elapsed:.2} ok={ok} failed={failed} requests_per_s={per_second:.0} accounts_per_s={:.0} updates_per_s={updates:.0} p50_ms={:.2} p99_ms={:.2}",
         args.concurrency,
         args.seconds,
         per_second * ACCOUNTS_PER_REQUEST as f64,

@@ -1,8 +1,10 @@
-//! `tagcast-bench`: the push benchmarks. Each reports ratios against a baseline measured in the
-//! same run, next to the absolute numbers. See bench/README.md; `bench/push.sh` runs them all.
+//! `tagcast-bench`: the push benchmarks, and the comparison with Redis and PostgreSQL. Each
+//! reports ratios against a baseline measured in the same run, next to the absolute numbers. See
+//! bench/README.md; `bench/push.sh` runs the push benchmarks, `bench/run.sh` the comparison.
 
 mod audience;
 mod client;
+mod compare;
 mod fanout;
 mod gen_data;
 mod push;
@@ -31,6 +33,8 @@ enum Command {
     Push(push::PushArgs),
     /// Online fan-out over real WebSockets vs a minimal broadcast server.
     Fanout(fanout::FanoutArgs),
+    /// tagcast vs Redis and PostgreSQL on the same data: counts, writes, reads, memory (bench/run.sh).
+    Compare(compare::CompareArgs),
     /// The minimal WebSocket broadcast server of the fan-out baseline (started by `fanout`).
     #[command(hide = true)]
     RawServer {
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Audience(args) => audience::run(&args, &runtime),
         Command::Push(args) => runtime.block_on(push::run(&args)),
         Command::Fanout(args) => runtime.block_on(fanout::run(&args)),
+        Command::Compare(args) => runtime.block_on(compare::run(&args)),
         Command::RawServer { listen } => runtime.block_on(raw::serve(listen)),
     }
 }

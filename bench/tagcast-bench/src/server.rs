@@ -39,6 +39,16 @@ pub fn tagcast_bin(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The index rebuild time the server logged at start (`audience index rebuilt ... elapsed_ms=N`)
+/// in `run_dir/tagcast.log`.
+pub fn logged_rebuild(run_dir: &Path) -> Option<Duration> {
+    let log = std::fs::read_to_string(run_dir.join("tagcast.log")).ok()?;
+    let line = log.lines().find(|l| l.contains("audience index rebuilt"))?;
+    let ms = line.split("elapsed_ms=").nth(1)?;
+    let digits: String = ms.chars().take_while(char::is_ascii_digit).collect();
+    Some(Duration::from_millis(digits.parse().ok()?))
+}
+
 impl Server {
     /// Starts tagcast on `data_dir` with limits that let a benchmark push as fast as it likes:
     /// no daily quota, no minimum interval, no API rate limit. Config and logs go to `run_dir`.
@@ -61,6 +71,7 @@ api_calls_per_second = 1000000
 push_daily_quota = 4000000000
 push_min_interval_ms = 0
 tags_per_app = 2000
+tags_per_account = 1000
 "#,
                 data = data_dir.canonicalize()?.display()
             ),
@@ -71,7 +82,9 @@ tags_per_app = 2000
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .env("TAGCAST_LOG", "warn")
+            // Warnings, and the store's info lines (the index rebuild time).
+            .env("TAGCAST_LOG", "warn,tagcast_store=info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)

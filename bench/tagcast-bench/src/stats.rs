@@ -23,6 +23,10 @@ impl Samples {
         self.0.is_empty()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.0.iter().copied()
+    }
+
     /// The `q` quantile (nearest rank), e.g. 0.5 or 0.99.
     pub fn quantile(&self, q: f64) -> Duration {
         if self.0.is_empty() {
@@ -98,8 +102,35 @@ pub fn cpu_secs(pid: Option<u32>) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// CPU seconds of the whole machine so far, all cores: (busy, busy + idle), from /proc/stat.
+pub fn machine_cpu_secs() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0.0, 0.0);
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0.0, 0.0);
+    };
+    // user nice system idle iowait irq softirq steal ...
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+    // Idle and I/O wait are not busy; steal is time the hypervisor gave to someone else.
+    let total: f64 = ticks.iter().sum::<f64>() - field(7);
+    let busy = total - field(3) - field(4);
+    (busy / 100.0, total / 100.0)
+}
+
 /// Prints rows as an aligned table; the first row is the header.
 pub fn print_table(rows: &[Vec<String>]) {
+    print!("{}", table(rows));
+}
+
+/// Rows as an aligned Markdown table, one line each; the first row is the header.
+pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -110,6 +141,7 @@ pub fn print_table(rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
+    let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
         let line: Vec<String> = row
             .iter()
@@ -122,12 +154,13 @@ pub fn print_table(rows: &[Vec<String>]) {
                 }
             })
             .collect();
-        println!("| {} |", line.join(" | "));
+        out.push_str(&format!("| {} |\n", line.join(" | ")));
         if i == 0 {
             let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            println!("|-{}-|", rule.join("-|-"));
+            out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
         }
     }
+    out
 }
 
 #[cfg(test)]

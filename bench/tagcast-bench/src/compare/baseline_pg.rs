@@ -1,0 +1,446 @@
+//! The PostgreSQL baseline: one table, tags as a GIN-indexed `int[]` (intarray's `gin__int_ops`
+//! when the extension is available), one text column per attribute, each with a B-tree index.
+//!
+//! ```sql
+//! CREATE TABLE accounts (id int PRIMARY KEY, name text UNIQUE, tags int[],  -- tag5 is 5
+//!                        city text, age text, ..., app_version text);        -- NULL when unset
+//! CREATE INDEX ON accounts USING gin (tags gin__int_ops);
+//! CREATE INDEX ON accounts (city); ...                                        -- every attribute
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use rand::SeedableRng;
+use std::fmt::Write as _;
+use tagcast_bench::synth::{ATTRS, Model};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use tagcast_bench::stats::Samples;
+
+use super::workload::{
+    self, Cond, CpuWindow, Tally, Throughput, account_chunks, attr_name, next_chunk, read_batch,
+    tag_ranks, write_batch,
+};
+use super::{CompareArgs, CountResult};
+
+/// What the PostgreSQL side measured.
+pub struct PgResult {
+    pub version: String,
+    pub intarray: bool,
+    pub copy: Duration,
+    pub indexes: Duration,
+    pub table_bytes: u64,
+    pub index_bytes: u64,
+    pub total_bytes: u64,
+    pub counts: Vec<CountResult>,
+    /// `SELECT 1`: a round trip.
+    pub floor: Samples,
+    pub get_tag: Throughput,
+    pub add_tag: Throughput,
+}
+
+/// The WHERE clause of each condition's `SELECT count(*) FROM accounts WHERE ...`.
+pub fn where_clause(cond: &Cond) -> String {
+    let has = |t: &u16| format!("tags @> '{{{t}}}'");
+    let eq = |s: &u8, v: &str| format!("\"{}\" = '{v}'", attr_name(*s));
+    match cond {
+        Cond::Tag(t) => has(t),
+        Cond::And(a, b) => format!("tags @> '{{{a},{b}}}'"),
+        Cond::Or(ts) => format!(
+            "tags && '{{{}}}'",
+            ts.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Cond::AndNot(a, b) => format!("{} AND NOT {}", has(a), has(b)),
+        Cond::AttrEq(s, v) => eq(s, v),
+        Cond::AttrAndTag(s, v, t) => format!("{} AND {}", eq(s, v), has(t)),
+    }
+}
+
+async fn connect(conn: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::connect(conn, NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL ({conn})"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("postgres connection: {e}");
+        }
+    });
+    Ok(client)
+}
+
+async fn show(client: &Client, setting: &str) -> anyhow::Result<String> {
+    Ok(client
+        .query_one(&format!("SHOW {setting}"), &[])
+        .await?
+        .get(0))
+}
+
+pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<PgResult> {
+    let accounts = args.accounts;
+    let client = connect(conn).await?;
+    let version = show(&client, "server_version").await?;
+    for (setting, want) in [("fsync", "on"), ("synchronous_commit", "on")] {
+        let got = show(&client, setting).await?;
+        if got != want {
+            bail!("PostgreSQL runs with {setting} = {got}: the write benchmark needs {want}");
+        }
+    }
+    let intarray: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'intarray'",
+            &[],
+        )
+        .await?
+        .get(0);
+    let intarray = intarray > 0;
+    if intarray {
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS intarray")
+            .await?;
+    }
+    println!(
+        "postgres {version}: loading {accounts} accounts (COPY; GIN on tags with {})",
+        if intarray {
+            "intarray's gin__int_ops"
+        } else {
+            "the default array_ops (intarray unavailable)"
+        }
+    );
+    let started = Instant::now();
+    load(&client, seed, accounts).await?;
+    let copy = started.elapsed();
+    let started = Instant::now();
+    index(&client, intarray).await?;
+    let indexes = started.elapsed();
+    let sizes = client
+        .query_one(
+            "SELECT pg_total_relation_size('accounts'), pg_relation_size('accounts'), pg_indexes_size('accounts'), (SELECT count(*) FROM accounts)",
+            &[],
+        )
+        .await?;
+    let total_bytes = sizes.get::<_, i64>(0) as u64;
+    let table_bytes = sizes.get::<_, i64>(1) as u64;
+    let index_bytes = sizes.get::<_, i64>(2) as u64;
+    let rows = sizes.get::<_, i64>(3) as u64;
+    if rows != accounts {
+        bail!("postgres: the table holds {rows} rows, expected {accounts}");
+    }
+    println!(
+        "postgres: COPY {:.1} s, indexes + VACUUM ANALYZE {:.1} s; table {:.0} MiB, indexes {:.0} MiB, total {:.0} MiB ({:.0} B/account)",
+        copy.as_secs_f64(),
+        indexes.as_secs_f64(),
+        table_bytes as f64 / (1 << 20) as f64,
+        index_bytes as f64 / (1 << 20) as f64,
+        total_bytes as f64 / (1 << 20) as f64,
+        total_bytes as f64 / accounts as f64
+    );
+    check_accounts(&client, seed, accounts).await?;
+
+    let mut counts = Vec::new();
+    for cond in workload::conditions() {
+        let sql = format!(
+            "SELECT count(*) FROM accounts WHERE {}",
+            where_clause(&cond)
+        );
+        let stmt = client.prepare(&sql).await?;
+        let (n, samples) = workload::time_counts(
+            args.baseline_runs,
+            args.min_runs,
+            2,
+            Duration::from_secs_f64(args.budget_secs),
+            || {
+                let (client, stmt) = (&client, &stmt);
+                async move {
+                    let n: i64 = client.query_one(stmt, &[]).await?.get(0);
+                    Ok(n as u64)
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("postgres: {sql}"))?;
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN {sql}"), &[])
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        let scan = plan
+            .iter()
+            .map(|l| l.trim().trim_start_matches("->").trim())
+            .filter(|l| l.contains("Scan"))
+            .map(|l| l.split("  (").next().unwrap_or(l).to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "postgres: {sql} = {n}: p50 {:.1} ms ({} runs; plan: {scan})",
+            samples.p50().as_secs_f64() * 1e3,
+            samples.len()
+        );
+        counts.push(CountResult { count: n, samples });
+    }
+
+    let one = client.prepare("SELECT 1").await?;
+    let (_, floor) = workload::time_counts(
+        args.runs,
+        args.min_runs,
+        3,
+        Duration::from_secs_f64(args.budget_secs),
+        || {
+            let (client, one) = (&client, &one);
+            async move {
+                client.query_one(one, &[]).await?;
+                Ok(0)
+            }
+        },
+    )
+    .await?;
+    println!(
+        "postgres: SELECT 1 (a round trip): p50 {:.3} ms",
+        floor.p50().as_secs_f64() * 1e3
+    );
+
+    let get_tag = throughput(conn, args, Op::GetTag, intarray).await?;
+    println!(
+        "postgres: get_tag (SELECT name, tags WHERE name = ANY($1), 100 names): {:.0} requests/s; {}",
+        get_tag.requests_per_s,
+        CpuWindow::describe(&get_tag)
+    );
+    let add_tag = throughput(conn, args, Op::AddTag, intarray).await?;
+    println!(
+        "postgres: add_tag (one UPDATE of 100 rows per transaction, synchronous_commit on): {:.0} updates/s ({} requests aborted by deadlocks); {}",
+        add_tag.updates_per_s(),
+        add_tag.retries,
+        CpuWindow::describe(&add_tag)
+    );
+    Ok(PgResult {
+        version,
+        intarray,
+        copy,
+        indexes,
+        table_bytes,
+        index_bytes,
+        total_bytes,
+        counts,
+        floor,
+        get_tag,
+        add_tag,
+    })
+}
+
+fn columns() -> String {
+    let mut cols = vec!["id".to_string(), "name".into(), "tags".into()];
+    cols.extend(ATTRS.iter().map(|a| format!("\"{}\"", a.name)));
+    cols.join(", ")
+}
+
+/// Creates the table and COPYs every account into it in the same transaction (with
+/// `wal_level = minimal` PostgreSQL then skips the WAL for the data and writes it frozen).
+async fn load(client: &Client, seed: u64, accounts: u64) -> anyhow::Result<()> {
+    let attrs: String = ATTRS
+        .iter()
+        .map(|a| format!(", \"{}\" text", a.name))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS accounts;
+             BEGIN;
+             CREATE TABLE accounts (id int NOT NULL, name text NOT NULL, tags int[] NOT NULL{attrs});"
+        ))
+        .await?;
+    let model = Model::new(seed);
+    let sink = client
+        .copy_in::<_, Bytes>(&format!(
+            "COPY accounts ({}) FROM STDIN WITH (FREEZE)",
+            columns()
+        ))
+        .await?;
+    futures_util::pin_mut!(sink);
+    let rx = account_chunks(seed, accounts, 20_000);
+    let mut loaded = 0u64;
+    while let Some(chunk) = next_chunk(&rx) {
+        let mut buf = String::with_capacity(chunk.len() * 160);
+        for a in &chunk {
+            let tags = tag_ranks(a)
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            write!(
+                buf,
+                "{}\t{}\t{{{tags}}}",
+                a.index,
+                Model::account_name(a.index)
+            )?;
+            for (slot, v) in a.attrs.iter().enumerate() {
+                match v {
+                    Some(v) => write!(buf, "\t{}", model.value_name(slot as u8, *v))?,
+                    None => buf.push_str("\t\\N"),
+                }
+            }
+            buf.push('\n');
+        }
+        loaded += chunk.len() as u64;
+        sink.send(Bytes::from(buf)).await?;
+    }
+    let rows = sink.as_mut().finish().await?;
+    client.batch_execute("COMMIT").await?;
+    if rows != accounts || loaded != accounts {
+        bail!("postgres: COPY wrote {rows} rows, expected {accounts}");
+    }
+    Ok(())
+}
+
+async fn index(client: &Client, intarray: bool) -> anyhow::Result<()> {
+    let ops = if intarray { " gin__int_ops" } else { "" };
+    let mut sql = format!(
+        "SET maintenance_work_mem = '1GB';
+         SET max_parallel_maintenance_workers = 2;
+         ALTER TABLE accounts ADD PRIMARY KEY (id);
+         CREATE UNIQUE INDEX accounts_name ON accounts (name);
+         CREATE INDEX accounts_tags ON accounts USING gin (tags{ops});"
+    );
+    for a in &ATTRS {
+        write!(
+            sql,
+            "CREATE INDEX accounts_{0} ON accounts (\"{0}\");",
+            a.name
+        )?;
+    }
+    // Several statements in one call run as one transaction; VACUUM must run outside any.
+    client.batch_execute(&sql).await?;
+    client.batch_execute("VACUUM ANALYZE accounts").await?;
+    Ok(())
+}
+
+/// Sampled accounts read back (the get_tag query) as the model generated them.
+async fn check_accounts(client: &Client, seed: u64, accounts: u64) -> anyhow::Result<()> {
+    let model = Model::new(seed);
+    let step = (accounts / 100).max(1);
+    let stmt = client
+        .prepare("SELECT tags FROM accounts WHERE name = $1")
+        .await?;
+    for i in (0..accounts).step_by(step as usize) {
+        let a = model.account(i);
+        let got: Vec<i32> = client
+            .query_one(&stmt, &[&Model::account_name(i)])
+            .await?
+            .get(0);
+        let want: Vec<i32> = tag_ranks(&a).iter().map(|t| *t as i32).collect();
+        if got != want {
+            bail!("postgres: account {i} has tags {got:?}, the model says {want:?}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    GetTag,
+    AddTag,
+}
+
+const GET_TAG: &str = "SELECT name, tags FROM accounts WHERE name = ANY($1)";
+
+/// One statement, one transaction: 2 tags added to each of 100 accounts.
+fn add_tag_sql(intarray: bool) -> &'static str {
+    if intarray {
+        "UPDATE accounts AS a SET tags = a.tags | ARRAY[v.t1, v.t2] \
+         FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
+    } else {
+        "UPDATE accounts AS a SET tags = ARRAY(SELECT DISTINCT x FROM unnest(a.tags || ARRAY[v.t1, v.t2]) AS x ORDER BY x) \
+         FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
+    }
+}
+
+async fn throughput(
+    conn: &str,
+    args: &CompareArgs,
+    op: Op,
+    intarray: bool,
+) -> anyhow::Result<Throughput> {
+    let mut clients = Vec::new();
+    for _ in 0..args.concurrency {
+        clients.push(connect(conn).await?);
+    }
+    let cpu = CpuWindow::start(None);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let accounts = args.accounts;
+    let workers = clients
+        .into_iter()
+        .map(|client| worker(client, op, intarray, accounts, deadline))
+        .collect();
+    let mut t = workload::drive(workers, started).await?;
+    cpu.finish(None, &mut t);
+    Ok(t)
+}
+
+async fn worker(
+    client: Client,
+    op: Op,
+    intarray: bool,
+    accounts: u64,
+    deadline: Instant,
+) -> anyhow::Result<Tally> {
+    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+    let mut tally = Tally::default();
+    let stmt = match op {
+        Op::GetTag => client.prepare(GET_TAG).await?,
+        Op::AddTag => client.prepare(add_tag_sql(intarray)).await?,
+    };
+    while Instant::now() < deadline {
+        match op {
+            Op::GetTag => {
+                let names = read_batch(&mut rng, accounts);
+                let started = Instant::now();
+                let rows = client.query(&stmt, &[&names]).await?;
+                let named: Vec<(String, Vec<String>)> = rows
+                    .iter()
+                    .map(|r| {
+                        let tags: Vec<i32> = r.get(1);
+                        (
+                            r.get(0),
+                            tags.iter().map(|t| workload::tag_name(*t as u16)).collect(),
+                        )
+                    })
+                    .collect();
+                tally.latencies.push(started.elapsed());
+                if named.len() != names.len() {
+                    bail!(
+                        "postgres: {} rows for {} accounts",
+                        named.len(),
+                        names.len()
+                    );
+                }
+            }
+            Op::AddTag => {
+                let mut batch = write_batch(&mut rng, accounts);
+                // Rows in one order for every transaction, which keeps deadlocks rare.
+                batch.sort();
+                let names: Vec<&str> = batch.iter().map(|(n, _)| n.as_str()).collect();
+                let t1: Vec<i32> = batch.iter().map(|(_, t)| t[0] as i32).collect();
+                let t2: Vec<i32> = batch.iter().map(|(_, t)| t[1] as i32).collect();
+                let started = Instant::now();
+                match client.execute(&stmt, &[&names, &t1, &t2]).await {
+                    Ok(n) if n == names.len() as u64 => {}
+                    Ok(n) => bail!("postgres: updated {n} rows of {}", names.len()),
+                    Err(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
+                        tally.retries += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                tally.latencies.push(started.elapsed());
+            }
+        }
+        tally.ok += 1;
+    }
+    Ok(tally)
+}
