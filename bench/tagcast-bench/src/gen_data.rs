@@ -1,24 +1,18 @@
 //! `gen`: writes the synthetic app with `Store::bulk_load`, in chunks, while the next chunk is
 //! generated on another thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use tagcast_bench::synth::{DEFAULT_SEED, Model, SDKAPPID, TAGS};
+use tagcast_bench::synth::{Model, SDKAPPID, TAGS};
 use tagcast_store::{BulkAccount, Store, TagLimits};
 
 #[derive(Debug, clap::Args)]
 pub struct GenArgs {
-    /// Accounts to generate.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub accounts: u64,
-    /// Data directory [default: target/bench-data/ACCOUNTS].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub set: crate::DataSetArgs,
     /// Accounts per `bulk_load` call.
     #[arg(long, default_value_t = 50_000)]
     pub chunk: usize,
@@ -46,11 +40,15 @@ pub fn read_meta(data: &Path) -> anyhow::Result<Meta> {
 }
 
 pub async fn run(args: &GenArgs) -> anyhow::Result<()> {
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| crate::default_data_dir(args.accounts));
-    generate(&data, args.accounts, args.seed, args.chunk, args.force).await?;
+    let data = args.set.dir();
+    generate(
+        &data,
+        args.set.accounts,
+        args.set.seed,
+        args.chunk,
+        args.force,
+    )
+    .await?;
     Ok(())
 }
 

@@ -48,6 +48,27 @@ pub fn default_data_dir(accounts: u64) -> PathBuf {
     PathBuf::from(format!("target/bench-data/{accounts}"))
 }
 
+/// The synthetic data set a benchmark runs on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataSetArgs {
+    /// Accounts in the synthetic app.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: u64,
+    /// Data directory of `gen` [default: target/bench-data/ACCOUNTS, generated when missing].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value_t = tagcast_bench::synth::DEFAULT_SEED)]
+    pub seed: u64,
+}
+
+impl DataSetArgs {
+    pub fn dir(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| default_data_dir(self.accounts))
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // reqwest is built without a bundled crypto provider; the workspace uses ring.

@@ -8,22 +8,15 @@ use std::time::Instant;
 use anyhow::bail;
 use serde_json::{Value, json};
 use tagcast_bench::stats::{Samples, ms, print_table, ratio, rss_mib};
-use tagcast_bench::synth::{DEFAULT_SEED, Model};
+use tagcast_bench::synth::Model;
 
 use crate::client::Api;
 use crate::server::{Server, tagcast_bin};
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// Accounts in the app.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub accounts: u64,
-    /// Data directory of `gen` to start from (copied; the copy is pushed to) [default:
-    /// target/bench-data/ACCOUNTS, generated when missing].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub set: crate::DataSetArgs,
     /// Timed rounds; each runs every operation once, interleaved.
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
@@ -50,11 +43,9 @@ fn push_body(msg_random: u32, extra: Value) -> Value {
 
 pub async fn run(args: &PushArgs) -> anyhow::Result<()> {
     let bin = tagcast_bin(&args.tagcast_bin)?;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| crate::default_data_dir(args.accounts));
-    let meta = crate::gen_data::generate(&data, args.accounts, args.seed, 50_000, false).await?;
+    let data = args.set.dir();
+    let meta =
+        crate::gen_data::generate(&data, args.set.accounts, args.set.seed, 50_000, false).await?;
     let accounts = meta.accounts;
 
     // Push on a copy, so the cached data set stays as generated and every run starts alike.

@@ -83,7 +83,7 @@ async fn show(client: &Client, setting: &str) -> anyhow::Result<String> {
 }
 
 pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<PgResult> {
-    let accounts = args.accounts;
+    let accounts = args.set.accounts;
     let client = connect(conn).await?;
     let version = show(&client, "server_version").await?;
     for (setting, want) in [("fsync", "on"), ("synchronous_commit", "on")] {
@@ -372,7 +372,7 @@ async fn throughput(
     let cpu = CpuWindow::start(None);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
-    let accounts = args.accounts;
+    let accounts = args.set.accounts;
     let workers = clients
         .into_iter()
         .map(|client| worker(client, op, intarray, accounts, deadline))

@@ -145,7 +145,7 @@ async fn info(con: &mut MultiplexedConnection, section: &str) -> anyhow::Result<
 }
 
 pub async fn run(url: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<RedisResult> {
-    let accounts = args.accounts;
+    let accounts = args.set.accounts;
     let client = redis::Client::open(url).with_context(|| format!("Redis URL {url}"))?;
     let mut con = connect(&client)
         .await
@@ -406,7 +406,7 @@ async fn throughput(
     let cpu = CpuWindow::start(Some(redis_cpu(con).await?));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
-    let accounts = args.accounts;
+    let accounts = args.set.accounts;
     let workers = cons
         .into_iter()
         .map(|con| worker(con, op, accounts, deadline))

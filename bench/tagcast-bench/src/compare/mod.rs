@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use tagcast_bench::stats::{Samples, table};
-use tagcast_bench::synth::DEFAULT_SEED;
 use workload::Throughput;
 
 use baseline_pg::PgResult;
@@ -25,14 +24,8 @@ use tagcast_side::TagcastResult;
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
-    /// Accounts in the synthetic app.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub accounts: u64,
-    /// Data directory of `gen` [default: target/bench-data/ACCOUNTS, generated when missing].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub set: crate::DataSetArgs,
     /// Redis URL, e.g. redis://127.0.0.1:26379: an empty server with AOF on, which the run loads
     /// and flushes at the end. Without it, Redis is skipped.
     #[arg(long)]
@@ -82,11 +75,9 @@ pub struct CountResult {
 
 pub async fn run(args: &CompareArgs) -> anyhow::Result<()> {
     let begun = Instant::now();
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| crate::default_data_dir(args.accounts));
-    let meta = crate::gen_data::generate(&data, args.accounts, args.seed, 50_000, false).await?;
+    let data = args.set.dir();
+    let meta =
+        crate::gen_data::generate(&data, args.set.accounts, args.set.seed, 50_000, false).await?;
     let work = args.work.clone().unwrap_or_else(|| {
         data.with_file_name(format!(
             "{}-compare-run",
@@ -210,7 +201,7 @@ fn report(
     redis: Option<&RedisResult>,
     pg: Option<&PgResult>,
 ) -> String {
-    let n = args.accounts as f64;
+    let n = args.set.accounts as f64;
     let dash = || "-".to_string();
     let mut rows = vec![vec![
         "workload (median)".to_string(),
@@ -310,10 +301,7 @@ fn report(
         r_mem.map_or_else(dash, |r| fmt_ratio(r, tag_mem)),
         p_mem.map_or_else(dash, |p| fmt_ratio(p, tag_mem)),
     ]);
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| crate::default_data_dir(args.accounts));
+    let data = args.set.dir();
     rows.push(vec![
         "load, s [6]".into(),
         String::new(),
@@ -342,7 +330,7 @@ fn report(
         redis.map_or("(skipped)", |r| r.version.as_str()),
         pg.map_or("(skipped)", |p| p.version.as_str()),
         fmt_int(n),
-        args.seed,
+        args.set.seed,
         args.runs,
         args.baseline_runs,
         args.min_runs,

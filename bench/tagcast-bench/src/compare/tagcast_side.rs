@@ -60,7 +60,7 @@ fn bin_beside(name: &str, arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(args: &CompareArgs, data: &Path, work: &Path) -> anyhow::Result<TagcastResult> {
-    let accounts = args.accounts;
+    let accounts = args.set.accounts;
     let tagcast = bin_beside("tagcast", &args.tagcast_bin)?;
     let loadgen = bin_beside("tagcast-loadgen", &args.loadgen_bin)?;
 
