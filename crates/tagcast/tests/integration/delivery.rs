@@ -191,23 +191,9 @@ async fn a_revoked_push_stops_and_connected_recipients_are_told() {
 #[tokio::test]
 async fn connecting_counts_as_logging_in() {
     let server = Server::start();
-    let r = server
-        .ok(
-            &PUSH_APP,
-            "im_open_login_svc/account_check",
-            user_items("CheckItem", &["newbie"]),
-        )
-        .await;
-    assert_eq!(r["ResultItem"][0]["AccountStatus"], "NotImported");
+    assert_account_status(&server, &PUSH_APP, &[("newbie", "NotImported")]).await;
     let mut client = Client::connect(&server, &PUSH_APP, "newbie").await;
-    let r = server
-        .ok(
-            &PUSH_APP,
-            "im_open_login_svc/account_check",
-            user_items("CheckItem", &["newbie"]),
-        )
-        .await;
-    assert_eq!(r["ResultItem"][0]["AccountStatus"], "Imported");
+    assert_account_status(&server, &PUSH_APP, &[("newbie", "Imported")]).await;
     add_tags(&server, &PUSH_APP, "newbie", &["fresh"]).await;
     let task = push(
         &server,
