@@ -150,19 +150,13 @@ pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Pg
             where_clause(&cond)
         );
         let stmt = client.prepare(&sql).await?;
-        let (n, samples) = workload::time_counts(
-            args.baseline_runs,
-            args.min_runs,
-            2,
-            Duration::from_secs_f64(args.budget_secs),
-            || {
-                let (client, stmt) = (&client, &stmt);
-                async move {
-                    let n: i64 = client.query_one(stmt, &[]).await?.get(0);
-                    Ok(n as u64)
-                }
-            },
-        )
+        let (n, samples) = workload::time_counts(args.baseline_timing(), || {
+            let (client, stmt) = (&client, &stmt);
+            async move {
+                let n: i64 = client.query_one(stmt, &[]).await?.get(0);
+                Ok(n as u64)
+            }
+        })
         .await
         .with_context(|| format!("postgres: {sql}"))?;
         let plan: Vec<String> = client
@@ -187,19 +181,13 @@ pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Pg
     }
 
     let one = client.prepare("SELECT 1").await?;
-    let (_, floor) = workload::time_counts(
-        args.runs,
-        args.min_runs,
-        3,
-        Duration::from_secs_f64(args.budget_secs),
-        || {
-            let (client, one) = (&client, &one);
-            async move {
-                client.query_one(one, &[]).await?;
-                Ok(0)
-            }
-        },
-    )
+    let (_, floor) = workload::time_counts(args.timing(), || {
+        let (client, one) = (&client, &one);
+        async move {
+            client.query_one(one, &[]).await?;
+            Ok(0)
+        }
+    })
     .await?;
     println!(
         "postgres: SELECT 1 (a round trip): p50 {:.3} ms",

@@ -198,17 +198,11 @@ pub async fn run(url: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Red
 
     let mut counts = Vec::new();
     for cond in workload::conditions() {
-        let (n, samples) = workload::time_counts(
-            args.baseline_runs,
-            args.min_runs,
-            2,
-            Duration::from_secs_f64(args.budget_secs),
-            || {
-                let mut con = con.clone();
-                let cond = cond.clone();
-                async move { count(&mut con, &cond).await }
-            },
-        )
+        let (n, samples) = workload::time_counts(args.baseline_timing(), || {
+            let mut con = con.clone();
+            let cond = cond.clone();
+            async move { count(&mut con, &cond).await }
+        })
         .await
         .with_context(|| format!("redis count {}", cond.label()))?;
         println!(
@@ -220,19 +214,13 @@ pub async fn run(url: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Red
         counts.push(CountResult { count: n, samples });
     }
 
-    let (_, floor) = workload::time_counts(
-        args.runs,
-        args.min_runs,
-        3,
-        Duration::from_secs_f64(args.budget_secs),
-        || {
-            let mut con = con.clone();
-            async move {
-                let _: String = redis::cmd("PING").query_async(&mut con).await?;
-                Ok(0)
-            }
-        },
-    )
+    let (_, floor) = workload::time_counts(args.timing(), || {
+        let mut con = con.clone();
+        async move {
+            let _: String = redis::cmd("PING").query_async(&mut con).await?;
+            Ok(0)
+        }
+    })
     .await?;
     println!(
         "redis: PING (a round trip): p50 {:.3} ms",

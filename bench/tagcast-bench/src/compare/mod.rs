@@ -67,6 +67,27 @@ pub struct CompareArgs {
     pub loadgen_bin: Option<PathBuf>,
 }
 
+impl CompareArgs {
+    /// Timing of tagcast's requests and of every round-trip floor.
+    pub fn timing(&self) -> workload::Timing {
+        workload::Timing {
+            runs: self.runs,
+            min_runs: self.min_runs,
+            warmup: 3,
+            budget: Duration::from_secs_f64(self.budget_secs),
+        }
+    }
+
+    /// Timing of the (far slower) baseline counts.
+    pub fn baseline_timing(&self) -> workload::Timing {
+        workload::Timing {
+            runs: self.baseline_runs,
+            warmup: 2,
+            ..self.timing()
+        }
+    }
+}
+
 /// One condition's count on one system and the time of each run.
 pub struct CountResult {
     pub count: u64,

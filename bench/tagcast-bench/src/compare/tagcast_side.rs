@@ -93,21 +93,15 @@ pub async fn run(args: &CompareArgs, data: &Path, work: &Path) -> anyhow::Result
     let mut counts = Vec::new();
     for cond in workload::conditions() {
         let body = json!({ "Audience": cond.audience() });
-        let (n, samples) = workload::time_counts(
-            args.runs,
-            args.min_runs,
-            3,
-            Duration::from_secs_f64(args.budget_secs),
-            || {
-                let (api, body) = (&api, &body);
-                async move {
-                    let (reply, _) = api.call("tagcast/audience_count", body).await?;
-                    reply["Count"]
-                        .as_u64()
-                        .with_context(|| format!("no Count in {reply}"))
-                }
-            },
-        )
+        let (n, samples) = workload::time_counts(args.timing(), || {
+            let (api, body) = (&api, &body);
+            async move {
+                let (reply, _) = api.call("tagcast/audience_count", body).await?;
+                reply["Count"]
+                    .as_u64()
+                    .with_context(|| format!("no Count in {reply}"))
+            }
+        })
         .await
         .with_context(|| format!("tagcast count {}", cond.label()))?;
         println!(
@@ -119,19 +113,13 @@ pub async fn run(args: &CompareArgs, data: &Path, work: &Path) -> anyhow::Result
         counts.push(CountResult { count: n, samples });
     }
 
-    let (_, floor) = workload::time_counts(
-        args.runs,
-        args.min_runs,
-        3,
-        Duration::from_secs_f64(args.budget_secs),
-        || {
-            let api = &api;
-            async move {
-                let (reply, _) = api.call("tagcast/audience_count", &json!({})).await?;
-                Ok(reply["Count"].as_u64().unwrap_or_default())
-            }
-        },
-    )
+    let (_, floor) = workload::time_counts(args.timing(), || {
+        let api = &api;
+        async move {
+            let (reply, _) = api.call("tagcast/audience_count", &json!({})).await?;
+            Ok(reply["Count"].as_u64().unwrap_or_default())
+        }
+    })
     .await?;
     println!(
         "tagcast: audience_count {{}} (all accounts, the floor of a request): p50 {:.3} ms",

@@ -253,15 +253,18 @@ where
     })
 }
 
-/// Times `runs` calls of `f` after `warmup` untimed ones, stopping early (after at least
-/// `min_runs`) once `budget` is spent. Every call must return the same count.
-pub async fn time_counts<F, Fut>(
-    runs: usize,
-    min_runs: usize,
-    warmup: usize,
-    budget: Duration,
-    mut f: F,
-) -> anyhow::Result<(u64, Samples)>
+/// How a count is timed: `runs` calls after `warmup` untimed ones, stopping early (after at
+/// least `min_runs`) once `budget` is spent.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub runs: usize,
+    pub min_runs: usize,
+    pub warmup: usize,
+    pub budget: Duration,
+}
+
+/// Times `f` as `timing` says. Every call must return the same count.
+pub async fn time_counts<F, Fut>(timing: Timing, mut f: F) -> anyhow::Result<(u64, Samples)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<u64>>,
@@ -276,6 +279,12 @@ where
             }
         }
     };
+    let Timing {
+        runs,
+        min_runs,
+        warmup,
+        budget,
+    } = timing;
     for _ in 0..warmup {
         check(f().await?)?;
     }

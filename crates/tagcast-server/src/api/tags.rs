@@ -2,7 +2,7 @@
 
 use tagcast_proto::responses::{GetTag, UserTags, WithErrors};
 use tagcast_proto::{ApiError, Code, requests};
-use tagcast_store::TagEdit;
+use tagcast_store::{ItemResult, TagEdit};
 
 use super::{Ctx, Reply, reply, shown, split_found, write_valid};
 
@@ -34,18 +34,8 @@ pub async fn clear_all_tags(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         .into_iter()
         .map(|a| (a, Ok(Vec::new())))
         .collect();
-    let error_list = write_valid(elements, |items| async move {
-        ctx.store
-            .edit_tags(
-                ctx.app.sdkappid,
-                TagEdit::Replace,
-                items,
-                ctx.app.tag_limits(),
-            )
-            .await
-            .map_err(|e| ctx.internal(e))
-    })
-    .await?;
+    let error_list =
+        write_valid(elements, |items| write_tags(ctx, TagEdit::Replace, items)).await?;
     reply(WithErrors { error_list })
 }
 
@@ -80,14 +70,21 @@ async fn edit_tags(
             (ut.to_account, checked)
         })
         .collect();
-    let error_list = write_valid(elements, |items| async move {
-        ctx.store
-            .edit_tags(ctx.app.sdkappid, edit, items, ctx.app.tag_limits())
-            .await
-            .map_err(|e| ctx.internal(e))
-    })
-    .await?;
+    let error_list = write_valid(elements, |items| write_tags(ctx, edit, items)).await?;
     reply(WithErrors { error_list })
+}
+
+/// Applies `edit` to the accounts' tags within the app's tag limits.
+async fn write_tags(
+    ctx: &Ctx<'_>,
+    edit: TagEdit,
+    items: Vec<(String, Vec<String>)>,
+) -> Result<Vec<ItemResult>, ApiError> {
+    let limits = ctx.app.tag_limits();
+    ctx.store
+        .edit_tags(ctx.app.sdkappid, edit, items, limits)
+        .await
+        .map_err(|e| ctx.internal(e))
 }
 
 /// The per-account checks of one `Tags` list.
