@@ -18,6 +18,12 @@ pub enum VerifyError {
     /// `now > TLS.time + TLS.expire` (70001).
     #[error("UserSig expired at {expired_at}")]
     Expired { expired_at: u64 },
+    /// `TLS.time` is further ahead of the server's clock than `MAX_CLOCK_SKEW_SECS` (70003).
+    #[error(
+        "UserSig was issued at {issued_at}, more than {} s after the server's time {now}: check the signer's clock",
+        crate::MAX_CLOCK_SKEW_SECS
+    )]
+    IssuedInFuture { issued_at: u64, now: u64 },
     /// The HMAC does not match: wrong key, or the token was altered (70009).
     #[error("UserSig signature is invalid (wrong key or altered token)")]
     BadSignature,
@@ -28,7 +34,7 @@ impl VerifyError {
     pub fn code(&self) -> u32 {
         match self {
             VerifyError::Empty => 70002,
-            VerifyError::Malformed(_) => 70003,
+            VerifyError::Malformed(_) | VerifyError::IssuedInFuture { .. } => 70003,
             VerifyError::SdkAppIdMismatch { .. } => 70014,
             VerifyError::IdentifierMismatch { .. } => 70013,
             VerifyError::Expired { .. } => 70001,

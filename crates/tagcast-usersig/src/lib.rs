@@ -16,6 +16,10 @@ use claims::Claims;
 /// Default validity used by Tencent's libraries: 180 days.
 pub const DEFAULT_EXPIRE_SECS: u64 = 15_552_000;
 
+/// How far in the future a token's `TLS.time` may lie: signers' clocks drift a little, but a
+/// token issued years ahead would outlive any expiry its signer meant to give it.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+
 /// Creates a UserSig exactly as Tencent's TLSSigAPIv2 libraries do (compact JSON, zlib, base64,
 /// URL-safe alphabet swap).
 ///
@@ -38,7 +42,8 @@ pub fn sign(sdkappid: u64, key: &str, identifier: &str, expire_secs: u64, now_un
 /// `key`, at time `now_unix`.
 ///
 /// Checks run in the order Tencent documents: decoding (70003), sdkappid (70014),
-/// identifier (70013), expiry (70001), signature (70009).
+/// identifier (70013), expiry (70001), signature (70009). A token issued more than
+/// `MAX_CLOCK_SKEW_SECS` ahead of `now_unix` is refused as invalid (70003).
 pub fn verify(
     usersig: &str,
     sdkappid: u64,
@@ -50,6 +55,7 @@ pub fn verify(
     check_sdkappid(&claims, sdkappid)?;
     check_identifier(&claims, identifier)?;
     check_not_expired(&claims, now_unix)?;
+    check_not_from_the_future(&claims, now_unix)?;
     mac::verify(key, &claims.signed_fields(), &claims.sig)
 }
 
@@ -88,6 +94,16 @@ fn check_not_expired(claims: &Claims, now_unix: u64) -> Result<(), VerifyError> 
     let expired_at = claims.time.saturating_add(claims.expire);
     if now_unix > expired_at {
         return Err(VerifyError::Expired { expired_at });
+    }
+    Ok(())
+}
+
+fn check_not_from_the_future(claims: &Claims, now_unix: u64) -> Result<(), VerifyError> {
+    if claims.time > now_unix.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(VerifyError::IssuedInFuture {
+            issued_at: claims.time,
+            now: now_unix,
+        });
     }
     Ok(())
 }

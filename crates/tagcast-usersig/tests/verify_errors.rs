@@ -256,6 +256,41 @@ fn huge_expire_does_not_overflow() {
     assert_eq!(verify(&token, APP, "admin", DEMO_KEY, u64::MAX), Ok(()));
 }
 
+// --- clock skew (70003) ------------------------------------------------------------------
+
+#[test]
+fn token_issued_within_the_clock_skew_verifies() {
+    let ahead = tagcast_usersig::MAX_CLOCK_SKEW_SECS;
+    let token = sign(APP, DEMO_KEY, "admin", 3600, T0 + ahead);
+    assert_eq!(verify(&token, APP, "admin", DEMO_KEY, T0), Ok(()));
+}
+
+#[test]
+fn token_issued_beyond_the_clock_skew_is_refused() {
+    let ahead = tagcast_usersig::MAX_CLOCK_SKEW_SECS + 1;
+    let token = sign(APP, DEMO_KEY, "admin", 3600, T0 + ahead);
+    let err = verify(&token, APP, "admin", DEMO_KEY, T0).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::IssuedInFuture {
+            issued_at: T0 + ahead,
+            now: T0
+        }
+    );
+    assert_eq!(err.code(), 70003);
+    assert!(err.to_string().contains("clock"), "{err}");
+}
+
+#[test]
+fn token_issued_ten_years_ahead_is_refused() {
+    let ten_years = 10 * 365 * 86_400;
+    let token = sign(APP, DEMO_KEY, "admin", 3600, T0 + ten_years);
+    assert_eq!(
+        verify(&token, APP, "admin", DEMO_KEY, T0).map_err(|e| e.code()),
+        Err(70003)
+    );
+}
+
 // --- 70009 -------------------------------------------------------------------------------
 
 #[test]
