@@ -21,11 +21,15 @@ while (($#)); do
   esac
 done
 
+# The commit every report is stamped with, read before the build ("-dirty": the tree has changes).
+TAGCAST_BENCH_COMMIT=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)
+[[ -z $(git status --porcelain 2> /dev/null) ]] || TAGCAST_BENCH_COMMIT+=-dirty
+export TAGCAST_BENCH_COMMIT
 cargo build --release --locked -q -p tagcast -p tagcast-bench
 bench=./target/release/tagcast-bench
 data=target/bench-data/$accounts
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -srm); accounts=$accounts"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -srm); accounts=$accounts; commit $TAGCAST_BENCH_COMMIT"
 echo
 echo "== gen"
 "$bench" gen --accounts "$accounts" --data "$data"

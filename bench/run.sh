@@ -36,9 +36,13 @@ pg_bin=/usr/lib/postgresql/15/bin
 sudo=
 [[ $(id -u) == 0 ]] || sudo=sudo
 
+# The commit every report is stamped with, read before the build ("-dirty": the tree has changes).
+TAGCAST_BENCH_COMMIT=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)
+[[ -z $(git status --porcelain 2> /dev/null) ]] || TAGCAST_BENCH_COMMIT+=-dirty
+export TAGCAST_BENCH_COMMIT
 echo "== machine"
 echo "$(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-  "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr); accounts=$accounts"
+  "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr); accounts=$accounts; commit $TAGCAST_BENCH_COMMIT"
 
 echo "== build"
 cargo build --release --locked -q -p tagcast -p tagcast-bench -p tagcast-loadgen

@@ -16,6 +16,10 @@ while (($#)); do
   esac
 done
 
+# The commit every report is stamped with, read before the build ("-dirty": the tree has changes).
+TAGCAST_BENCH_COMMIT=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)
+[[ -z $(git status --porcelain 2> /dev/null) ]] || TAGCAST_BENCH_COMMIT+=-dirty
+export TAGCAST_BENCH_COMMIT
 cargo build --release --locked -q -p tagcast -p tagcast-loadgen
 work=$(mktemp -d)
 server_pid=
@@ -44,6 +48,6 @@ load() {
   ./target/release/tagcast-loadgen --url "$url" --sdkappid 1400000000 --key "$key" \
     --accounts "$accounts" --concurrency "$concurrency" --seconds "$seconds" "$@"
 }
-echo "machine: $(nproc) cores, $(uname -srm); accounts=$accounts concurrency=$concurrency seconds=$seconds"
+echo "machine: $(nproc) cores, $(uname -srm); accounts=$accounts concurrency=$concurrency seconds=$seconds; commit $TAGCAST_BENCH_COMMIT"
 load --workload add-tag --import
 load --workload get-tag

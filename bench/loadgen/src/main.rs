@@ -94,13 +94,41 @@ async fn main() -> anyhow::Result<()> {
         latencies.add(w.await??)?;
     }
     // Requests in flight at the deadline finish after it: divide by the time they all took.
-    report(
-        &args,
-        &latencies,
-        failed.load(Ordering::Relaxed),
-        started.elapsed(),
-    );
+    let elapsed = started.elapsed();
+    let failed = failed.load(Ordering::Relaxed);
+    // Check first: a run with a refused request, or none done, reports nothing but the error.
+    if failed > 0 || latencies.is_empty() {
+        bail!(
+            "{:?}: {failed} requests refused by the server, {} succeeded: no report",
+            args.workload,
+            latencies.len()
+        );
+    }
+    report(&args, &latencies, failed, elapsed);
     Ok(())
+}
+
+/// `git rev-parse --short HEAD` (with `-dirty` when the tree has changes), or what the scripts
+/// passed in `TAGCAST_BENCH_COMMIT`; "unknown" outside a git work tree.
+fn commit() -> String {
+    if let Ok(c) = std::env::var("TAGCAST_BENCH_COMMIT")
+        && !c.trim().is_empty()
+    {
+        return c.trim().to_string();
+    }
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) if !head.is_empty() => {
+            let dirty = git(&["status", "--porcelain"]).is_none_or(|s| !s.is_empty());
+            format!("{head}{}", if dirty { "-dirty" } else { "" })
+        }
+        _ => "unknown".into(),
+    }
 }
 
 fn url(args: &Args, path: &str) -> String {
@@ -220,11 +248,12 @@ fn report(args: &Args, latencies: &Histogram<u64>, failed: u64, elapsed: Duratio
         Workload::GetTag => 0.0,
     };
     println!(
-        "workload={workload} concurrency={} seconds={} elapsed_s={elapsed:.2} ok={ok} failed={failed} requests_per_s={per_second:.0} accounts_per_s={:.0} updates_per_s={updates:.0} p50_ms={:.2} p99_ms={:.2}",
+        "workload={workload} concurrency={} seconds={} elapsed_s={elapsed:.2} ok={ok} failed={failed} requests_per_s={per_second:.0} accounts_per_s={:.0} updates_per_s={updates:.0} p50_ms={:.2} p99_ms={:.2} commit={}",
         args.concurrency,
         args.seconds,
         per_second * ACCOUNTS_PER_REQUEST as f64,
         ms(0.5),
-        ms(0.99)
+        ms(0.99),
+        commit()
     );
 }

@@ -99,7 +99,6 @@ struct Phase {
 struct Measured {
     /// One push at a time: push request to the last frame of that push, per push.
     single: Samples,
-    single_complete: bool,
     /// Server CPU seconds used during the one-at-a-time pushes.
     single_server_cpu: f64,
     /// Back to back: frames received and expected, first request to last frame, request times.
@@ -155,7 +154,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let connect = started.elapsed();
     let rss_connected = rss_mib(server.pid());
     let mut random = salt as u32 * 1_000_000;
-    let measured = measure(args, connections, &tally, server.pid(), || {
+    let measured = measure("tagcast", args, connections, &tally, server.pid(), || {
         random += 1;
         let api = api.clone();
         async move {
@@ -208,7 +207,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let connect = started.elapsed();
     let rss_connected = rss_mib(raw_pid);
     let http = reqwest::Client::new();
-    let measured = measure(args, connections, &tally, raw_pid, || {
+    let measured = measure("raw broadcast", args, connections, &tally, raw_pid, || {
         let (http, url, frame) = (http.clone(), format!("{raw_url}/push"), frame.clone());
         async move {
             let started = Instant::now();
@@ -238,6 +237,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
 /// First `--single-pushes` pushes one at a time (each waited for at every client), then
 /// `--pushes` pushes back to back.
 async fn measure<F, Fut>(
+    name: &str,
     args: &FanoutArgs,
     connections: usize,
     tally: &Tally,
@@ -249,14 +249,16 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Duration>>,
 {
     let mut single = Samples::new();
-    let mut single_complete = true;
     let single_cpu = cpu_secs(server_pid);
     for k in 0..args.single_pushes {
         let start = tally.now_ns();
         push().await?;
         if !wait(args, connections, tally, k, "one at a time").await {
-            single_complete = false;
-            break;
+            bail!(
+                "fanout: {name}: push {} of {} one at a time did not reach every connection (see above)",
+                k + 1,
+                args.single_pushes
+            );
         }
         single.push(Duration::from_nanos(tally.last_frame_ns() - start));
     }
@@ -269,14 +271,27 @@ where
         requests.push(push().await?);
     }
     let last = args.single_pushes + args.pushes - 1;
-    wait(args, connections, tally, last, "back to back").await;
+    if args.pushes > 0 && !wait(args, connections, tally, last, "back to back").await {
+        bail!(
+            "fanout: {name}: {} pushes back to back did not all reach every connection: {} of {} deliveries (see above)",
+            args.pushes,
+            tally.frames.load(Ordering::Relaxed) - frames,
+            connections * args.pushes
+        );
+    }
     let elapsed = Duration::from_nanos(tally.last_frame_ns().saturating_sub(start));
+    let burst_frames = tally.frames.load(Ordering::Relaxed) - frames;
+    let burst_expected = (connections * args.pushes) as u64;
+    if burst_frames != burst_expected {
+        bail!(
+            "fanout: {name}: {burst_frames} push frames received back to back, {burst_expected} sent: duplicates"
+        );
+    }
     Ok(Measured {
         single,
-        single_complete,
         single_server_cpu,
-        burst_frames: tally.frames.load(Ordering::Relaxed) - frames,
-        burst_expected: (connections * args.pushes) as u64,
+        burst_frames,
+        burst_expected,
         burst_elapsed: elapsed,
         burst_requests: requests,
         server_cpu: cpu_secs(server_pid) - cpu.0,
@@ -330,7 +345,7 @@ async fn wait(
             if previous > 0 {
                 by_count.insert(index + 1, previous);
             }
-            println!(
+            eprintln!(
                 "fanout: INCOMPLETE {what} ({why} {secs} s): {} of {connections} connections got all {} pushes so far; connections by push frames received: {by_count:?}",
                 reached[index],
                 index + 1
@@ -526,7 +541,8 @@ async fn read_pushes(mut ws: Socket, tally: &Tally) {
 fn report(connections: usize, args: &FanoutArgs, frame: &str, phases: &[&Phase]) {
     let raw = phases.last().expect("a baseline phase");
     println!(
-        "online fan-out to {connections} WebSocket clients (client and server share the machine's {} cores); frame of {} bytes",
+        "{}: online fan-out to {connections} WebSocket clients (client and server share the machine's {} cores); frame of {} bytes; every push reached every client",
+        tagcast_bench::stamp::line("tagcast-bench fanout"),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         frame.len()
     );
@@ -541,14 +557,9 @@ fn report(connections: usize, args: &FanoutArgs, frame: &str, phases: &[&Phase])
         "client CPU us/delivery".into(),
     ]];
     for p in phases {
-        let lost = if p.m.burst_frames < p.m.burst_expected {
-            " INCOMPLETE"
-        } else {
-            ""
-        };
         rows.push(vec![
             p.name.to_string(),
-            format!("{}/{}{lost}", p.m.burst_frames, p.m.burst_expected),
+            format!("{}/{}", p.m.burst_frames, p.m.burst_expected),
             format!("{:.3}", p.m.burst_elapsed.as_secs_f64()),
             format!("{:.0}", p.m.burst_rate()),
             format!("{:.2}", p.m.burst_rate() / raw.m.burst_rate()),
@@ -582,14 +593,9 @@ fn report(connections: usize, args: &FanoutArgs, frame: &str, phases: &[&Phase])
         "server RSS KiB/connection".into(),
     ]];
     for p in phases.iter().filter(|p| !p.m.single.is_empty()) {
-        let incomplete = if p.m.single_complete {
-            ""
-        } else {
-            " INCOMPLETE"
-        };
         rows.push(vec![
             p.name.to_string(),
-            format!("{}{incomplete}", p.m.single.len()),
+            p.m.single.len().to_string(),
             ms(p.m.single.p50()),
             ms(p.m.single.max()),
             format!("{:.0}", single_rate(p)),

@@ -140,6 +140,12 @@ pub async fn run(args: &PushArgs) -> anyhow::Result<()> {
         count(&api, json!({"Condition": tag_condition})).await?,
         count(&api, json!({"Condition": condition3})).await?,
     ];
+    // Check first: a push whose audience is empty measures nothing.
+    for (label, size) in labels.iter().zip(&sizes) {
+        if size == "0" || size == "null" {
+            bail!("push: `{label}` has an audience of {size} accounts: it measures nothing");
+        }
+    }
     let baseline = samples[0].p50();
     let mut rows = vec![vec![
         "operation".to_string(),
@@ -160,8 +166,10 @@ pub async fn run(args: &PushArgs) -> anyhow::Result<()> {
         ]);
     }
     println!(
-        "push creation at {accounts} accounts, request -> reply over HTTP/1.1 keep-alive, sequential ({} rounds after {} warm-up; no client online):",
-        args.rounds, args.warmup
+        "{}: push creation at {accounts} accounts, request -> reply over HTTP/1.1 keep-alive, sequential ({} rounds after {} warm-up; no client online):",
+        tagcast_bench::stamp::line("tagcast-bench push"),
+        args.rounds,
+        args.warmup
     );
     print_table(&rows);
     println!(

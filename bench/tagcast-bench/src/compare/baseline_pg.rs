@@ -43,24 +43,152 @@ pub struct PgResult {
     pub add_tag: Throughput,
 }
 
-/// The WHERE clause of each condition's `SELECT count(*) FROM accounts WHERE ...`.
-pub fn where_clause(cond: &Cond) -> String {
-    let has = |t: &u16| format!("tags @> '{{{t}}}'");
-    let eq = |s: &u8, v: &str| format!("\"{}\" = '{v}'", attr_name(*s));
-    match cond {
-        Cond::Tag(t) => has(t),
-        Cond::And(a, b) => format!("tags @> '{{{a},{b}}}'"),
-        Cond::Or(ts) => format!(
-            "tags && '{{{}}}'",
-            ts.iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Cond::AndNot(a, b) => format!("{} AND NOT {}", has(a), has(b)),
-        Cond::AttrEq(s, v) => eq(s, v),
-        Cond::AttrAndTag(s, v, t) => format!("{} AND {}", eq(s, v), has(t)),
+/// One exact way to count a condition in PostgreSQL: a statement, and the planner settings it
+/// runs under (empty: the defaults). Each condition has several (`forms`); the run screens them
+/// all and times the fastest.
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub sql: String,
+    /// `SET ...` statements applied to the session before it (reset after).
+    pub settings: &'static str,
+}
+
+impl Form {
+    fn new(sql: String) -> Self {
+        Self { sql, settings: "" }
     }
+
+    fn with(mut self, settings: &'static str) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The statement, and its settings if any, as the report shows them.
+    pub fn describe(&self) -> String {
+        if self.settings.is_empty() {
+            self.sql.clone()
+        } else {
+            format!("{} [{}]", self.sql, self.settings.trim_end_matches(';'))
+        }
+    }
+}
+
+/// Settings that keep the planner off bitmap scans (GIN answers only bitmap scans, so the tag
+/// conditions become sequential scans; a B-tree a plain index scan).
+const NO_BITMAP: &str = "SET enable_bitmapscan = off;";
+/// Settings that leave bitmap scans the planner's only indexed choice.
+const BITMAP_ONLY: &str = "SET enable_indexscan = off; SET enable_indexonlyscan = off;";
+/// Settings that leave a sequential scan as the only choice.
+const SEQ_ONLY: &str =
+    "SET enable_indexscan = off; SET enable_indexonlyscan = off; SET enable_bitmapscan = off;";
+
+fn count_where(clause: &str) -> String {
+    format!("SELECT count(*) FROM accounts WHERE {clause}")
+}
+
+fn array(tags: &[u16]) -> String {
+    let ts: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    format!("'{{{}}}'", ts.join(","))
+}
+
+/// `tags @@ 'query'::query_int` (intarray).
+fn query_int(query: &str) -> String {
+    format!("tags @@ '{query}'::query_int")
+}
+
+/// Every exact form of a condition's count considered: the index operators of intarray (`@>`,
+/// `&&`, `@@`) and of plain arrays, one operator against separate ones, counts combined by
+/// inclusion-exclusion, and the planner's choices between bitmap, index and sequential scans.
+pub fn forms(cond: &Cond, intarray: bool) -> Vec<Form> {
+    let has = |t: &u16| format!("tags @> {}", array(&[*t]));
+    let eq = |s: &u8, v: &str| format!("\"{}\" = '{v}'", attr_name(*s));
+    let mut forms = Vec::new();
+    match cond {
+        Cond::Tag(t) => {
+            forms.push(Form::new(count_where(&has(t))));
+            forms.push(Form::new(count_where(&has(t))).with(NO_BITMAP));
+            forms.push(Form::new(count_where(&format!("{t} = ANY(tags)"))));
+            if intarray {
+                forms.push(Form::new(count_where(&query_int(&t.to_string()))));
+            }
+        }
+        Cond::And(a, b) => {
+            let both = format!("tags @> {}", array(&[*a, *b]));
+            forms.push(Form::new(count_where(&both)));
+            forms.push(Form::new(count_where(&both)).with(NO_BITMAP));
+            forms.push(Form::new(count_where(&format!(
+                "{} AND {}",
+                has(a),
+                has(b)
+            ))));
+            if intarray {
+                forms.push(Form::new(count_where(&query_int(&format!("{a} & {b}")))));
+            }
+        }
+        Cond::Or(ts) => {
+            let any = format!("tags && {}", array(ts));
+            forms.push(Form::new(count_where(&any)));
+            forms.push(Form::new(count_where(&any)).with(NO_BITMAP));
+            let ors: Vec<String> = ts.iter().map(has).collect();
+            forms.push(Form::new(count_where(&ors.join(" OR "))));
+            if intarray {
+                let q: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+                forms.push(Form::new(count_where(&query_int(&q.join(" | ")))));
+            }
+            // |A ∪ B ∪ C| from the counts of every intersection, each one GIN lookup.
+            let mut sum = String::new();
+            for (set, sign) in workload::inclusion_exclusion(ts.len()) {
+                let tags: Vec<u16> = set.iter().map(|i| ts[*i]).collect();
+                let term = format!(
+                    "(SELECT count(*) FROM accounts WHERE tags @> {})",
+                    array(&tags)
+                );
+                sum.push_str(match (sum.is_empty(), sign) {
+                    (true, _) => "",
+                    (false, 1) => " + ",
+                    (false, _) => " - ",
+                });
+                sum.push_str(&term);
+            }
+            forms.push(Form::new(format!("SELECT {sum}")));
+        }
+        Cond::AndNot(a, b) => {
+            let not = format!("{} AND NOT (tags && {})", has(a), array(&[*b]));
+            forms.push(Form::new(count_where(&format!(
+                "{} AND NOT {}",
+                has(a),
+                has(b)
+            ))));
+            forms.push(Form::new(count_where(&not)));
+            forms.push(Form::new(count_where(&not)).with(NO_BITMAP));
+            forms.push(Form::new(count_where(&not)).with(BITMAP_ONLY));
+            if intarray {
+                forms.push(Form::new(count_where(&query_int(&format!("{a} & !{b}")))));
+            }
+            // |A \ B| = |A| - |A ∩ B|: two GIN lookups.
+            forms.push(Form::new(format!(
+                "SELECT (SELECT count(*) FROM accounts WHERE {}) - (SELECT count(*) FROM accounts WHERE tags @> {})",
+                has(a),
+                array(&[*a, *b])
+            )));
+        }
+        Cond::AttrEq(s, v) => {
+            forms.push(Form::new(count_where(&eq(s, v))));
+            forms.push(Form::new(count_where(&eq(s, v))).with(BITMAP_ONLY));
+            forms.push(Form::new(count_where(&eq(s, v))).with(SEQ_ONLY));
+        }
+        Cond::AttrAndTag(s, v, t) => {
+            let both = format!("{} AND {}", eq(s, v), has(t));
+            forms.push(Form::new(count_where(&both)));
+            forms.push(Form::new(count_where(&both)).with(BITMAP_ONLY));
+            forms.push(Form::new(count_where(&both)).with(SEQ_ONLY));
+            if intarray {
+                let q = format!("{} AND {}", eq(s, v), query_int(&t.to_string()));
+                forms.push(Form::new(count_where(&q)));
+            }
+        }
+    }
+    forms
 }
 
 async fn connect(conn: &str) -> anyhow::Result<Client> {
@@ -145,39 +273,43 @@ pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Pg
 
     let mut counts = Vec::new();
     for cond in workload::conditions() {
-        let sql = format!(
-            "SELECT count(*) FROM accounts WHERE {}",
-            where_clause(&cond)
-        );
-        let stmt = client.prepare(&sql).await?;
-        let (n, samples) = workload::time_counts(args.baseline_timing(), || {
-            let (client, stmt) = (&client, &stmt);
-            async move {
-                let n: i64 = client.query_one(stmt, &[]).await?.get(0);
-                Ok(n as u64)
-            }
-        })
-        .await
-        .with_context(|| format!("postgres: {sql}"))?;
-        let plan: Vec<String> = client
-            .query(&format!("EXPLAIN {sql}"), &[])
-            .await?
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect();
-        let scan = plan
-            .iter()
-            .map(|l| l.trim().trim_start_matches("->").trim())
-            .filter(|l| l.contains("Scan"))
-            .map(|l| l.split("  (").next().unwrap_or(l).to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let forms = forms(&cond, intarray);
+        // Screening: every exact form a few times; then the fastest in full.
+        let mut screening = workload::Screening::default();
+        for form in &forms {
+            let (n, samples) = time_form(&client, form, args.screen_timing()).await?;
+            println!(
+                "postgres: screening `{}` = {n}: p50 {:.1} ms ({} runs; plan: {})",
+                form.describe(),
+                samples.p50().as_secs_f64() * 1e3,
+                samples.len(),
+                plan_summary(&explain(&client, form, false).await?)
+            );
+            screening.add(form.describe(), n, samples.p50());
+        }
+        let form = forms[screening.pick()?].clone();
+        let (n, samples) = time_form(&client, &form, args.baseline_timing()).await?;
+        if n != screening.forms[0].1 {
+            bail!(
+                "postgres `{}` counted {n}, {} when screened",
+                form.describe(),
+                screening.forms[0].1
+            );
+        }
+        let plan = explain(&client, &form, true).await?;
         println!(
-            "postgres: {sql} = {n}: p50 {:.1} ms ({} runs; plan: {scan})",
+            "postgres: {} = {n}: p50 {:.1} ms ({} runs); EXPLAIN (ANALYZE, BUFFERS):\n    {}",
+            form.describe(),
             samples.p50().as_secs_f64() * 1e3,
-            samples.len()
+            samples.len(),
+            plan.join("\n    ")
         );
-        counts.push(CountResult { count: n, samples });
+        counts.push(CountResult {
+            count: n,
+            samples,
+            form: format!("{} (plan: {})", form.describe(), plan_summary(&plan)),
+            screening,
+        });
     }
 
     let one = client.prepare("SELECT 1").await?;
@@ -220,6 +352,53 @@ pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Pg
         get_tag,
         add_tag,
     })
+}
+
+/// Times `form` prepared under its settings, then resets them.
+async fn time_form(
+    client: &Client,
+    form: &Form,
+    timing: workload::Timing,
+) -> anyhow::Result<(u64, Samples)> {
+    client
+        .batch_execute(&format!("RESET ALL; {}", form.settings))
+        .await?;
+    let stmt = client.prepare(&form.sql).await?;
+    let result = workload::time_counts(timing, || {
+        let (client, stmt) = (client, &stmt);
+        async move {
+            let n: i64 = client.query_one(stmt, &[]).await?.get(0);
+            u64::try_from(n).context("a negative count")
+        }
+    })
+    .await
+    .with_context(|| format!("postgres: {}", form.describe()));
+    client.batch_execute("RESET ALL").await?;
+    result
+}
+
+/// The plan of `form` under its settings (`analyze`: run, with timings and buffers).
+async fn explain(client: &Client, form: &Form, analyze: bool) -> anyhow::Result<Vec<String>> {
+    client
+        .batch_execute(&format!("RESET ALL; {}", form.settings))
+        .await?;
+    let options = if analyze { "(ANALYZE, BUFFERS) " } else { "" };
+    let plan = client
+        .query(&format!("EXPLAIN {options}{}", form.sql), &[])
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect());
+    client.batch_execute("RESET ALL").await?;
+    Ok(plan?)
+}
+
+/// The scan nodes of a plan, in order: "Parallel Bitmap Heap Scan on accounts, ...".
+fn plan_summary(plan: &[String]) -> String {
+    plan.iter()
+        .map(|l| l.trim().trim_start_matches("->").trim())
+        .filter(|l| l.contains("Scan") || l.starts_with("BitmapAnd") || l.starts_with("BitmapOr"))
+        .map(|l| l.split("  (").next().unwrap_or(l).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn columns() -> String {

@@ -1,5 +1,7 @@
 //! The Redis baseline: a set per tag and per (attribute, value) holding account names, a set per
-//! account holding its tag numbers; counts with SCARD / SINTERCARD / SUNIONSTORE / SDIFFSTORE.
+//! account holding its tag numbers. Counts in the fastest exact form Redis has (`forms`, screened
+//! in every run): SCARD, SINTERCARD, and for OR and AND NOT the same two by inclusion-exclusion
+//! in one pipeline (the forms that build a set, SUNIONSTORE and SDIFFSTORE, are screened too).
 //!
 //! Keys:
 //! - `tag:<tag>` (`tag:tag5`): the names of the accounts having the tag;
@@ -49,78 +51,152 @@ fn acct_key(name: &str) -> String {
     format!("acct:{name}")
 }
 
-/// Redis commands that count each condition (shown in the report).
-pub fn commands(cond: &Cond) -> String {
-    match cond {
-        Cond::Tag(t) => format!("SCARD {}", tag_key(*t)),
-        Cond::And(a, b) => format!("SINTERCARD 2 {} {}", tag_key(*a), tag_key(*b)),
-        Cond::Or(ts) => format!(
-            "SUNIONSTORE tmp {}; UNLINK tmp",
-            ts.iter().map(|t| tag_key(*t)).collect::<Vec<_>>().join(" ")
-        ),
-        Cond::AndNot(a, b) => format!("SDIFFSTORE tmp {} {}; UNLINK tmp", tag_key(*a), tag_key(*b)),
-        Cond::AttrEq(s, v) => format!("SCARD {}", attr_key(*s, v)),
-        Cond::AttrAndTag(s, v, t) => {
-            format!("SINTERCARD 2 {} {}", attr_key(*s, v), tag_key(*t))
+/// One exact way to count a condition in Redis. Each condition has one or more (`forms`); the run
+/// screens them all and times the fastest.
+#[derive(Debug, Clone)]
+pub enum Form {
+    /// `SCARD key`: the cardinality the set keeps, O(1).
+    Card(String),
+    /// `SINTERCARD n keys...`: walks the smallest set and probes the others, materializes nothing.
+    InterCard(Vec<String>),
+    /// `SUNIONSTORE tmp keys...` + `UNLINK tmp`: builds the union (its reply is its size).
+    UnionStore(Vec<String>),
+    /// `SDIFFSTORE tmp a b` + `UNLINK tmp`: builds the difference.
+    DiffStore(String, String),
+    /// The union's size by inclusion-exclusion, `SCARD` of each set and `SINTERCARD` of every
+    /// combination, pipelined in one round trip: nothing is built.
+    InclusionExclusion(Vec<String>),
+    /// `SCARD a` - `SINTERCARD 2 a b`, pipelined: |A \ B| = |A| - |A ∩ B|.
+    CardMinusInter(String, String),
+}
+
+const TMP: &str = "tagcast-bench:tmp";
+
+impl Form {
+    /// The commands, as the report shows them.
+    pub fn describe(&self) -> String {
+        match self {
+            Form::Card(k) => format!("SCARD {k}"),
+            Form::InterCard(ks) => format!("SINTERCARD {} {}", ks.len(), ks.join(" ")),
+            Form::UnionStore(ks) => format!("SUNIONSTORE tmp {}; UNLINK tmp", ks.join(" ")),
+            Form::DiffStore(a, b) => format!("SDIFFSTORE tmp {a} {b}; UNLINK tmp"),
+            Form::InclusionExclusion(ks) => {
+                let terms = workload::inclusion_exclusion(ks.len());
+                let cmds: Vec<String> = terms
+                    .iter()
+                    .map(|(set, _)| inter_card_desc(ks, set))
+                    .collect();
+                format!(
+                    "{} commands pipelined, sum with signs (inclusion-exclusion): {}",
+                    cmds.len(),
+                    cmds.join("; ")
+                )
+            }
+            Form::CardMinusInter(a, b) => {
+                format!("SCARD {a}; SINTERCARD 2 {a} {b} (pipelined, the first minus the second)")
+            }
         }
     }
 }
 
-async fn count(con: &mut MultiplexedConnection, cond: &Cond) -> anyhow::Result<u64> {
-    const TMP: &str = "tagcast-bench:tmp";
-    let n = match cond {
-        Cond::Tag(t) => {
-            redis::cmd("SCARD")
-                .arg(tag_key(*t))
-                .query_async(con)
-                .await?
-        }
-        Cond::And(a, b) => {
-            redis::cmd("SINTERCARD")
-                .arg(2)
-                .arg(tag_key(*a))
-                .arg(tag_key(*b))
-                .query_async(con)
-                .await?
-        }
+fn inter_card_desc(keys: &[String], set: &[usize]) -> String {
+    let ks: Vec<&str> = set.iter().map(|i| keys[*i].as_str()).collect();
+    if ks.len() == 1 {
+        format!("SCARD {}", ks[0])
+    } else {
+        format!("SINTERCARD {} {}", ks.len(), ks.join(" "))
+    }
+}
+
+/// Every exact form of a condition's count in Redis, on this data model.
+pub fn forms(cond: &Cond) -> Vec<Form> {
+    match cond {
+        Cond::Tag(t) => vec![Form::Card(tag_key(*t))],
+        Cond::And(a, b) => vec![Form::InterCard(vec![tag_key(*a), tag_key(*b)])],
         Cond::Or(ts) => {
-            // SUNIONSTORE answers the size of the union it stored; one round trip with the clean-up.
             let keys: Vec<String> = ts.iter().map(|t| tag_key(*t)).collect();
+            vec![
+                Form::InclusionExclusion(keys.clone()),
+                Form::UnionStore(keys),
+            ]
+        }
+        Cond::AndNot(a, b) => vec![
+            Form::CardMinusInter(tag_key(*a), tag_key(*b)),
+            Form::DiffStore(tag_key(*a), tag_key(*b)),
+        ],
+        Cond::AttrEq(s, v) => vec![Form::Card(attr_key(*s, v))],
+        Cond::AttrAndTag(s, v, t) => vec![Form::InterCard(vec![attr_key(*s, v), tag_key(*t)])],
+    }
+}
+
+fn inter_card(pipe: &mut redis::Pipeline, keys: &[&String]) {
+    if keys.len() == 1 {
+        pipe.cmd("SCARD").arg(keys[0]);
+    } else {
+        pipe.cmd("SINTERCARD").arg(keys.len()).arg(keys);
+    }
+}
+
+async fn count(con: &mut MultiplexedConnection, form: &Form) -> anyhow::Result<u64> {
+    let n = match form {
+        Form::Card(k) => redis::cmd("SCARD").arg(k).query_async(con).await?,
+        Form::InterCard(ks) => {
+            redis::cmd("SINTERCARD")
+                .arg(ks.len())
+                .arg(ks)
+                .query_async(con)
+                .await?
+        }
+        Form::UnionStore(ks) => {
+            // SUNIONSTORE answers the size of the union it stored; one round trip with the clean-up.
             let (n, _): (u64, u64) = redis::pipe()
                 .cmd("SUNIONSTORE")
                 .arg(TMP)
-                .arg(&keys)
+                .arg(ks)
                 .cmd("UNLINK")
                 .arg(TMP)
                 .query_async(con)
                 .await?;
             n
         }
-        Cond::AndNot(a, b) => {
+        Form::DiffStore(a, b) => {
             let (n, _): (u64, u64) = redis::pipe()
                 .cmd("SDIFFSTORE")
                 .arg(TMP)
-                .arg(tag_key(*a))
-                .arg(tag_key(*b))
+                .arg(a)
+                .arg(b)
                 .cmd("UNLINK")
                 .arg(TMP)
                 .query_async(con)
                 .await?;
             n
         }
-        Cond::AttrEq(s, v) => {
-            redis::cmd("SCARD")
-                .arg(attr_key(*s, v))
-                .query_async(con)
-                .await?
+        Form::InclusionExclusion(ks) => {
+            let terms = workload::inclusion_exclusion(ks.len());
+            let mut pipe = redis::pipe();
+            for (set, _) in &terms {
+                let keys: Vec<&String> = set.iter().map(|i| &ks[*i]).collect();
+                inter_card(&mut pipe, &keys);
+            }
+            let cards: Vec<i64> = pipe.query_async(con).await?;
+            if cards.len() != terms.len() {
+                bail!("{} replies for {} commands", cards.len(), terms.len());
+            }
+            let n: i64 = terms.iter().zip(&cards).map(|((_, s), c)| s * c).sum();
+            u64::try_from(n).context("a negative union size")?
         }
-        Cond::AttrAndTag(s, v, t) => {
-            redis::cmd("SINTERCARD")
+        Form::CardMinusInter(a, b) => {
+            let (all, both): (u64, u64) = redis::pipe()
+                .cmd("SCARD")
+                .arg(a)
+                .cmd("SINTERCARD")
                 .arg(2)
-                .arg(attr_key(*s, v))
-                .arg(tag_key(*t))
+                .arg(a)
+                .arg(b)
                 .query_async(con)
-                .await?
+                .await?;
+            all.checked_sub(both)
+                .context("SINTERCARD larger than SCARD")?
         }
     };
     Ok(n)
@@ -198,20 +274,60 @@ pub async fn run(url: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Red
 
     let mut counts = Vec::new();
     for cond in workload::conditions() {
-        let (n, samples) = workload::time_counts(args.baseline_timing(), || {
-            let mut con = con.clone();
-            let cond = cond.clone();
-            async move { count(&mut con, &cond).await }
-        })
-        .await
-        .with_context(|| format!("redis count {}", cond.label()))?;
+        let forms = forms(&cond);
+        let timed = |form: Form, timing| {
+            let con = con.clone();
+            async move {
+                workload::time_counts(timing, || {
+                    let mut con = con.clone();
+                    let form = form.clone();
+                    async move { count(&mut con, &form).await }
+                })
+                .await
+                .with_context(|| format!("redis count `{}`", form.describe()))
+            }
+        };
+        // Screening: every exact form a few times; then the fastest in full.
+        let mut screening = workload::Screening::default();
+        if forms.len() > 1 {
+            for form in &forms {
+                let (n, samples) = timed(form.clone(), args.screen_timing()).await?;
+                println!(
+                    "redis: screening `{}` = {n}: p50 {:.3} ms ({} runs)",
+                    form.describe(),
+                    samples.p50().as_secs_f64() * 1e3,
+                    samples.len()
+                );
+                screening.add(form.describe(), n, samples.p50());
+            }
+        }
+        let best = if forms.len() > 1 {
+            screening.pick()?
+        } else {
+            0
+        };
+        let form = forms[best].clone();
+        let (n, samples) = timed(form.clone(), args.baseline_timing()).await?;
+        if let Some((_, screened, _)) = screening.forms.first()
+            && *screened != n
+        {
+            bail!(
+                "redis `{}` counted {n}, {screened} when screened",
+                form.describe()
+            );
+        }
         println!(
             "redis: {} = {n}: p50 {:.3} ms ({} runs)",
-            commands(&cond),
+            form.describe(),
             samples.p50().as_secs_f64() * 1e3,
             samples.len()
         );
-        counts.push(CountResult { count: n, samples });
+        counts.push(CountResult {
+            count: n,
+            samples,
+            form: form.describe(),
+            screening,
+        });
     }
 
     let (_, floor) = workload::time_counts(args.timing(), || {

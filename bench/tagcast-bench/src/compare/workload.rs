@@ -302,6 +302,60 @@ where
     Ok((count.unwrap_or_default(), samples))
 }
 
+/// The alternatives a baseline has for one count, each screened with a few runs: every one must
+/// give the same count, and the fastest is then timed in full (`pick`).
+#[derive(Debug, Default)]
+pub struct Screening {
+    /// Form (as the report shows it), its count and its screening median.
+    pub forms: Vec<(String, u64, Duration)>,
+}
+
+impl Screening {
+    pub fn add(&mut self, form: String, count: u64, p50: Duration) {
+        self.forms.push((form, count, p50));
+    }
+
+    /// The index of the fastest form; an error when the forms disagree on the count.
+    pub fn pick(&self) -> anyhow::Result<usize> {
+        let Some((first, count, _)) = self.forms.first() else {
+            anyhow::bail!("no form to screen");
+        };
+        if let Some((form, other, _)) = self.forms.iter().find(|(_, c, _)| c != count) {
+            anyhow::bail!(
+                "two exact forms of one count disagree: `{first}` counted {count}, `{form}` {other}"
+            );
+        }
+        let fastest = (0..self.forms.len())
+            .min_by_key(|&i| self.forms[i].2)
+            .unwrap_or(0);
+        Ok(fastest)
+    }
+
+    /// "form: 1.2 ms; form: 3.4 ms" for the log and the report, fastest first.
+    pub fn describe(&self, ms: impl Fn(Duration) -> String) -> String {
+        let mut forms: Vec<&(String, u64, Duration)> = self.forms.iter().collect();
+        forms.sort_by_key(|f| f.2);
+        forms
+            .iter()
+            .map(|(form, _, p50)| format!("`{form}` {} ms", ms(*p50)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The inclusion-exclusion terms of the union of `n` sets: every non-empty subset of `0..n` (as
+/// the indexes of its sets) and its sign, `|A ∪ B ∪ C| = |A| + |B| + |C| - |A∩B| - |A∩C| - |B∩C|
+/// + |A∩B∩C|`.
+pub fn inclusion_exclusion(n: usize) -> Vec<(Vec<usize>, i64)> {
+    (1u32..1 << n)
+        .map(|mask| {
+            let set: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+            let sign = if set.len() % 2 == 1 { 1 } else { -1 };
+            (set, sign)
+        })
+        .collect()
+}
+
 /// The synthetic account's tags as sorted ranks (tag id `t` is `tag{t+1}`).
 pub fn tag_ranks(account: &SynthAccount) -> Vec<u16> {
     let mut ranks: Vec<u16> = account.tags.iter().map(|t| t + 1).collect();
