@@ -145,7 +145,7 @@ pub fn run(args: &AudienceArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     }
     let model = Model::new(seed);
     if let Source::Store(store) = &source {
-        check_store(store, &model, accounts, args.check_accounts)?;
+        runtime.block_on(check_store(store, &model, accounts, args.check_accounts))?;
     }
 
     let started = Instant::now();
@@ -240,7 +240,12 @@ fn build_in_memory(model: &Model, accounts: u64) -> AppIndex {
 
 /// Checks that sampled accounts are stored exactly as the model generates them, with dense ids in
 /// generation order, so the scan baseline (built from the model) holds the store's data.
-fn check_store(store: &Store, model: &Model, accounts: u64, samples: u64) -> anyhow::Result<()> {
+async fn check_store(
+    store: &Store,
+    model: &Model,
+    accounts: u64,
+    samples: u64,
+) -> anyhow::Result<()> {
     let samples = samples.min(accounts);
     if samples == 0 {
         return Ok(());
@@ -248,9 +253,9 @@ fn check_store(store: &Store, model: &Model, accounts: u64, samples: u64) -> any
     let step = (accounts / samples).max(1);
     let indexes: Vec<u64> = (0..samples).map(|k| k * step).collect();
     let names: Vec<String> = indexes.iter().map(|i| Model::account_name(*i)).collect();
-    let ids = store.account_ids(SDKAPPID, &names)?;
-    let tags = store.get_tags(SDKAPPID, &names)?;
-    let attrs = store.get_attrs(SDKAPPID, &names)?;
+    let ids = store.account_ids(SDKAPPID, &names).await?;
+    let tags = store.get_tags(SDKAPPID, &names).await?;
+    let attrs = store.get_attrs(SDKAPPID, &names).await?;
     let attr_names = Model::attr_names();
     for (k, &i) in indexes.iter().enumerate() {
         let want = model.bulk_account(&model.account(i));

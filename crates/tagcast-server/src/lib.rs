@@ -69,10 +69,12 @@ pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(
         })?;
     // Every rustls user in the process (TLS server, callback client) shares the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = shared_state(&config, store).map_err(|source| ServeError::Store {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    let state = shared_state(&config, store)
+        .await
+        .map_err(|source| ServeError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
     let service = router(state).into_make_service();
     match &config.tls {
         Some(tls) => {
@@ -106,7 +108,7 @@ pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(
     Ok(())
 }
 
-fn shared_state(
+async fn shared_state(
     config: &ServerConfig,
     store: Store,
 ) -> Result<Arc<SharedState>, tagcast_store::StoreError> {
@@ -116,7 +118,7 @@ fn shared_state(
         .map(|app| (app.sdkappid, AppState::new(app)))
         .collect();
     let recorder = Recorder::start(store.clone(), Callbacks::start(&config.apps));
-    let hub = Hub::start(store.clone(), recorder, clock::now_ms())?;
+    let hub = Hub::start(store.clone(), recorder, clock::now_ms()).await?;
     Ok(Arc::new(SharedState {
         apps,
         store,

@@ -9,6 +9,21 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+    /// Storage work on the blocking pool did not finish (it panicked, or the runtime is
+    /// shutting down).
+    #[error("storage work was interrupted: {0}")]
+    Interrupted(String),
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        let what = if e.is_panic() {
+            "it panicked"
+        } else {
+            "it was cancelled"
+        };
+        StoreError::Interrupted(what.into())
+    }
 }
 
 macro_rules! from_redb {

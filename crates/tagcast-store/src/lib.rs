@@ -1,7 +1,8 @@
 //! The durable embedded store of tagcast: accounts with dense per-app ids, their tags and
 //! attributes, and each app's attribute names, kept in one redb file.
 //!
-//! Reads run on their own MVCC snapshot. Writes go to a single writer thread that applies every
+//! Reads run on their own MVCC snapshot, on tokio's blocking pool so that redb's synchronous
+//! I/O never stalls the async runtime's workers. Writes go to a single writer thread that applies every
 //! write waiting in its queue inside one transaction and makes them durable with one commit
 //! (group commit); each caller is answered only after that commit.
 
@@ -20,7 +21,7 @@ pub use write_ops::{BulkAccount, SlotUpdate, TagEdit};
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::Database;
+use redb::{Database, ReadTransaction, ReadableDatabase};
 use tagcast_audience::AppIndex;
 
 pub use error::{ItemError, RequestError, StoreError};
@@ -83,6 +84,16 @@ impl Store {
             writer,
             audiences,
         })
+    }
+
+    /// Runs `read` on a fresh read snapshot on the blocking pool, off the runtime's workers.
+    pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || read(&db.begin_read()?)).await?
     }
 
     /// Runs `f` on `app`'s audience index, which reflects every acknowledged write.

@@ -1,8 +1,9 @@
-//! Reads, each on its own consistent snapshot; they never wait for the writer.
+//! Reads, each on its own consistent snapshot; they never wait for the writer, and run on the
+//! blocking pool (see `Store::read`).
 
 use std::collections::BTreeMap;
 
-use redb::{ReadTransaction, ReadableDatabase};
+use redb::ReadTransaction;
 
 use crate::codec::{decode_attrs, decode_schema, decode_tag_ids};
 use crate::schema::{
@@ -12,68 +13,93 @@ use crate::{AccountId, AppId, AttrSchema, Store, StoreError};
 
 impl Store {
     /// Each account's tags in the order added, or None for an account that does not exist.
-    pub fn get_tags(
+    pub async fn get_tags(
         &self,
         app: AppId,
         names: &[String],
     ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let account_tags = txn.open_table(ACCOUNT_TAGS)?;
-        let tag_names = txn.open_table(TAG_NAMES)?;
-        per_account(&txn, app, names, |id| {
-            let ids = account_tags
-                .get((app, id))?
-                .map(|g| decode_tag_ids(g.value()))
-                .unwrap_or_default();
-            let mut tags = Vec::with_capacity(ids.len());
-            for tag in ids {
-                tags.extend(tag_names.get((app, tag))?.map(|g| g.value().to_string()));
-            }
-            Ok(tags)
+        let names = names.to_vec();
+        self.read(move |txn| {
+            let account_tags = txn.open_table(ACCOUNT_TAGS)?;
+            let tag_names = txn.open_table(TAG_NAMES)?;
+            per_account(txn, app, &names, |id| {
+                let ids = account_tags
+                    .get((app, id))?
+                    .map(|g| decode_tag_ids(g.value()))
+                    .unwrap_or_default();
+                let mut tags = Vec::with_capacity(ids.len());
+                for tag in ids {
+                    tags.extend(tag_names.get((app, tag))?.map(|g| g.value().to_string()));
+                }
+                Ok(tags)
+            })
         })
+        .await
     }
 
     /// Each account's attributes by name, or None for an account that does not exist.
-    pub fn get_attrs(
+    pub async fn get_attrs(
         &self,
         app: AppId,
         names: &[String],
     ) -> Result<Vec<Option<BTreeMap<String, String>>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let schema = schema_in(&txn, app)?;
-        let account_attrs = txn.open_table(ACCOUNT_ATTRS)?;
-        per_account(&txn, app, names, |id| {
-            let values = account_attrs
-                .get((app, id))?
-                .map(|g| decode_attrs(g.value()))
-                .unwrap_or_default();
-            Ok(values
-                .into_iter()
-                .filter_map(|(slot, value)| {
-                    let attr = schema.slots.get(slot as usize)?.as_ref()?;
-                    Some((attr.name.clone(), value))
-                })
-                .collect())
+        let names = names.to_vec();
+        self.read(move |txn| {
+            let schema = schema_in(txn, app)?;
+            let account_attrs = txn.open_table(ACCOUNT_ATTRS)?;
+            per_account(txn, app, &names, |id| {
+                let values = account_attrs
+                    .get((app, id))?
+                    .map(|g| decode_attrs(g.value()))
+                    .unwrap_or_default();
+                Ok(values
+                    .into_iter()
+                    .filter_map(|(slot, value)| {
+                        let attr = schema.slots.get(slot as usize)?.as_ref()?;
+                        Some((attr.name.clone(), value))
+                    })
+                    .collect())
+            })
         })
+        .await
     }
 
     /// The app's attribute slots.
-    pub fn attr_schema(&self, app: AppId) -> Result<AttrSchema, StoreError> {
-        schema_in(&self.db.begin_read()?, app)
+    pub async fn attr_schema(&self, app: AppId) -> Result<AttrSchema, StoreError> {
+        self.read(move |txn| schema_in(txn, app)).await
     }
 
     /// Each account's id, or None for an account that does not exist.
-    pub fn account_ids(
+    pub async fn account_ids(
         &self,
         app: AppId,
         names: &[String],
     ) -> Result<Vec<Option<AccountId>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let accounts = txn.open_table(ACCOUNTS)?;
-        names
-            .iter()
-            .map(|name| Ok(accounts.get((app, name.as_str()))?.map(|g| g.value())))
-            .collect()
+        let names = names.to_vec();
+        self.read(move |txn| {
+            let accounts = txn.open_table(ACCOUNTS)?;
+            names
+                .iter()
+                .map(|name| Ok(accounts.get((app, name.as_str()))?.map(|g| g.value())))
+                .collect()
+        })
+        .await
+    }
+
+    /// Each account id's name, or None for an id no account has.
+    pub async fn account_names(
+        &self,
+        app: AppId,
+        ids: &[AccountId],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |txn| {
+            let names = txn.open_table(ACCOUNT_NAMES)?;
+            ids.iter()
+                .map(|id| Ok(names.get((app, *id))?.map(|g| g.value().to_string())))
+                .collect()
+        })
+        .await
     }
 }
 
@@ -99,19 +125,4 @@ fn schema_in(txn: &ReadTransaction, app: AppId) -> Result<AttrSchema, StoreError
         .get(app)?
         .map(|g| decode_schema(g.value()))
         .unwrap_or_default())
-}
-
-impl Store {
-    /// Each account id's name, or None for an id no account has.
-    pub fn account_names(
-        &self,
-        app: AppId,
-        ids: &[AccountId],
-    ) -> Result<Vec<Option<String>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let names = txn.open_table(ACCOUNT_NAMES)?;
-        ids.iter()
-            .map(|id| Ok(names.get((app, *id))?.map(|g| g.value().to_string())))
-            .collect()
-    }
 }

@@ -2,7 +2,7 @@
 //! once per recipient. Also the push quota, MsgRandom idempotency, delivery records and the
 //! per-account delivery cursor.
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
@@ -194,88 +194,106 @@ impl Store {
             .await
     }
 
-    pub fn task(&self, app: AppId, seq: u64) -> Result<Option<TaskMeta>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TASKS)?;
-        Ok(table.get((app, seq))?.and_then(|g| decode_meta(g.value())))
+    pub async fn task(&self, app: AppId, seq: u64) -> Result<Option<TaskMeta>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(TASKS)?;
+            Ok(table.get((app, seq))?.and_then(|g| decode_meta(g.value())))
+        })
+        .await
     }
 
-    pub fn task_audience(&self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TASK_AUDIENCES)?;
-        Ok(table.get((app, seq))?.map(|g| bitmap(g.value())))
+    pub async fn task_audience(
+        &self,
+        app: AppId,
+        seq: u64,
+    ) -> Result<Option<RoaringBitmap>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(TASK_AUDIENCES)?;
+            Ok(table.get((app, seq))?.map(|g| bitmap(g.value())))
+        })
+        .await
     }
 
     /// Tasks of `app` created in `[start_ms, end_ms)`, oldest first.
-    pub fn tasks_created_between(
+    pub async fn tasks_created_between(
         &self,
         app: AppId,
         start_ms: u64,
         end_ms: u64,
     ) -> Result<Vec<TaskMeta>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TASKS)?;
-        let mut out = Vec::new();
-        for entry in table.range((app, 0)..=(app, u64::MAX))? {
-            let (_, value) = entry?;
-            if let Some(meta) = decode_meta(value.value())
-                && (start_ms..end_ms).contains(&meta.created_ms)
-            {
-                out.push(meta);
+        self.read(move |txn| {
+            let table = txn.open_table(TASKS)?;
+            let mut out = Vec::new();
+            for entry in table.range((app, 0)..=(app, u64::MAX))? {
+                let (_, value) = entry?;
+                if let Some(meta) = decode_meta(value.value())
+                    && (start_ms..end_ms).contains(&meta.created_ms)
+                {
+                    out.push(meta);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// Every app's tasks an offline account may still receive: stored for offline, not expired,
     /// not revoked; with their audiences. Oldest first within each app.
-    pub fn live_tasks(
+    pub async fn live_tasks(
         &self,
         now_ms: u64,
     ) -> Result<Vec<(AppId, TaskMeta, RoaringBitmap)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let tasks = txn.open_table(TASKS)?;
-        let audiences = txn.open_table(TASK_AUDIENCES)?;
-        let mut out = Vec::new();
-        for entry in tasks.iter()? {
-            let (key, value) = entry?;
-            let Some(meta) = decode_meta(value.value()) else {
-                continue;
-            };
-            if !meta.stored_for_offline() || meta.expires_ms <= now_ms || meta.revoked_ms.is_some()
-            {
-                continue;
+        self.read(move |txn| {
+            let tasks = txn.open_table(TASKS)?;
+            let audiences = txn.open_table(TASK_AUDIENCES)?;
+            let mut out = Vec::new();
+            for entry in tasks.iter()? {
+                let (key, value) = entry?;
+                let Some(meta) = decode_meta(value.value()) else {
+                    continue;
+                };
+                if !meta.stored_for_offline()
+                    || meta.expires_ms <= now_ms
+                    || meta.revoked_ms.is_some()
+                {
+                    continue;
+                }
+                let audience = audiences
+                    .get(key.value())?
+                    .map(|g| bitmap(g.value()))
+                    .unwrap_or_default();
+                out.push((key.value().0, meta, audience));
             }
-            let audience = audiences
-                .get(key.value())?
-                .map(|g| bitmap(g.value()))
-                .unwrap_or_default();
-            out.push((key.value().0, meta, audience));
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// The sequence number of the last task delivered to the account (0 = none).
-    pub fn cursor(&self, app: AppId, account: AccountId) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CURSORS)?;
-        Ok(table.get((app, account))?.map_or(0, |g| g.value()))
+    pub async fn cursor(&self, app: AppId, account: AccountId) -> Result<u64, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(CURSORS)?;
+            Ok(table.get((app, account))?.map_or(0, |g| g.value()))
+        })
+        .await
     }
 
     /// The recorded deliveries of a task, by second.
-    pub fn deliveries(
+    pub async fn deliveries(
         &self,
         app: AppId,
         seq: u64,
     ) -> Result<Vec<(u64, RoaringBitmap)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TASK_DELIVERIES)?;
-        let mut out = Vec::new();
-        for entry in table.range((app, seq, 0)..=(app, seq, u64::MAX))? {
-            let (key, value) = entry?;
-            out.push((key.value().2, bitmap(value.value())));
-        }
-        Ok(out)
+        self.read(move |txn| {
+            let table = txn.open_table(TASK_DELIVERIES)?;
+            let mut out = Vec::new();
+            for entry in table.range((app, seq, 0)..=(app, seq, u64::MAX))? {
+                let (key, value) = entry?;
+                out.push((key.value().2, bitmap(value.value())));
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

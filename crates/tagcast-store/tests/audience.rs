@@ -116,11 +116,11 @@ async fn apply_store(store: &Store, op: &Op) {
 }
 
 /// Names (as store ids are not known to the model) of the accounts `expr` selects.
-fn selected(store: &Store, app: AppId, expr: &Expr) -> BTreeSet<String> {
+async fn selected(store: &Store, app: AppId, expr: &Expr) -> BTreeSet<String> {
     let ids: Vec<u32> = store.with_audience(app, |index: &AppIndex| {
         index.evaluate(expr).iter().collect()
     });
-    let names = store.account_names(app, &ids).unwrap();
+    let names = store.account_names(app, &ids).await.unwrap();
     names.into_iter().flatten().collect()
 }
 
@@ -136,14 +136,14 @@ fn expected(
         .collect()
 }
 
-fn check(store: &Store, model: &Model) {
+async fn check(store: &Store, model: &Model) {
     for (p, app) in APPS.iter().enumerate() {
         assert_eq!(
-            selected(store, *app, &Expr::All),
+            selected(store, *app, &Expr::All).await,
             expected(model, p, |_| true)
         );
         for (t, tag) in TAGS.iter().enumerate() {
-            let got = selected(store, *app, &Expr::Tag(tag.to_string()));
+            let got = selected(store, *app, &Expr::Tag(tag.to_string())).await;
             assert_eq!(
                 got,
                 expected(model, p, |(tags, _)| tags.contains(&t)),
@@ -157,7 +157,11 @@ fn check(store: &Store, model: &Model) {
                     value: value.to_string(),
                 };
                 let want = expected(model, p, |(_, attrs)| attrs.get(&slot) == Some(&v));
-                assert_eq!(selected(store, *app, &expr), want, "attr {slot}={value}");
+                assert_eq!(
+                    selected(store, *app, &expr).await,
+                    want,
+                    "attr {slot}={value}"
+                );
             }
         }
     }
@@ -194,11 +198,11 @@ proptest! {
             for op in &ops {
                 apply_store(&store, op).await;
                 apply_model(&mut model, op);
-                check(&store, &model);
+                check(&store, &model).await;
             }
         });
         let store = reopen(dir.path());
-        check(&store, &model);
+        runtime.block_on(check(&store, &model));
     }
 }
 
@@ -220,37 +224,40 @@ fn bulk_load_matches_the_api_paths_and_survives_reopening() {
             attrs: BTreeMap::from([(0u8, VALUES[i % 2].to_string())]),
         })
         .collect();
+    runtime.block_on(async {
+        let store = Store::open(dir.path()).unwrap();
+        let results = store.bulk_load(app, accounts, LIMITS).await.unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        check_bulk(&store, app).await;
+    });
+    runtime.block_on(check_bulk(&reopen(dir.path()), app));
+}
+
+/// What `bulk_load_matches_the_api_paths_and_survives_reopening` loaded.
+async fn check_bulk(store: &Store, app: AppId) {
     let expected_tag = |t: usize| -> BTreeSet<String> {
         (0..1000)
             .filter(|i| i % (t + 2) == 0)
             .map(|i| format!("user{i}"))
             .collect()
     };
-    let check = |store: &Store| {
-        for (t, tag) in TAGS.iter().enumerate() {
-            assert_eq!(
-                selected(store, app, &Expr::Tag(tag.to_string())),
-                expected_tag(t),
-                "{tag}"
-            );
-        }
-        let xs = selected(
-            store,
-            app,
-            &Expr::AttrEq {
-                slot: 0,
-                value: "x".into(),
-            },
+    for (t, tag) in TAGS.iter().enumerate() {
+        assert_eq!(
+            selected(store, app, &Expr::Tag(tag.to_string())).await,
+            expected_tag(t),
+            "{tag}"
         );
-        assert_eq!(xs.len(), 500);
-        let tags = store.get_tags(app, &["user6".to_string()]).unwrap();
-        assert_eq!(tags, vec![Some(vec!["t0".to_string(), "t1".to_string()])]);
-    };
-    runtime.block_on(async {
-        let store = Store::open(dir.path()).unwrap();
-        let results = store.bulk_load(app, accounts, LIMITS).await.unwrap();
-        assert!(results.iter().all(Result::is_ok));
-        check(&store);
-    });
-    check(&reopen(dir.path()));
+    }
+    let xs = selected(
+        store,
+        app,
+        &Expr::AttrEq {
+            slot: 0,
+            value: "x".into(),
+        },
+    )
+    .await;
+    assert_eq!(xs.len(), 500);
+    let tags = store.get_tags(app, &["user6".to_string()]).await.unwrap();
+    assert_eq!(tags, vec![Some(vec!["t0".to_string(), "t1".to_string()])]);
 }

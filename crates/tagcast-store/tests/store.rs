@@ -109,25 +109,28 @@ fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (s(k), s(v))).collect()
 }
 
-fn tags_of(store: &Store, app: AppId, account: &str) -> Option<Vec<String>> {
+async fn tags_of(store: &Store, app: AppId, account: &str) -> Option<Vec<String>> {
     store
         .get_tags(app, &[s(account)])
+        .await
         .expect("get_tags")
         .pop()
         .unwrap()
 }
 
-fn attrs_of(store: &Store, app: AppId, account: &str) -> Option<BTreeMap<String, String>> {
+async fn attrs_of(store: &Store, app: AppId, account: &str) -> Option<BTreeMap<String, String>> {
     store
         .get_attrs(app, &[s(account)])
+        .await
         .expect("get_attrs")
         .pop()
         .unwrap()
 }
 
-fn id_of(store: &Store, app: AppId, account: &str) -> Option<AccountId> {
+async fn id_of(store: &Store, app: AppId, account: &str) -> Option<AccountId> {
     store
         .account_ids(app, &[s(account)])
+        .await
         .expect("ids")
         .pop()
         .unwrap()
@@ -160,7 +163,7 @@ async fn assert_distinct_tags(store: &Store, app: AppId, expected: usize) {
         edit(store, app, TagEdit::Remove, PROBE, &[PROBE_TAG], at(0)).await,
         Ok(())
     );
-    assert_eq!(tags_of(store, app, PROBE), Some(vec![]));
+    assert_eq!(tags_of(store, app, PROBE).await, Some(vec![]));
 }
 
 #[test]
@@ -175,10 +178,12 @@ fn account_ids_are_dense_per_app_and_never_reused() {
         assert_eq!(import(&store, APP, &["b", "d"]).await, [false, true]);
         let ids = store
             .account_ids(APP, &strings(&["a", "b", "c", "d", "x"]))
+            .await
             .unwrap();
         assert_eq!(ids, [Some(0), Some(1), Some(2), Some(3), None]);
         let ids = store
             .account_ids(OTHER, &strings(&["x", "a", "b"]))
+            .await
             .unwrap();
         assert_eq!(ids, [Some(0), Some(1), None]);
         // A deleted account's id is not handed out again.
@@ -190,16 +195,16 @@ fn account_ids_are_dense_per_app_and_never_reused() {
             [true, false]
         );
         assert_eq!(import(&store, APP, &["e", "b"]).await, [true, true]);
-        assert_eq!(id_of(&store, APP, "e"), Some(4));
-        assert_eq!(id_of(&store, APP, "b"), Some(5));
+        assert_eq!(id_of(&store, APP, "e").await, Some(4));
+        assert_eq!(id_of(&store, APP, "b").await, Some(5));
         assert_eq!(import(&store, OTHER, &["y"]).await, [true]);
-        assert_eq!(id_of(&store, OTHER, "y"), Some(2));
+        assert_eq!(id_of(&store, OTHER, "y").await, Some(2));
         drop(store);
         // The counters are durable: after reopening, numbering continues.
         let store = reopen(&dir);
-        assert_eq!(id_of(&store, APP, "a"), Some(0));
+        assert_eq!(id_of(&store, APP, "a").await, Some(0));
         assert_eq!(import(&store, APP, &["f"]).await, [true]);
-        assert_eq!(id_of(&store, APP, "f"), Some(6));
+        assert_eq!(id_of(&store, APP, "f").await, Some(6));
     });
 }
 
@@ -214,9 +219,18 @@ fn apps_never_see_each_other() {
         ] {
             store.set_attr_names(app, slots).await.unwrap().unwrap();
         }
-        assert_eq!(store.attr_schema(APP).unwrap().slot_of("city"), Some(1));
-        assert_eq!(store.attr_schema(OTHER).unwrap().slot_of("city"), None);
-        assert_eq!(store.attr_schema(OTHER).unwrap().slot_of("level"), Some(0));
+        assert_eq!(
+            store.attr_schema(APP).await.unwrap().slot_of("city"),
+            Some(1)
+        );
+        assert_eq!(
+            store.attr_schema(OTHER).await.unwrap().slot_of("city"),
+            None
+        );
+        assert_eq!(
+            store.attr_schema(OTHER).await.unwrap().slot_of("level"),
+            Some(0)
+        );
 
         // (app, account, attribute, value, result)
         let writes = [
@@ -255,11 +269,23 @@ fn apps_never_see_each_other() {
             edit(&store, OTHER, TagEdit::Add, "only_app", &["x"], NO_LIMITS).await,
             Err(ItemError::AccountNotFound)
         );
-        assert_eq!(tags_of(&store, APP, "u"), Some(strings(&["gold", "vip"])));
-        assert_eq!(tags_of(&store, OTHER, "u"), Some(strings(&["silver"])));
-        assert_eq!(tags_of(&store, OTHER, "only_app"), None);
-        assert_eq!(attrs_of(&store, APP, "u"), Some(attrs(&[("sex", "male")])));
-        assert_eq!(attrs_of(&store, OTHER, "u"), Some(attrs(&[("level", "9")])));
+        assert_eq!(
+            tags_of(&store, APP, "u").await,
+            Some(strings(&["gold", "vip"]))
+        );
+        assert_eq!(
+            tags_of(&store, OTHER, "u").await,
+            Some(strings(&["silver"]))
+        );
+        assert_eq!(tags_of(&store, OTHER, "only_app").await, None);
+        assert_eq!(
+            attrs_of(&store, APP, "u").await,
+            Some(attrs(&[("sex", "male")]))
+        );
+        assert_eq!(
+            attrs_of(&store, OTHER, "u").await,
+            Some(attrs(&[("level", "9")]))
+        );
         assert_distinct_tags(&store, APP, 2).await;
         assert_distinct_tags(&store, OTHER, 1).await;
 
@@ -268,17 +294,23 @@ fn apps_never_see_each_other() {
             store.delete_accounts(OTHER, strings(&["u"])).await.unwrap(),
             [true]
         );
-        assert_eq!(tags_of(&store, OTHER, "u"), None);
-        assert_eq!(attrs_of(&store, OTHER, "u"), None);
-        assert_eq!(tags_of(&store, APP, "u"), Some(strings(&["gold", "vip"])));
-        assert_eq!(attrs_of(&store, APP, "u"), Some(attrs(&[("sex", "male")])));
+        assert_eq!(tags_of(&store, OTHER, "u").await, None);
+        assert_eq!(attrs_of(&store, OTHER, "u").await, None);
+        assert_eq!(
+            tags_of(&store, APP, "u").await,
+            Some(strings(&["gold", "vip"]))
+        );
+        assert_eq!(
+            attrs_of(&store, APP, "u").await,
+            Some(attrs(&[("sex", "male")]))
+        );
         assert_distinct_tags(&store, APP, 2).await;
         assert_distinct_tags(&store, OTHER, 0).await;
 
         // Re-imported, the account starts empty.
         import(&store, OTHER, &["u"]).await;
-        assert_eq!(tags_of(&store, OTHER, "u"), Some(vec![]));
-        assert_eq!(attrs_of(&store, OTHER, "u"), Some(BTreeMap::new()));
+        assert_eq!(tags_of(&store, OTHER, "u").await, Some(vec![]));
+        assert_eq!(attrs_of(&store, OTHER, "u").await, Some(BTreeMap::new()));
     });
 }
 
@@ -295,7 +327,10 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
         // At the cap: a brand-new tag is refused, an existing one is fine.
         assert_edit(&store, Add, "c", &["w"], cap3, too_many()).await;
         assert_edit(&store, Add, "c", &["x", "y", "z"], cap3, Ok(())).await;
-        assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["x", "y", "z"])));
+        assert_eq!(
+            tags_of(&store, APP, "c").await,
+            Some(strings(&["x", "y", "z"]))
+        );
         assert_distinct_tags(&store, APP, 3).await;
         // Removing a tag some other account still has frees nothing.
         assert_edit(&store, Remove, "c", &["z", "nope"], cap3, Ok(())).await;
@@ -306,11 +341,11 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
         assert_distinct_tags(&store, APP, 3).await;
         // Replace counts what the same write frees: c holds w alone, so w -> v fits.
         assert_edit(&store, Replace, "c", &["v", "x"], cap3, Ok(())).await;
-        assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["v", "x"])));
+        assert_eq!(tags_of(&store, APP, "c").await, Some(strings(&["v", "x"])));
         assert_distinct_tags(&store, APP, 3).await;
         // ...but x is shared, so replacing x as well does not free it.
         assert_edit(&store, Replace, "c", &["v", "u", "t"], cap3, too_many()).await;
-        assert_eq!(tags_of(&store, APP, "c"), Some(strings(&["v", "x"])));
+        assert_eq!(tags_of(&store, APP, "c").await, Some(strings(&["v", "x"])));
         // Deleting an account releases its tags: a has x, y; b has y; c has v, x.
         for (account, distinct_after) in [("c", 2), ("a", 1)] {
             let deleted = store.delete_accounts(APP, strings(&[account])).await;
@@ -320,7 +355,10 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
         // A freed tag that comes back is a new tag again, and reads by its name.
         assert_edit(&store, Add, "b", &["x", "z", "w"], cap3, too_many()).await;
         assert_edit(&store, Add, "b", &["x", "z"], cap3, Ok(())).await;
-        assert_eq!(tags_of(&store, APP, "b"), Some(strings(&["y", "x", "z"])));
+        assert_eq!(
+            tags_of(&store, APP, "b").await,
+            Some(strings(&["y", "x", "z"]))
+        );
         // Clearing releases everything.
         assert_eq!(
             store.clear_tags(APP, strings(&["b"]), cap3).await.unwrap(),
@@ -330,8 +368,8 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
         drop(store);
         let store = reopen(&dir);
         assert_distinct_tags(&store, APP, 0).await;
-        assert_eq!(tags_of(&store, APP, "b"), Some(vec![]));
-        assert_eq!(tags_of(&store, APP, "a"), None);
+        assert_eq!(tags_of(&store, APP, "b").await, Some(vec![]));
+        assert_eq!(tags_of(&store, APP, "a").await, None);
     });
 }
 
@@ -351,16 +389,22 @@ fn per_account_cap_counts_distinct_tags_and_never_blocks_shrinking() {
         assert_edit(&store, Add, "a", &["x", "y", "x", "y"], cap, Ok(())).await;
         // Adding what the account already has is a no-op.
         assert_edit(&store, Add, "a", &["y", "x", "z"], cap, Ok(())).await;
-        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["x", "y", "z"])));
+        assert_eq!(
+            tags_of(&store, APP, "a").await,
+            Some(strings(&["x", "y", "z"]))
+        );
         assert_edit(&store, Add, "a", &["w"], cap, too_many()).await;
         assert_edit(&store, Replace, "a", &["p", "q", "r", "s"], cap, too_many()).await;
-        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["x", "y", "z"])));
+        assert_eq!(
+            tags_of(&store, APP, "a").await,
+            Some(strings(&["x", "y", "z"]))
+        );
         // A tighter cap never stops a write that does not grow the account.
         let tighter = limits(1, 1);
         assert_edit(&store, Replace, "a", &["z", "y"], tighter, Ok(())).await;
-        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["z", "y"])));
+        assert_eq!(tags_of(&store, APP, "a").await, Some(strings(&["z", "y"])));
         assert_edit(&store, Remove, "a", &["y"], tighter, Ok(())).await;
-        assert_eq!(tags_of(&store, APP, "a"), Some(strings(&["z"])));
+        assert_eq!(tags_of(&store, APP, "a").await, Some(strings(&["z"])));
     });
 }
 
@@ -373,7 +417,7 @@ fn refused_writes_store_nothing() {
             .await
             .unwrap()
             .unwrap();
-        let schema = store.attr_schema(APP).unwrap();
+        let schema = store.attr_schema(APP).await.unwrap();
         let before = attrs(&[("sex", "m")]);
         let r = store
             .set_attrs(APP, vec![(s("a"), before.clone())])
@@ -433,15 +477,15 @@ fn refused_writes_store_nothing() {
             assert_eq!(r, Err(expected));
         }
 
-        let check = |store: &Store| {
-            assert_eq!(store.attr_schema(APP).unwrap(), schema);
-            assert_eq!(attrs_of(store, APP, "a"), Some(before.clone()));
-            assert_eq!(attrs_of(store, APP, "b"), Some(BTreeMap::new()));
-            assert_eq!(tags_of(store, APP, "b"), Some(strings(&["kept"])));
+        let check = async |store: &Store| {
+            assert_eq!(store.attr_schema(APP).await.unwrap(), schema);
+            assert_eq!(attrs_of(store, APP, "a").await, Some(before.clone()));
+            assert_eq!(attrs_of(store, APP, "b").await, Some(BTreeMap::new()));
+            assert_eq!(tags_of(store, APP, "b").await, Some(strings(&["kept"])));
         };
-        check(&store);
+        check(&store).await;
         drop(store);
-        check(&reopen(&dir));
+        check(&reopen(&dir)).await;
     });
 }
 
@@ -488,7 +532,7 @@ fn group_commit_folds_concurrent_writes_into_few_commits() {
             commits <= (WRITES / 10) as u64,
             "{WRITES} concurrent writes took {commits} commits"
         );
-        let all = store.get_tags(APP, &names).unwrap();
+        let all = store.get_tags(APP, &names).await.unwrap();
         for (i, tags) in all.into_iter().enumerate() {
             let mut expected = if i < 5 { vec![s("solo")] } else { vec![] };
             expected.push(format!("t{}", i % 50));
@@ -631,7 +675,7 @@ async fn run_ops(store: Store, ops: Vec<Op>) {
             })
             .collect();
         assert_eq!(
-            store.get_tags(APP, &names).unwrap(),
+            store.get_tags(APP, &names).await.unwrap(),
             expected,
             "step {step}: {op:?}"
         );

@@ -70,7 +70,7 @@ pub async fn account_delete(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     reply(AccountDelete { result_item })
 }
 
-pub fn account_check(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn account_check(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let req: requests::AccountCheck = ctx.parse(body)?;
     check_count(ctx, "CheckItem", req.check_item.len())?;
     let ids: Vec<String> = req
@@ -81,6 +81,7 @@ pub fn account_check(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let found = ctx
         .store
         .account_ids(ctx.app.sdkappid, &ids)
+        .await
         .map_err(|e| ctx.internal(e))?;
     let result_item = ids
         .into_iter()

@@ -20,11 +20,12 @@ pub async fn set_attr_name(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     reply(WithErrors::default())
 }
 
-pub fn get_attr_name(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn get_attr_name(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let _: requests::Empty = ctx.parse(body)?;
     let schema = ctx
         .store
         .attr_schema(ctx.app.sdkappid)
+        .await
         .map_err(|e| ctx.internal(e))?;
     let attr_names = schema
         .named()
@@ -76,12 +77,13 @@ pub async fn remove_attr(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     reply(WithErrors { error_list })
 }
 
-pub fn get_attr(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn get_attr(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let req: requests::AccountList = ctx.parse(body)?;
     ctx.check_account_count("To_Account", req.to_account.len())?;
     let found = ctx
         .store
         .get_attrs(ctx.app.sdkappid, &req.to_account)
+        .await
         .map_err(|e| ctx.internal(e))?;
     let (user_attrs, error_list) = split_found(req.to_account, found, |to_account, attrs| {
         UserAttrs { to_account, attrs }

@@ -16,7 +16,7 @@ const MAX_NODES: usize = 256;
 
 /// The audience a push or count request selects, from its `Condition` or `Audience` field (all
 /// accounts when neither is given).
-pub fn audience_of(ctx: &Ctx<'_>, body: &Map<String, Value>) -> Result<(TaskKind, Expr), ApiError> {
+pub async fn audience_of(ctx: &Ctx<'_>, body: &Map<String, Value>) -> Result<(TaskKind, Expr), ApiError> {
     let condition = present(body, "Condition");
     let extension = present(body, "Audience");
     match (condition, extension) {
@@ -24,9 +24,9 @@ pub fn audience_of(ctx: &Ctx<'_>, body: &Map<String, Value>) -> Result<(TaskKind
             Code::TagsWithAttrs,
             "Condition and Audience cannot be used together",
         )),
-        (Some(condition), None) => parse_condition(ctx, condition),
+        (Some(condition), None) => parse_condition(ctx, condition).await,
         (None, Some(expr)) => {
-            let schema = schema(ctx)?;
+            let schema = schema(ctx).await?;
             let mut nodes = 0;
             let expr = parse_expr(ctx, &schema, expr, "Audience", 0, &mut nodes)?;
             Ok((TaskKind::Expression, expr))
@@ -36,9 +36,9 @@ pub fn audience_of(ctx: &Ctx<'_>, body: &Map<String, Value>) -> Result<(TaskKind
 }
 
 /// `tagcast/audience_count`: how many accounts a `Condition` or `Audience` selects, pushing nothing.
-pub fn audience_count(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn audience_count(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let body = parse_object(ctx, body)?;
-    let (_, expr) = audience_of(ctx, &body)?;
+    let (_, expr) = audience_of(ctx, &body).await?;
     let count = ctx
         .store
         .with_audience(ctx.app.sdkappid, |index| index.count(&expr));
@@ -55,13 +55,14 @@ pub fn present<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a Value
     body.get(name).filter(|v| !v.is_null())
 }
 
-fn schema(ctx: &Ctx<'_>) -> Result<AttrSchema, ApiError> {
+async fn schema(ctx: &Ctx<'_>) -> Result<AttrSchema, ApiError> {
     ctx.store
         .attr_schema(ctx.app.sdkappid)
+        .await
         .map_err(|e| ctx.internal(e))
 }
 
-fn parse_condition(ctx: &Ctx<'_>, condition: &Value) -> Result<(TaskKind, Expr), ApiError> {
+async fn parse_condition(ctx: &Ctx<'_>, condition: &Value) -> Result<(TaskKind, Expr), ApiError> {
     let Value::Object(condition) = condition else {
         return Err(malformed("Condition", "an object", condition));
     };
@@ -82,7 +83,7 @@ fn parse_condition(ctx: &Ctx<'_>, condition: &Value) -> Result<(TaskKind, Expr),
         return Err(ApiError::from(Code::TagsWithAttrs));
     }
     let schema = if has_attrs {
-        schema(ctx)?
+        schema(ctx).await?
     } else {
         AttrSchema::default()
     };

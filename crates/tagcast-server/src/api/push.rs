@@ -37,7 +37,7 @@ pub async fn push(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let lifetime_secs = lifetime(ctx, &body)?;
     let data_id = data_id(&body)?;
     let from_account = from_account(ctx, &body)?;
-    let (kind, expr) = audience_of(ctx, &body)?;
+    let (kind, expr) = audience_of(ctx, &body).await?;
     let audience = ctx
         .store
         .with_audience(ctx.app.sdkappid, |index| index.evaluate(&expr));
@@ -78,6 +78,7 @@ pub async fn batch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let ids = ctx
         .store
         .account_ids(ctx.app.sdkappid, &accounts)
+        .await
         .map_err(|e| ctx.internal(e))?;
     let mut audience = RoaringBitmap::new();
     let mut error_list = Vec::new();
@@ -123,7 +124,7 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     }
     let body = parse_object(ctx, body)?;
     let task_id = required_string(&body, "TaskId")?;
-    let meta = find_task(ctx, &task_id)?;
+    let meta = find_task(ctx, &task_id).await?;
     let now_ms = now_ms();
     let window_ms = ctx.app.limits.revoke_window_secs * 1000;
     if meta.revoked_ms.is_some() {
@@ -151,6 +152,7 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
             let audience = ctx
                 .store
                 .task_audience(ctx.app.sdkappid, meta.seq)
+                .await
                 .map_err(|e| ctx.internal(e))?
                 .unwrap_or_default();
             ctx.hub
@@ -168,12 +170,13 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
 }
 
 /// The app's task named by `task_id` (90049 otherwise).
-pub fn find_task(ctx: &Ctx<'_>, task_id: &str) -> Result<TaskMeta, ApiError> {
+pub async fn find_task(ctx: &Ctx<'_>, task_id: &str) -> Result<TaskMeta, ApiError> {
     let (app, seq) = parse_task_id(task_id)
         .filter(|(app, _)| *app == ctx.app.sdkappid)
         .ok_or_else(|| task_not_found(task_id))?;
     ctx.store
         .task(app, seq)
+        .await
         .map_err(|e| ctx.internal(e))?
         .filter(|meta| meta.task_id == task_id)
         .ok_or_else(|| task_not_found(task_id))

@@ -15,7 +15,7 @@ const MAX_WINDOW_SECS: u64 = 7 * 86_400;
 const MAX_TASKS: usize = 5;
 
 /// Per task: audience, deliveries and state; all tasks of the window when `TaskID` is empty.
-pub fn statistics(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn statistics(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let body = parse_object(ctx, body)?;
     let start = seconds(&body, "StartTime")?;
     let end = seconds(&body, "EndTime")?;
@@ -40,21 +40,24 @@ pub fn statistics(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let tasks = if ids.is_empty() {
         ctx.store
             .tasks_created_between(ctx.app.sdkappid, start * 1000, end * 1000)
+            .await
             .map_err(|e| ctx.internal(e))?
     } else {
-        ids.iter()
-            .map(|id| find_task(ctx, id))
-            .collect::<Result<_, _>>()?
+        let mut tasks = Vec::with_capacity(ids.len());
+        for id in &ids {
+            tasks.push(find_task(ctx, id).await?);
+        }
+        tasks
     };
-    let results = tasks
-        .iter()
-        .map(|task| task_statistics(ctx, task))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        results.push(task_statistics(ctx, task).await?);
+    }
     reply(json!({ "Results": results }))
 }
 
-fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiError> {
-    let delivered = delivered(ctx, task)?;
+async fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiError> {
+    let delivered = delivered(ctx, task).await?;
     Ok(json!({
         "TaskID": task.task_id,
         "TaskTime": task.created_ms / 1000,
@@ -68,10 +71,11 @@ fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiError> {
     }))
 }
 
-fn delivered(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<RoaringBitmap, ApiError> {
+async fn delivered(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<RoaringBitmap, ApiError> {
     let deliveries = ctx
         .store
         .deliveries(ctx.app.sdkappid, task.seq)
+        .await
         .map_err(|e| ctx.internal(e))?;
     Ok(deliveries
         .into_iter()
@@ -79,19 +83,21 @@ fn delivered(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<RoaringBitmap, ApiError> 
 }
 
 /// One account's record for one task: when it was delivered, or why not yet.
-pub fn trace(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn trace(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let body = parse_object(ctx, body)?;
     let task_id = string(&body, "TaskID")?;
     let user = string(&body, "UserID")?;
-    let task = find_task(ctx, &task_id)?;
+    let task = find_task(ctx, &task_id).await?;
     let ids = ctx
         .store
         .account_ids(ctx.app.sdkappid, std::slice::from_ref(&user))
+        .await
         .map_err(|e| ctx.internal(e))?;
     let account = ids[0].ok_or_else(|| not_found(&user))?;
     let audience = ctx
         .store
         .task_audience(ctx.app.sdkappid, task.seq)
+        .await
         .map_err(|e| ctx.internal(e))?;
     if !audience.is_some_and(|a| a.contains(account)) {
         return reply(json!({ "InstanceTrace": [] }));
@@ -99,6 +105,7 @@ pub fn trace(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let deliveries = ctx
         .store
         .deliveries(ctx.app.sdkappid, task.seq)
+        .await
         .map_err(|e| ctx.internal(e))?;
     let delivered_at = deliveries
         .iter()

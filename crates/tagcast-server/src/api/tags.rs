@@ -39,12 +39,13 @@ pub async fn clear_all_tags(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     reply(WithErrors { error_list })
 }
 
-pub fn get_tag(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+pub async fn get_tag(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let req: requests::AccountList = ctx.parse(body)?;
     ctx.check_account_count("To_Account", req.to_account.len())?;
     let found = ctx
         .store
         .get_tags(ctx.app.sdkappid, &req.to_account)
+        .await
         .map_err(|e| ctx.internal(e))?;
     let (user_tags, error_list) = split_found(req.to_account, found, |to_account, tags| UserTags {
         to_account,

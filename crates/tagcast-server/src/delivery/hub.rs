@@ -102,13 +102,13 @@ const SESSION_QUEUE: usize = 1024;
 
 impl Hub {
     /// A hub with the live tasks of the store loaded.
-    pub fn start(
+    pub async fn start(
         store: Store,
         recorder: Recorder,
         now_ms: u64,
     ) -> Result<Arc<Self>, tagcast_store::StoreError> {
         let mut live: HashMap<AppId, BTreeMap<u64, Arc<LiveTask>>> = HashMap::new();
-        for (app, meta, audience) in store.live_tasks(now_ms)? {
+        for (app, meta, audience) in store.live_tasks(now_ms).await? {
             let task = Arc::new(LiveTask::new(app, meta, audience));
             live.entry(app).or_default().insert(task.meta.seq, task);
         }
@@ -275,8 +275,12 @@ impl Hub {
     }
 
     /// The sequence number of the last task delivered to the account.
-    pub fn cursor(&self, app: AppId, account: AccountId) -> Result<u64, tagcast_store::StoreError> {
-        let stored = self.store.cursor(app, account)?;
+    pub async fn cursor(
+        &self,
+        app: AppId,
+        account: AccountId,
+    ) -> Result<u64, tagcast_store::StoreError> {
+        let stored = self.store.cursor(app, account).await?;
         Ok(self
             .recorder
             .unflushed_cursor(app, account)

@@ -65,11 +65,11 @@ pub async fn websocket(
 /// The account's id, importing it on its first connection as Tencent's login does.
 async fn login(store: &Store, app: AppId, identifier: &str) -> Result<AccountId, StoreError> {
     let names = [identifier.to_string()];
-    if let Some(id) = store.account_ids(app, &names)?[0] {
+    if let Some(id) = store.account_ids(app, &names).await?[0] {
         return Ok(id);
     }
     store.import_accounts(app, names.to_vec()).await?;
-    store.account_ids(app, &names)?[0]
+    store.account_ids(app, &names).await?[0]
         .ok_or_else(|| StoreError::NotCommitted("the account was deleted while logging in".into()))
 }
 
@@ -97,7 +97,7 @@ async fn serve(
     socket: &mut WebSocket,
     registration: &mut super::hub::Registration,
 ) -> Result<(), axum::Error> {
-    let cursor = hub.cursor(app, account).map_err(axum::Error::new)?;
+    let cursor = hub.cursor(app, account).await.map_err(axum::Error::new)?;
     let hello = json!({ "Type": "Connected", "Identifier": &**name, "SdkAppId": app });
     socket.send(Message::Text(hello.to_string().into())).await?;
     // Live pushes arrive in order, but some of them may also be in the backlog: those are
