@@ -76,8 +76,9 @@ impl Form {
 /// Settings that keep the planner off bitmap scans (GIN answers only bitmap scans, so the tag
 /// conditions become sequential scans; a B-tree a plain index scan).
 const NO_BITMAP: &str = "SET enable_bitmapscan = off;";
-/// Settings that leave bitmap scans the planner's only indexed choice.
-const BITMAP_ONLY: &str = "SET enable_indexscan = off; SET enable_indexonlyscan = off;";
+/// Settings that leave bitmap scans the planner's only choice (GIN and B-tree bitmaps, BitmapAnd).
+const BITMAP_ONLY: &str =
+    "SET enable_seqscan = off; SET enable_indexscan = off; SET enable_indexonlyscan = off;";
 /// Settings that leave a sequential scan as the only choice.
 const SEQ_ONLY: &str =
     "SET enable_indexscan = off; SET enable_indexonlyscan = off; SET enable_bitmapscan = off;";
@@ -165,12 +166,14 @@ pub fn forms(cond: &Cond, intarray: bool) -> Vec<Form> {
             if intarray {
                 forms.push(Form::new(count_where(&query_int(&format!("{a} & !{b}")))));
             }
-            // |A \ B| = |A| - |A ∩ B|: two GIN lookups.
-            forms.push(Form::new(format!(
+            // |A \ B| = |A| - |A ∩ B|: two GIN lookups (the planner may scan for the first).
+            let difference = Form::new(format!(
                 "SELECT (SELECT count(*) FROM accounts WHERE {}) - (SELECT count(*) FROM accounts WHERE tags @> {})",
                 has(a),
                 array(&[*a, *b])
-            )));
+            ));
+            forms.push(difference.clone());
+            forms.push(difference.with(BITMAP_ONLY));
         }
         Cond::AttrEq(s, v) => {
             forms.push(Form::new(count_where(&eq(s, v))));
