@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use tagcast_audience::{AppIndex, AppIndexBuilder, Cmp, Expr};
-use tagcast_bench::stats::{Samples, ms, print_table, rss_mib};
+use tagcast_bench::stats::{ms, print_table, rss_mib, time_batched};
 use tagcast_bench::synth::{DEFAULT_SEED, Model, SDKAPPID, slot};
 use tagcast_store::Store;
 
@@ -26,7 +26,7 @@ pub struct AudienceArgs {
     /// Seed (with --in-memory).
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
-    /// Timed runs of each roaring count.
+    /// Timed samples of each roaring count (each a batch of calls filling 0.5 ms, divided).
     #[arg(long, default_value_t = 200)]
     pub iters: usize,
     /// Timed runs of each scan count (a scan is far slower).
@@ -164,26 +164,32 @@ pub fn run(args: &AudienceArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         "evaluate p50 ms".into(),
         "scan p50 ms".into(),
         "scan/roaring (p50)".into(),
+        "calls per roaring sample".into(),
     ]];
-    let mut mismatches = 0;
+    let mut mismatches = Vec::new();
     for (label, expr) in conditions() {
         let count = source.with(|i| i.count(&expr));
-        let roaring = time(args.iters, || source.with(|i| i.count(black_box(&expr))));
-        let evaluate = time(args.iters, || {
+        let (roaring, batch) =
+            time_batched(args.iters, || source.with(|i| i.count(black_box(&expr))));
+        let (evaluate, _) = time_batched(args.iters, || {
             source.with(|i| i.evaluate(black_box(&expr)).len())
         });
         let pred = Pred::compile(&model, &expr);
         let scanned = scan.count(&pred);
-        let scan_time = time(args.scan_iters, || scan.count(black_box(&pred)));
-        let agree = if scanned == count {
-            String::new()
-        } else {
-            mismatches += 1;
-            format!(" MISMATCH scan={scanned}")
-        };
+        let (scan_time, _) = time_batched(args.scan_iters, || scan.count(black_box(&pred)));
+        if scanned != count {
+            mismatches.push(format!(
+                "{label}: the index counts {count}, the scan {scanned}"
+            ));
+        }
+        if count == 0 {
+            mismatches.push(format!(
+                "{label}: matches no account, so it measures nothing"
+            ));
+        }
         rows.push(vec![
             label.to_string(),
-            format!("{count}{agree}"),
+            count.to_string(),
             ms(roaring.p50()),
             ms(roaring.p99()),
             ms(evaluate.p50()),
@@ -192,31 +198,25 @@ pub fn run(args: &AudienceArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
                 "{:.0}x",
                 scan_time.p50().as_secs_f64() / roaring.p50().as_secs_f64().max(1e-9)
             ),
+            batch.to_string(),
         ]);
     }
+    // Check first: a run whose counts disagree prints no table.
+    if !mismatches.is_empty() {
+        bail!(
+            "audience: {} wrong counts:\n{}",
+            mismatches.len(),
+            mismatches.join("\n")
+        );
+    }
     println!(
-        "audience counts at {accounts} accounts, one thread ({} roaring runs, {} scan runs each):",
-        args.iters, args.scan_iters
+        "{}: audience counts at {accounts} accounts, one thread ({} samples per roaring count, each a batch of calls filling at least 0.5 ms divided by its calls; {} scan runs each):",
+        tagcast_bench::stamp::line("tagcast-bench audience"),
+        args.iters,
+        args.scan_iters
     );
     print_table(&rows);
-    if mismatches > 0 {
-        bail!("{mismatches} counts differ between the index and the scan");
-    }
     Ok(())
-}
-
-/// Durations of `iters` runs of `f`, after a few untimed ones.
-fn time<R>(iters: usize, mut f: impl FnMut() -> R) -> Samples {
-    for _ in 0..iters.min(3) {
-        black_box(f());
-    }
-    let mut samples = Samples::new();
-    for _ in 0..iters {
-        let started = Instant::now();
-        black_box(f());
-        samples.push(started.elapsed());
-    }
-    samples
 }
 
 /// The index the store would rebuild, built straight from the model.
