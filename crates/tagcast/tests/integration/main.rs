@@ -11,4 +11,5 @@ mod push;
 mod samples;
 mod smoke;
 mod transport;
+mod walkthrough;
 mod ws;
