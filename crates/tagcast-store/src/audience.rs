@@ -38,6 +38,18 @@ impl Audiences {
         apps.values().map(|index| index.accounts().len()).sum()
     }
 
+    /// Takes the indexes of `rebuilt` (after the writer reopened the database).
+    pub fn replace(&self, rebuilt: Audiences) {
+        let rebuilt = rebuilt
+            .apps
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *self
+            .apps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = rebuilt;
+    }
+
     pub fn apply(&self, changes: &[(AppId, Change)]) {
         if changes.is_empty() {
             return;
@@ -61,7 +73,7 @@ impl Audiences {
         });
         let mut builders = tags?;
         let attrs = attrs
-            .map_err(|_| StoreError::NotCommitted("index rebuild thread panicked".into()))??;
+            .map_err(|_| StoreError::Interrupted("the index rebuild thread panicked".into()))??;
         for (app, builder) in attrs {
             builders.entry(app).or_default().merge(builder);
         }
@@ -96,7 +108,8 @@ fn scan_accounts_and_tags(txn: &ReadTransaction) -> Result<Builders, StoreError>
         let (key, tags) = entry?;
         let (app, account) = key.value();
         let builder = builders.entry(app).or_default();
-        for tag in tag_ids_in(tags.value()) {
+        let ids = tag_ids_in(tags.value()).map_err(|e| e.at("account tag list", (app, account)))?;
+        for tag in ids {
             builder.tag(account, tag);
         }
     }
@@ -109,7 +122,8 @@ fn scan_attrs(txn: &ReadTransaction) -> Result<Builders, StoreError> {
         let (key, attrs) = entry?;
         let (app, account) = key.value();
         let builder = builders.entry(app).or_default();
-        for (slot, value) in attrs_in(attrs.value()) {
+        for attr in attrs_in(attrs.value()) {
+            let (slot, value) = attr.map_err(|e| e.at("account attributes", (app, account)))?;
             builder.attr(account, slot, value);
         }
     }

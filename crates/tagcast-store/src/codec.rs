@@ -1,24 +1,51 @@
 //! Compact byte encodings of the variable-length values in the store.
 //!
-//! Values written by this module are only ever read back by it, so a decode failure means a
-//! corrupted file and is reported as storage corruption.
+//! Values written by this module are only ever read back by it, so bytes that do not decode mean
+//! a corrupted file (or a bug that wrote them): every decoder says so with a `DecodeError`, which
+//! the caller turns into `StoreError::Corrupt` naming the record. Nothing is read as a default.
 
-use crate::schema::{AttrSchema, AttrSlot};
+use roaring::RoaringBitmap;
+
+use crate::StoreError;
+use crate::schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
+use crate::tasks::TaskMeta;
+
+/// What is wrong with some stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodeError(pub String);
+
+impl DecodeError {
+    /// The corruption of `what` stored at `key` (logged at error level).
+    pub fn at(self, what: &'static str, key: impl std::fmt::Debug) -> StoreError {
+        StoreError::corrupt(what, key, self.0)
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Tag ids as consecutive little-endian u32s.
 pub(crate) fn encode_tag_ids(ids: &[u32]) -> Vec<u8> {
     ids.iter().flat_map(|id| id.to_le_bytes()).collect()
 }
 
-pub(crate) fn decode_tag_ids(bytes: &[u8]) -> Vec<u32> {
-    tag_ids_in(bytes).collect()
+pub(crate) fn decode_tag_ids(bytes: &[u8]) -> Result<Vec<u32>, DecodeError> {
+    Ok(tag_ids_in(bytes)?.collect())
 }
 
 /// The tag ids without collecting them (index rebuilds read millions).
-pub(crate) fn tag_ids_in(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+pub(crate) fn tag_ids_in(bytes: &[u8]) -> Result<impl Iterator<Item = u32> + '_, DecodeError> {
+    let ids = bytes.chunks_exact(4);
+    if !ids.remainder().is_empty() {
+        return Err(DecodeError(format!(
+            "{} bytes is not a whole number of 4-byte tag ids",
+            bytes.len()
+        )));
+    }
+    Ok(ids.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
 }
 
 /// Attribute values as repeated `slot:u8 len:u16le bytes`, in slot order.
@@ -31,16 +58,25 @@ pub(crate) fn encode_attrs(values: &[(u8, String)]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode_attrs(bytes: &[u8]) -> Vec<(u8, String)> {
+pub(crate) fn decode_attrs(bytes: &[u8]) -> Result<Vec<(u8, String)>, DecodeError> {
     attrs_in(bytes)
-        .map(|(slot, value)| (slot, value.to_string()))
+        .map(|attr| attr.map(|(slot, value)| (slot, value.to_string())))
         .collect()
 }
 
-/// The attribute values without copying them (index rebuilds read millions).
-pub(crate) fn attrs_in(bytes: &[u8]) -> impl Iterator<Item = (u8, &str)> {
+/// The attribute values without copying them (index rebuilds read millions); the first bad
+/// entry ends the iteration with its error.
+pub(crate) fn attrs_in(bytes: &[u8]) -> impl Iterator<Item = Result<(u8, &str), DecodeError>> {
     let mut reader = Reader(bytes);
-    std::iter::from_fn(move || Some((reader.byte()?, reader.str()?)))
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || reader.0.is_empty() {
+            return None;
+        }
+        let attr = reader.slot().and_then(|slot| Ok((slot, reader.str()?)));
+        failed = attr.is_err();
+        Some(attr)
+    })
 }
 
 /// Attribute slots as repeated `slot:u8 account_type:u8 len:u16le name`.
@@ -54,19 +90,50 @@ pub(crate) fn encode_schema(schema: &AttrSchema) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode_schema(bytes: &[u8]) -> AttrSchema {
+pub(crate) fn decode_schema(bytes: &[u8]) -> Result<AttrSchema, DecodeError> {
     let mut reader = Reader(bytes);
     let mut schema = AttrSchema::default();
-    while let (Some(index), Some(account_type)) = (reader.byte(), reader.byte()) {
-        let Some(name) = reader.str() else { break };
-        if let Some(slot) = schema.slots.get_mut(index as usize) {
-            *slot = Some(AttrSlot {
-                name: name.to_string(),
-                account_type,
-            });
-        }
+    while !reader.0.is_empty() {
+        let index = reader.slot()?;
+        let account_type = reader.byte()?;
+        let name = reader.str()?;
+        schema.slots[index as usize] = Some(AttrSlot {
+            name: name.to_string(),
+            account_type,
+        });
     }
-    schema
+    Ok(schema)
+}
+
+/// A task's metadata as JSON.
+pub(crate) fn encode_meta(meta: &TaskMeta) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(meta)
+        .map_err(|e| StoreError::Storage(format!("cannot encode push task {}: {e}", meta.task_id)))
+}
+
+pub(crate) fn decode_meta(bytes: &[u8]) -> Result<TaskMeta, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError(format!("not a push task: {e}")))
+}
+
+/// A set of account ids in roaring's portable format.
+pub(crate) fn encode_bitmap(bitmap: &RoaringBitmap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bitmap.serialized_size());
+    // Writing into a Vec cannot fail.
+    let _ = bitmap.serialize_into(&mut out);
+    out
+}
+
+pub(crate) fn decode_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, DecodeError> {
+    let bitmap = RoaringBitmap::deserialize_from(bytes)
+        .map_err(|e| DecodeError(format!("not a roaring bitmap: {e}")))?;
+    if bitmap.serialized_size() != bytes.len() {
+        return Err(DecodeError(format!(
+            "a roaring bitmap of {} bytes followed by {} more",
+            bitmap.serialized_size(),
+            bytes.len().saturating_sub(bitmap.serialized_size())
+        )));
+    }
+    Ok(bitmap)
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -78,42 +145,45 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let (&b, rest) = self
+            .0
+            .split_first()
+            .ok_or_else(|| DecodeError("truncated: a byte is missing".into()))?;
         self.0 = rest;
-        Some(b)
+        Ok(b)
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    fn slot(&mut self) -> Result<u8, DecodeError> {
+        let slot = self.byte()?;
+        if slot as usize >= ATTR_SLOTS {
+            return Err(DecodeError(format!(
+                "attribute slot {slot} is not one of 0 to {}",
+                ATTR_SLOTS - 1
+            )));
+        }
+        Ok(slot)
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
         let len = u16::from_le_bytes([self.byte()?, self.byte()?]) as usize;
-        let bytes = self.0.get(..len)?;
+        let bytes = self.0.get(..len).ok_or_else(|| {
+            DecodeError(format!(
+                "truncated: a {len}-byte string has only {} bytes",
+                self.0.len()
+            ))
+        })?;
         self.0 = &self.0[len..];
-        std::str::from_utf8(bytes).ok()
+        std::str::from_utf8(bytes).map_err(|e| DecodeError(format!("not UTF-8: {e}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TaskKind;
 
-    #[test]
-    fn tag_ids_roundtrip() {
-        let ids = vec![0, 7, u32::MAX, 42];
-        assert_eq!(decode_tag_ids(&encode_tag_ids(&ids)), ids);
-    }
-
-    #[test]
-    fn attrs_roundtrip() {
-        let values = vec![
-            (0, "male".to_string()),
-            (9, "深圳".to_string()),
-            (3, String::new()),
-        ];
-        assert_eq!(decode_attrs(&encode_attrs(&values)), values);
-    }
-
-    #[test]
-    fn schema_roundtrip() {
+    fn schema() -> AttrSchema {
         let mut schema = AttrSchema::default();
         schema.slots[1] = Some(AttrSlot {
             name: "city".into(),
@@ -123,6 +193,141 @@ mod tests {
             name: "os".into(),
             account_type: 1,
         });
-        assert_eq!(decode_schema(&encode_schema(&schema)), schema);
+        schema
+    }
+
+    fn meta() -> TaskMeta {
+        TaskMeta {
+            task_id: "t".into(),
+            seq: 1,
+            kind: TaskKind::Tag,
+            from_account: "admin".into(),
+            msg_random: 7,
+            content: "{}".into(),
+            created_ms: 1,
+            expires_ms: 2,
+            data_id: None,
+            has_offline_push_info: false,
+            revoked_ms: None,
+            audience_size: 3,
+        }
+    }
+
+    #[track_caller]
+    fn fails<T: std::fmt::Debug>(result: Result<T, DecodeError>, mentions: &str) {
+        let error = result.expect_err("corrupt bytes must not decode");
+        assert!(
+            error.0.contains(mentions),
+            "{error} should mention {mentions}"
+        );
+    }
+
+    #[test]
+    fn tag_ids_roundtrip() {
+        let ids = vec![0, 7, u32::MAX, 42];
+        assert_eq!(decode_tag_ids(&encode_tag_ids(&ids)).unwrap(), ids);
+        assert_eq!(decode_tag_ids(&[]).unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn truncated_tag_ids_are_corrupt() {
+        let bytes = encode_tag_ids(&[1, 2]);
+        fails(decode_tag_ids(&bytes[..7]), "7 bytes");
+        assert!(tag_ids_in(&bytes[..1]).is_err());
+    }
+
+    #[test]
+    fn attrs_roundtrip() {
+        let values = vec![
+            (0, "male".to_string()),
+            (9, "深圳".to_string()),
+            (3, String::new()),
+        ];
+        assert_eq!(decode_attrs(&encode_attrs(&values)).unwrap(), values);
+        assert_eq!(decode_attrs(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn corrupt_attrs_are_reported() {
+        let bytes = encode_attrs(&[(1, "shenzhen".to_string()), (2, "x".to_string())]);
+        // Cut inside the first value, inside the second length, right after a slot.
+        fails(decode_attrs(&bytes[..5]), "truncated");
+        fails(decode_attrs(&bytes[..bytes.len() - 2]), "truncated");
+        fails(decode_attrs(&bytes[..12]), "truncated");
+        // A slot past the last one.
+        let mut bad_slot = bytes.clone();
+        bad_slot[0] = 10;
+        fails(decode_attrs(&bad_slot), "slot 10");
+        // Invalid UTF-8 in a value.
+        let mut bad_utf8 = bytes.clone();
+        bad_utf8[3] = 0xff;
+        fails(decode_attrs(&bad_utf8), "UTF-8");
+        // The copy-free iterator reports the same and then stops.
+        let mut items = attrs_in(&bad_utf8);
+        assert!(items.next().unwrap().is_err());
+        assert!(items.next().is_none());
+    }
+
+    #[test]
+    fn schema_roundtrip() {
+        let schema = schema();
+        assert_eq!(decode_schema(&encode_schema(&schema)).unwrap(), schema);
+        assert_eq!(decode_schema(&[]).unwrap(), AttrSchema::default());
+    }
+
+    #[test]
+    fn corrupt_schemas_are_reported() {
+        let bytes = encode_schema(&schema());
+        fails(decode_schema(&bytes[..1]), "truncated");
+        fails(decode_schema(&bytes[..4]), "truncated");
+        fails(decode_schema(&bytes[..bytes.len() - 1]), "truncated");
+        let mut bad_slot = bytes.clone();
+        bad_slot[0] = 200;
+        fails(decode_schema(&bad_slot), "slot 200");
+        let mut bad_utf8 = bytes.clone();
+        bad_utf8[4] = 0xc3;
+        fails(decode_schema(&bad_utf8), "UTF-8");
+    }
+
+    #[test]
+    fn task_meta_roundtrip_and_bad_json() {
+        let bytes = encode_meta(&meta()).unwrap();
+        assert_eq!(decode_meta(&bytes).unwrap(), meta());
+        fails(decode_meta(&bytes[..bytes.len() / 2]), "not a push task");
+        fails(decode_meta(b"{\"task_id\":\"t\"}"), "missing field");
+        fails(decode_meta(b"\xff\xfe"), "not a push task");
+        fails(decode_meta(b""), "not a push task");
+    }
+
+    #[test]
+    fn bitmaps_roundtrip_and_bad_bitmaps_are_reported() {
+        let bitmap: RoaringBitmap = [1, 5, 70_000, 1 << 30].into_iter().collect();
+        let bytes = encode_bitmap(&bitmap);
+        assert_eq!(decode_bitmap(&bytes).unwrap(), bitmap);
+        assert_eq!(
+            decode_bitmap(&encode_bitmap(&RoaringBitmap::new())).unwrap(),
+            RoaringBitmap::new()
+        );
+        fails(
+            decode_bitmap(&bytes[..bytes.len() - 1]),
+            "not a roaring bitmap",
+        );
+        fails(decode_bitmap(b""), "not a roaring bitmap");
+        fails(decode_bitmap(b"garbage!"), "not a roaring bitmap");
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        fails(decode_bitmap(&trailing), "followed by 1 more");
+    }
+
+    #[test]
+    fn corruption_becomes_a_store_error_naming_the_record() {
+        let error = decode_tag_ids(&[1, 2, 3]).unwrap_err();
+        match error.at("account tag list", (1_400_000_001u64, 7u32)) {
+            StoreError::Corrupt { what, detail } => {
+                assert_eq!(what, "account tag list");
+                assert!(detail.contains("(1400000001, 7)"), "{detail}");
+            }
+            other => panic!("not Corrupt: {other:?}"),
+        }
     }
 }

@@ -2,13 +2,20 @@
 //! attributes, and each app's attribute names, kept in one redb file.
 //!
 //! Reads run on their own MVCC snapshot, on tokio's blocking pool so that redb's synchronous
-//! I/O never stalls the async runtime's workers. Writes go to a single writer thread that applies every
-//! write waiting in its queue inside one transaction and makes them durable with one commit
-//! (group commit); each caller is answered only after that commit.
+//! I/O never stalls the async runtime's workers. Writes go to a single writer thread that
+//! applies every write waiting in its queue inside one transaction and makes them durable with
+//! one commit (group commit); each caller is answered only after that commit.
+//!
+//! The writer is supervised: a panic fails only the batch it happened in, and a storage failure
+//! (a full disk, an I/O error after which redb must be reopened) is recovered from in the
+//! background, reopening the database when needed. `Store::health` tells which state the store
+//! is in. Corrupt stored data is reported (`StoreError::Corrupt`), never read as a default.
 
 mod audience;
 mod codec;
 mod error;
+mod faults;
+mod health;
 mod read;
 mod schema;
 mod tags;
@@ -18,13 +25,15 @@ mod writer;
 
 pub use write_ops::{BulkAccount, SlotUpdate, TagEdit};
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
 use tagcast_audience::AppIndex;
 
 pub use error::{ItemError, RequestError, StoreError};
+pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
+pub use health::{Failure, HealthStatus, StoreHealth};
 pub use roaring::RoaringBitmap;
 pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
 pub use tasks::{
@@ -49,61 +58,176 @@ pub struct TagLimits {
 /// audience index, not the cache, answers the big questions.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
+/// How to open the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Page cache of the database.
+    pub cache_bytes: usize,
+    /// Faults to inject (tests only): refused unless built with the `fault-injection` feature.
+    pub faults: FaultPlan,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     writer: writer::WriterHandle,
-    audiences: Arc<audience::Audiences>,
+}
+
+/// What the handles and the writer thread share.
+pub(crate) struct Shared {
+    pub db: DbSlot,
+    pub audiences: audience::Audiences,
+    pub health: health::HealthCell,
+    pub faults: faults::Faults,
+    /// The database file and its cache size, to reopen it.
+    pub file: PathBuf,
+    pub cache_bytes: usize,
+}
+
+/// The database handle, swapped by the writer when it reopens the database. Empty while the
+/// writer waits for the failed handle's last reads to finish and opens the file again.
+#[derive(Default)]
+pub(crate) struct DbSlot(RwLock<Option<Arc<Database>>>);
+
+impl DbSlot {
+    /// The current handle; while there is none, the reason the store is recovering.
+    pub fn get(&self, health: &health::HealthCell) -> Result<Arc<Database>, StoreError> {
+        let slot = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.clone().ok_or_else(|| {
+            StoreError::Unavailable(
+                health
+                    .failing_reason()
+                    .unwrap_or_else(|| "the database is being reopened".into()),
+            )
+        })
+    }
+
+    pub fn take(&self) -> Option<Arc<Database>> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    pub fn put(&self, db: Arc<Database>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(db);
+    }
+}
+
+/// Opens (or creates) the database file with every table.
+pub(crate) fn open_database(file: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(file)?;
+    schema::create_tables(&db)?;
+    Ok(db)
 }
 
 impl Store {
     /// Opens (or creates) the store in `data_dir`, which is created if missing.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+        Self::open_with(data_dir, StoreOptions::default())
     }
 
     /// `open`, with redb's page cache limited to `cache_bytes`.
     pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_with(
+            data_dir,
+            StoreOptions {
+                cache_bytes,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// `open`, with `options`.
+    pub fn open_with(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let injecting = !options.faults.is_empty();
+        let faults = faults::Faults::new(options.faults)?;
         std::fs::create_dir_all(data_dir)?;
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(data_dir.join("tagcast.redb"))?;
-        let db = Arc::new(db);
-        schema::create_tables(&db)?;
+        let file = data_dir.join("tagcast.redb");
+        let db = open_database(&file, options.cache_bytes)?;
         let started = std::time::Instant::now();
-        let audiences = Arc::new(audience::Audiences::rebuild(&db)?);
+        let audiences = audience::Audiences::rebuild(&db)?;
         tracing::info!(
             accounts = audiences.account_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "audience index rebuilt"
         );
-        let writer = writer::spawn(db.clone(), audiences.clone());
-        Ok(Self {
-            db,
-            writer,
+        if injecting {
+            tracing::warn!(
+                "the store runs with a fault plan: reads and writes will fail on purpose"
+            );
+        }
+        let db_slot = DbSlot::default();
+        db_slot.put(Arc::new(db));
+        let shared = Arc::new(Shared {
+            db: db_slot,
             audiences,
-        })
+            health: health::HealthCell::default(),
+            faults,
+            file,
+            cache_bytes: options.cache_bytes,
+        });
+        let writer = writer::spawn(shared.clone())?;
+        Ok(Self { shared, writer })
     }
 
-    /// Runs `read` on a fresh read snapshot on the blocking pool, off the runtime's workers.
-    pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    /// Whether the store commits writes now, and the counts of its failures since it was
+    /// opened; see `StoreHealth`.
+    pub fn health(&self) -> StoreHealth {
+        self.shared.health.snapshot()
+    }
+
+    /// Adds `fault` to the store's fault plan (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.arm(fault);
+    }
+
+    /// Runs `read` (the read operation `op`) on a fresh read snapshot on the blocking pool,
+    /// off the runtime's workers.
+    pub(crate) async fn read<T, F>(&self, op: &'static str, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || read(&db.begin_read()?)).await?
+        self.shared.faults.before_read(op)?;
+        let db = self.shared.db.get(&self.shared.health)?;
+        let result = tokio::task::spawn_blocking(move || read(&db.begin_read()?)).await?;
+        if let Err(StoreError::Storage(error)) = &result {
+            // redb fails every later transaction after an I/O error; the writer finds out and
+            // reopens the database when it next tries to write, so have it try now.
+            tracing::warn!(op, %error, "a read failed in the storage");
+            self.writer.check();
+        }
+        result
     }
 
     /// Runs `f` on `app`'s audience index, which reflects every acknowledged write.
     pub fn with_audience<R>(&self, app: AppId, f: impl FnOnce(&AppIndex) -> R) -> R {
-        self.audiences.read(app, f)
+        self.shared.audiences.read(app, f)
     }
 
     /// Write transactions committed since this store was opened. Each commit may carry many
-    /// writes (group commit), so under concurrent load this grows far slower than the writes.
+    /// writes (group commit), so this counts fsyncs, not requests.
     pub fn commit_count(&self) -> u64 {
-        self.writer.commits()
+        self.shared.health.commits()
     }
 }

@@ -19,14 +19,15 @@ impl Store {
         names: &[String],
     ) -> Result<Vec<Option<Vec<String>>>, StoreError> {
         let names = names.to_vec();
-        self.read(move |txn| {
+        self.read("get_tags", move |txn| {
             let account_tags = txn.open_table(ACCOUNT_TAGS)?;
             let tag_names = txn.open_table(TAG_NAMES)?;
             per_account(txn, app, &names, |id| {
-                let ids = account_tags
-                    .get((app, id))?
-                    .map(|g| decode_tag_ids(g.value()))
-                    .unwrap_or_default();
+                let ids = match account_tags.get((app, id))? {
+                    Some(g) => decode_tag_ids(g.value())
+                        .map_err(|e| e.at("account tag list", (app, id)))?,
+                    None => Vec::new(),
+                };
                 let mut tags = Vec::with_capacity(ids.len());
                 for tag in ids {
                     tags.extend(tag_names.get((app, tag))?.map(|g| g.value().to_string()));
@@ -44,14 +45,15 @@ impl Store {
         names: &[String],
     ) -> Result<Vec<Option<BTreeMap<String, String>>>, StoreError> {
         let names = names.to_vec();
-        self.read(move |txn| {
+        self.read("get_attrs", move |txn| {
             let schema = schema_in(txn, app)?;
             let account_attrs = txn.open_table(ACCOUNT_ATTRS)?;
             per_account(txn, app, &names, |id| {
-                let values = account_attrs
-                    .get((app, id))?
-                    .map(|g| decode_attrs(g.value()))
-                    .unwrap_or_default();
+                let values = match account_attrs.get((app, id))? {
+                    Some(g) => decode_attrs(g.value())
+                        .map_err(|e| e.at("account attributes", (app, id)))?,
+                    None => Vec::new(),
+                };
                 Ok(values
                     .into_iter()
                     .filter_map(|(slot, value)| {
@@ -66,7 +68,8 @@ impl Store {
 
     /// The app's attribute slots.
     pub async fn attr_schema(&self, app: AppId) -> Result<AttrSchema, StoreError> {
-        self.read(move |txn| schema_in(txn, app)).await
+        self.read("attr_schema", move |txn| schema_in(txn, app))
+            .await
     }
 
     /// Each account's id, or None for an account that does not exist.
@@ -76,7 +79,7 @@ impl Store {
         names: &[String],
     ) -> Result<Vec<Option<AccountId>>, StoreError> {
         let names = names.to_vec();
-        self.read(move |txn| {
+        self.read("account_ids", move |txn| {
             let accounts = txn.open_table(ACCOUNTS)?;
             names
                 .iter()
@@ -93,7 +96,7 @@ impl Store {
         ids: &[AccountId],
     ) -> Result<Vec<Option<String>>, StoreError> {
         let ids = ids.to_vec();
-        self.read(move |txn| {
+        self.read("account_names", move |txn| {
             let names = txn.open_table(ACCOUNT_NAMES)?;
             ids.iter()
                 .map(|id| Ok(names.get((app, *id))?.map(|g| g.value().to_string())))
@@ -108,7 +111,7 @@ fn per_account<T>(
     txn: &ReadTransaction,
     app: AppId,
     names: &[String],
-    mut read: impl FnMut(AccountId) -> Result<T, redb::StorageError>,
+    mut read: impl FnMut(AccountId) -> Result<T, StoreError>,
 ) -> Result<Vec<Option<T>>, StoreError> {
     let accounts = txn.open_table(ACCOUNTS)?;
     let mut out = Vec::with_capacity(names.len());
@@ -121,8 +124,8 @@ fn per_account<T>(
 
 fn schema_in(txn: &ReadTransaction, app: AppId) -> Result<AttrSchema, StoreError> {
     let table = txn.open_table(ATTR_SCHEMAS)?;
-    Ok(table
-        .get(app)?
-        .map(|g| decode_schema(g.value()))
-        .unwrap_or_default())
+    match table.get(app)? {
+        Some(g) => decode_schema(g.value()).map_err(|e| e.at("attribute schema", app)),
+        None => Ok(AttrSchema::default()),
+    }
 }

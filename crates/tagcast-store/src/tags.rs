@@ -7,7 +7,7 @@ use tagcast_audience::Change;
 
 use crate::codec::{decode_tag_ids, encode_tag_ids};
 use crate::schema::{ACCOUNT_TAGS, APPS, TAG_NAMES, TAGS};
-use crate::{AccountId, AppId, ItemError, TagLimits};
+use crate::{AccountId, AppId, ItemError, StoreError, TagLimits};
 
 /// The tables a tag write touches, opened once per write.
 pub(crate) struct TagTables<'txn> {
@@ -18,7 +18,7 @@ pub(crate) struct TagTables<'txn> {
 }
 
 impl<'txn> TagTables<'txn> {
-    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, redb::Error> {
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
             apps: txn.open_table(APPS)?,
             account_tags: txn.open_table(ACCOUNT_TAGS)?,
@@ -28,9 +28,10 @@ impl<'txn> TagTables<'txn> {
     }
 
     /// The account's tags, in the order they were added.
-    pub fn account_tags(&self, app: AppId, account: AccountId) -> Result<Vec<String>, redb::Error> {
+    pub fn account_tags(&self, app: AppId, account: AccountId) -> Result<Vec<String>, StoreError> {
         let ids = match self.account_tags.get((app, account))? {
-            Some(bytes) => decode_tag_ids(bytes.value()),
+            Some(bytes) => decode_tag_ids(bytes.value())
+                .map_err(|e| e.at("account tag list", (app, account)))?,
             None => return Ok(Vec::new()),
         };
         let mut names = Vec::with_capacity(ids.len());
@@ -51,7 +52,7 @@ impl<'txn> TagTables<'txn> {
         target: &[String],
         limits: &TagLimits,
         changes: &mut Vec<(AppId, Change)>,
-    ) -> Result<Result<(), ItemError>, redb::Error> {
+    ) -> Result<Result<(), ItemError>, StoreError> {
         let current = self.account_tags(app, account)?;
         let target = dedup(target);
         let current_set: HashSet<&str> = current.iter().map(String::as_str).collect();
@@ -111,7 +112,7 @@ impl<'txn> TagTables<'txn> {
         added: &[&str],
         removed: &[&str],
         limits: &TagLimits,
-    ) -> Result<Result<(), ItemError>, redb::Error> {
+    ) -> Result<Result<(), ItemError>, StoreError> {
         if target_len > current_len && target_len > limits.max_tags_per_account {
             return Ok(Err(ItemError::TooManyTagsForAccount {
                 would_have: target_len,
@@ -146,12 +147,12 @@ impl<'txn> TagTables<'txn> {
         Ok(Ok(()))
     }
 
-    fn tag_id(&self, app: AppId, tag: &str) -> Result<Option<u32>, redb::Error> {
+    fn tag_id(&self, app: AppId, tag: &str) -> Result<Option<u32>, StoreError> {
         Ok(self.tags.get((app, tag))?.map(|g| g.value().0))
     }
 
     /// Counts one more account on `tag`, creating it (with a fresh id) if no account had it.
-    fn acquire_tag(&mut self, app: AppId, tag: &str) -> Result<Option<u32>, redb::Error> {
+    fn acquire_tag(&mut self, app: AppId, tag: &str) -> Result<Option<u32>, StoreError> {
         let existing = self.tags.get((app, tag))?.map(|g| g.value());
         let (id, count) = match existing {
             Some(entry) => entry,
@@ -169,7 +170,7 @@ impl<'txn> TagTables<'txn> {
     }
 
     /// Counts one account less on `tag`, dropping it when none is left.
-    fn release_tag(&mut self, app: AppId, tag: &str) -> Result<(), redb::Error> {
+    fn release_tag(&mut self, app: AppId, tag: &str) -> Result<(), StoreError> {
         let Some((id, count)) = self.tags.get((app, tag))?.map(|g| g.value()) else {
             return Ok(());
         };
@@ -187,12 +188,7 @@ impl<'txn> TagTables<'txn> {
         Ok(())
     }
 
-    fn write_ids(
-        &mut self,
-        app: AppId,
-        account: AccountId,
-        ids: &[u32],
-    ) -> Result<(), redb::Error> {
+    fn write_ids(&mut self, app: AppId, account: AccountId, ids: &[u32]) -> Result<(), StoreError> {
         if ids.is_empty() {
             self.account_tags.remove((app, account))?;
         } else {

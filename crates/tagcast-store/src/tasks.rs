@@ -6,6 +6,7 @@ use redb::{ReadableTable, WriteTransaction};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{decode_bitmap, decode_meta, encode_bitmap, encode_meta};
 use crate::schema::{CURSORS, MSG_RANDOMS, PUSH_STATE, TASK_AUDIENCES, TASK_DELIVERIES, TASKS};
 use crate::writer::WriteCtx;
 use crate::{AccountId, AppId, Store, StoreError};
@@ -140,7 +141,9 @@ impl Store {
         now_ms: u64,
     ) -> Result<Created, StoreError> {
         self.writer
-            .write(move |ctx| create_task(ctx, app, task, policy, now_ms))
+            .write("create_task", move |ctx| {
+                create_task(ctx, app, task, policy, now_ms)
+            })
             .await
     }
 
@@ -152,7 +155,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<Revoked, StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("revoke_task", move |ctx| {
                 let Some(mut meta) = read_meta(ctx.txn, app, seq)? else {
                     return Ok(Revoked::NotFound);
                 };
@@ -173,16 +176,16 @@ impl Store {
         cursors: Vec<(AppId, AccountId, u64)>,
     ) -> Result<(), StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("record_deliveries", move |ctx| {
                 let mut table = ctx.txn.open_table(TASK_DELIVERIES)?;
                 for d in deliveries {
                     let key = (d.app, d.seq, d.second);
-                    let mut accounts = table
-                        .get(key)?
-                        .map(|g| bitmap(g.value()))
-                        .unwrap_or_default();
+                    let mut accounts = match table.get(key)? {
+                        Some(g) => delivered_in(g.value(), key)?,
+                        None => RoaringBitmap::new(),
+                    };
                     accounts |= d.accounts;
-                    table.insert(key, serialize(&accounts).as_slice())?;
+                    table.insert(key, encode_bitmap(&accounts).as_slice())?;
                 }
                 let mut table = ctx.txn.open_table(CURSORS)?;
                 for (app, account, seq) in cursors {
@@ -195,9 +198,12 @@ impl Store {
     }
 
     pub async fn task(&self, app: AppId, seq: u64) -> Result<Option<TaskMeta>, StoreError> {
-        self.read(move |txn| {
+        self.read("task", move |txn| {
             let table = txn.open_table(TASKS)?;
-            Ok(table.get((app, seq))?.and_then(|g| decode_meta(g.value())))
+            match table.get((app, seq))? {
+                Some(g) => Ok(Some(meta_in(g.value(), (app, seq))?)),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -207,9 +213,12 @@ impl Store {
         app: AppId,
         seq: u64,
     ) -> Result<Option<RoaringBitmap>, StoreError> {
-        self.read(move |txn| {
+        self.read("task_audience", move |txn| {
             let table = txn.open_table(TASK_AUDIENCES)?;
-            Ok(table.get((app, seq))?.map(|g| bitmap(g.value())))
+            match table.get((app, seq))? {
+                Some(g) => Ok(Some(audience_in(g.value(), (app, seq))?)),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -221,14 +230,13 @@ impl Store {
         start_ms: u64,
         end_ms: u64,
     ) -> Result<Vec<TaskMeta>, StoreError> {
-        self.read(move |txn| {
+        self.read("tasks_created_between", move |txn| {
             let table = txn.open_table(TASKS)?;
             let mut out = Vec::new();
             for entry in table.range((app, 0)..=(app, u64::MAX))? {
-                let (_, value) = entry?;
-                if let Some(meta) = decode_meta(value.value())
-                    && (start_ms..end_ms).contains(&meta.created_ms)
-                {
+                let (key, value) = entry?;
+                let meta = meta_in(value.value(), key.value())?;
+                if (start_ms..end_ms).contains(&meta.created_ms) {
                     out.push(meta);
                 }
             }
@@ -243,25 +251,29 @@ impl Store {
         &self,
         now_ms: u64,
     ) -> Result<Vec<(AppId, TaskMeta, RoaringBitmap)>, StoreError> {
-        self.read(move |txn| {
+        self.read("live_tasks", move |txn| {
             let tasks = txn.open_table(TASKS)?;
             let audiences = txn.open_table(TASK_AUDIENCES)?;
             let mut out = Vec::new();
             for entry in tasks.iter()? {
                 let (key, value) = entry?;
-                let Some(meta) = decode_meta(value.value()) else {
-                    continue;
-                };
+                let meta = meta_in(value.value(), key.value())?;
                 if !meta.stored_for_offline()
                     || meta.expires_ms <= now_ms
                     || meta.revoked_ms.is_some()
                 {
                     continue;
                 }
-                let audience = audiences
-                    .get(key.value())?
-                    .map(|g| bitmap(g.value()))
-                    .unwrap_or_default();
+                let audience = match audiences.get(key.value())? {
+                    Some(g) => audience_in(g.value(), key.value())?,
+                    None => {
+                        return Err(StoreError::corrupt(
+                            "task audience",
+                            key.value(),
+                            "the task has no stored audience",
+                        ));
+                    }
+                };
                 out.push((key.value().0, meta, audience));
             }
             Ok(out)
@@ -271,7 +283,7 @@ impl Store {
 
     /// The sequence number of the last task delivered to the account (0 = none).
     pub async fn cursor(&self, app: AppId, account: AccountId) -> Result<u64, StoreError> {
-        self.read(move |txn| {
+        self.read("cursor", move |txn| {
             let table = txn.open_table(CURSORS)?;
             Ok(table.get((app, account))?.map_or(0, |g| g.value()))
         })
@@ -284,12 +296,12 @@ impl Store {
         app: AppId,
         seq: u64,
     ) -> Result<Vec<(u64, RoaringBitmap)>, StoreError> {
-        self.read(move |txn| {
+        self.read("deliveries", move |txn| {
             let table = txn.open_table(TASK_DELIVERIES)?;
             let mut out = Vec::new();
             for entry in table.range((app, seq, 0)..=(app, seq, u64::MAX))? {
                 let (key, value) = entry?;
-                out.push((key.value().2, bitmap(value.value())));
+                out.push((key.value().2, delivered_in(value.value(), key.value())?));
             }
             Ok(out)
         })
@@ -303,7 +315,7 @@ fn create_task(
     task: NewTask,
     policy: PushPolicy,
     now_ms: u64,
-) -> Result<Created, redb::Error> {
+) -> Result<Created, StoreError> {
     let txn = ctx.txn;
     if let Some(earlier) = duplicate_of(txn, app, task.msg_random, policy.dedupe_window_ms, now_ms)?
     {
@@ -348,7 +360,7 @@ fn create_task(
     };
     write_meta(txn, app, &meta)?;
     txn.open_table(TASK_AUDIENCES)?
-        .insert((app, next_seq), serialize(&task.audience).as_slice())?;
+        .insert((app, next_seq), encode_bitmap(&task.audience).as_slice())?;
     txn.open_table(MSG_RANDOMS)?
         .insert((app, task.msg_random), (next_seq, now_ms))?;
     Ok(Created::New(meta))
@@ -360,7 +372,7 @@ fn duplicate_of(
     msg_random: u32,
     window_ms: u64,
     now_ms: u64,
-) -> Result<Option<TaskMeta>, redb::Error> {
+) -> Result<Option<TaskMeta>, StoreError> {
     let seen = txn
         .open_table(MSG_RANDOMS)?
         .get((app, msg_random))?
@@ -373,36 +385,31 @@ fn duplicate_of(
     }
 }
 
-fn read_meta(
-    txn: &WriteTransaction,
-    app: AppId,
-    seq: u64,
-) -> Result<Option<TaskMeta>, redb::Error> {
+fn read_meta(txn: &WriteTransaction, app: AppId, seq: u64) -> Result<Option<TaskMeta>, StoreError> {
     let table = txn.open_table(TASKS)?;
-    Ok(table.get((app, seq))?.and_then(|g| decode_meta(g.value())))
+    match table.get((app, seq))? {
+        Some(g) => Ok(Some(meta_in(g.value(), (app, seq))?)),
+        None => Ok(None),
+    }
 }
 
-fn write_meta(txn: &WriteTransaction, app: AppId, meta: &TaskMeta) -> Result<(), redb::Error> {
-    // Serializing plain strings and numbers cannot fail.
-    let bytes = serde_json::to_vec(meta).unwrap_or_default();
+fn write_meta(txn: &WriteTransaction, app: AppId, meta: &TaskMeta) -> Result<(), StoreError> {
+    let bytes = encode_meta(meta)?;
     txn.open_table(TASKS)?
         .insert((app, meta.seq), bytes.as_slice())?;
     Ok(())
 }
 
-fn decode_meta(bytes: &[u8]) -> Option<TaskMeta> {
-    serde_json::from_slice(bytes).ok()
+fn meta_in(bytes: &[u8], key: (AppId, u64)) -> Result<TaskMeta, StoreError> {
+    decode_meta(bytes).map_err(|e| e.at("push task", key))
 }
 
-fn serialize(bitmap: &RoaringBitmap) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bitmap.serialized_size());
-    // Writing into a Vec cannot fail.
-    let _ = bitmap.serialize_into(&mut out);
-    out
+fn audience_in(bytes: &[u8], key: (AppId, u64)) -> Result<RoaringBitmap, StoreError> {
+    decode_bitmap(bytes).map_err(|e| e.at("task audience", key))
 }
 
-fn bitmap(bytes: &[u8]) -> RoaringBitmap {
-    RoaringBitmap::deserialize_from(bytes).unwrap_or_default()
+fn delivered_in(bytes: &[u8], key: (AppId, u64, u64)) -> Result<RoaringBitmap, StoreError> {
+    decode_bitmap(bytes).map_err(|e| e.at("delivery record", key))
 }
 
 #[cfg(test)]

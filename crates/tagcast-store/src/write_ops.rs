@@ -52,7 +52,7 @@ impl Store {
         limits: TagLimits,
     ) -> Result<Vec<ItemResult>, StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("bulk_load", move |ctx| {
                 // Imports first: importing opens tables the tag tables hold open.
                 let mut ids = Vec::with_capacity(accounts.len());
                 for account in &accounts {
@@ -87,7 +87,8 @@ impl Store {
         app: AppId,
         names: Vec<String>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.for_each_account(app, names, import_account).await
+        self.for_each_account("import_accounts", app, names, import_account)
+            .await
     }
 
     /// Deletes accounts with their tags and attributes; returns, for each, whether it existed.
@@ -96,17 +97,21 @@ impl Store {
         app: AppId,
         names: Vec<String>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.for_each_account(app, names, delete_account).await
+        self.for_each_account("delete_accounts", app, names, delete_account)
+            .await
     }
 
     async fn for_each_account(
         &self,
+        op: &'static str,
         app: AppId,
         names: Vec<String>,
-        write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool, redb::Error>,
+        write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool, StoreError>,
     ) -> Result<Vec<bool>, StoreError> {
         self.writer
-            .write(move |ctx| names.iter().map(|name| write(ctx, app, name)).collect())
+            .write(op, move |ctx| {
+                names.iter().map(|name| write(ctx, app, name)).collect()
+            })
             .await
     }
 
@@ -119,7 +124,7 @@ impl Store {
         limits: TagLimits,
     ) -> Result<Vec<ItemResult>, StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("edit_tags", move |ctx| {
                 let mut tables = TagTables::open(ctx.txn)?;
                 items
                     .iter()
@@ -149,7 +154,7 @@ impl Store {
         updates: Vec<SlotUpdate>,
     ) -> Result<Result<(), RequestError>, StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("set_attr_names", move |ctx| {
                 let txn = ctx.txn;
                 let current = read_schema(txn, app)?;
                 let merged = match merge_schema(current, &updates) {
@@ -171,7 +176,7 @@ impl Store {
         items: Vec<(String, BTreeMap<String, String>)>,
     ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("set_attrs", move |ctx| {
                 let schema = read_schema(ctx.txn, app)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
                     return Ok(Err(e));
@@ -193,7 +198,7 @@ impl Store {
         items: Vec<(String, Vec<String>)>,
     ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
         self.writer
-            .write(move |ctx| {
+            .write("remove_attrs", move |ctx| {
                 let schema = read_schema(ctx.txn, app)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
                     return Ok(Err(e));
@@ -212,14 +217,14 @@ fn account_id(
     txn: &WriteTransaction,
     app: AppId,
     name: &str,
-) -> Result<Option<AccountId>, redb::Error> {
+) -> Result<Option<AccountId>, StoreError> {
     Ok(txn
         .open_table(ACCOUNTS)?
         .get((app, name))?
         .map(|g| g.value()))
 }
 
-fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, redb::Error> {
+fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, StoreError> {
     let txn = ctx.txn;
     if account_id(txn, app, name)?.is_some() {
         return Ok(false);
@@ -235,7 +240,7 @@ fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool
     Ok(true)
 }
 
-fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, redb::Error> {
+fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, StoreError> {
     let txn = ctx.txn;
     let Some(id) = account_id(txn, app, name)? else {
         return Ok(false);
@@ -261,7 +266,7 @@ fn edit_account_tags(
     edit: TagEdit,
     tags: &[String],
     limits: &TagLimits,
-) -> Result<ItemResult, redb::Error> {
+) -> Result<ItemResult, StoreError> {
     let Some(id) = account_id(ctx.txn, app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
@@ -281,12 +286,12 @@ fn edit_account_tags(
     tables.set_account_tags(app, id, &target, limits, &mut ctx.changes)
 }
 
-fn read_schema(txn: &WriteTransaction, app: AppId) -> Result<AttrSchema, redb::Error> {
+fn read_schema(txn: &WriteTransaction, app: AppId) -> Result<AttrSchema, StoreError> {
     let table = txn.open_table(ATTR_SCHEMAS)?;
-    Ok(table
-        .get(app)?
-        .map(|g| decode_schema(g.value()))
-        .unwrap_or_default())
+    match table.get(app)? {
+        Some(g) => decode_schema(g.value()).map_err(|e| e.at("attribute schema", app)),
+        None => Ok(AttrSchema::default()),
+    }
 }
 
 fn merge_schema(
@@ -344,7 +349,7 @@ fn set_account_attrs(
     app: AppId,
     name: &str,
     attrs: &BTreeMap<String, String>,
-) -> Result<ItemResult, redb::Error> {
+) -> Result<ItemResult, StoreError> {
     let Some(id) = account_id(ctx.txn, app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
@@ -371,7 +376,7 @@ fn remove_account_attrs(
     app: AppId,
     name: &str,
     attrs: &[String],
-) -> Result<ItemResult, redb::Error> {
+) -> Result<ItemResult, StoreError> {
     let Some(id) = account_id(ctx.txn, app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
@@ -391,10 +396,13 @@ fn read_account_attrs(
     txn: &WriteTransaction,
     app: AppId,
     id: AccountId,
-) -> Result<BTreeMap<u8, String>, redb::Error> {
+) -> Result<BTreeMap<u8, String>, StoreError> {
     let table = txn.open_table(ACCOUNT_ATTRS)?;
-    let values = table.get((app, id))?.map(|g| decode_attrs(g.value()));
-    Ok(values.unwrap_or_default().into_iter().collect())
+    let values = match table.get((app, id))? {
+        Some(g) => decode_attrs(g.value()).map_err(|e| e.at("account attributes", (app, id)))?,
+        None => Vec::new(),
+    };
+    Ok(values.into_iter().collect())
 }
 
 /// Makes `values` the account's attributes, recording for the index what changed.
@@ -403,7 +411,7 @@ fn write_account_attrs(
     app: AppId,
     id: AccountId,
     values: BTreeMap<u8, String>,
-) -> Result<(), redb::Error> {
+) -> Result<(), StoreError> {
     let old = read_account_attrs(ctx.txn, app, id)?;
     for (slot, old_value) in &old {
         if !values.contains_key(slot) {

@@ -1,23 +1,48 @@
-//! The single writer thread and its group commit.
+//! The single writer thread: its group commit, its supervision and its recovery.
 //!
-//! Callers queue closures; the thread takes every closure waiting, applies them in one write
+//! Callers queue jobs; the thread takes every job waiting, applies them in one write
 //! transaction, commits once (fsync), and only then answers each caller. Under load many requests
-//! share one fsync; alone, a request pays one.
+//! share one fsync; alone, a request pays one. A write is answered OK only after its commit
+//! succeeded, so nothing acknowledged is ever lost.
+//!
+//! When a batch fails (a storage error, an injected fault, a panic while applying it), each of
+//! its callers gets the error and nothing of the batch is stored. The writer then recovers
+//! before it takes more writes: if the database refuses new transactions (redb does after an
+//! I/O error, until it is reopened) it waits for the reads still using the failed handle, opens
+//! the file again, rebuilds the audience index if a failed commit may have reached the disk,
+//! and proves with a probe write of `PROBE_BYTES` that it can commit again. Attempts repeat
+//! with backoff while they fail; meanwhile writes fail at once with `StoreError::Unavailable`
+//! and `Store::health` reports the failure.
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redb::{Database, WriteTransaction};
 use tagcast_audience::Change;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audience::Audiences;
-use crate::{AppId, StoreError};
+use crate::schema::PROBE;
+use crate::{AppId, Shared, StoreError, open_database};
 
 /// Most writes folded into one commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 256;
 /// Queue length; callers wait (asynchronously) when the writer is this far behind.
 const QUEUE: usize = 4096;
+/// First wait between two recovery attempts; it doubles up to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How often a recovering writer looks for writes to refuse.
+const POLL: Duration = Duration::from_millis(20);
+/// What a recovery probe writes (and then deletes): a commit that allocates pages, not only an
+/// empty one, so a still-full disk fails it.
+const PROBE_BYTES: usize = 64 << 10;
+
+/// The operation of `WriterHandle::check`'s empty write.
+const CHECK: &str = "check";
 
 /// What a write sees: the shared transaction, and where it records what the audience index must
 /// learn once the transaction is durable.
@@ -32,94 +57,425 @@ impl WriteCtx<'_> {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Result<Reply, redb::Error> + Send>;
-type Reply = Box<dyn FnOnce() + Send>;
+/// One queued write, whatever it returns.
+trait Job: Send {
+    /// The store operation, for fault plans and logs.
+    fn op(&self) -> &'static str;
+    /// Applies the write inside the batch's transaction, keeping its value for `answer`.
+    fn apply(&mut self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError>;
+    /// The batch committed: the caller gets its value.
+    fn answer(self: Box<Self>);
+    /// The batch failed: the caller gets `error`.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct Typed<T, F> {
+    op: &'static str,
+    apply: Option<F>,
+    value: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Typed<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send,
+{
+    fn op(&self) -> &'static str {
+        self.op
+    }
+
+    fn apply(&mut self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
+        let apply = self.apply.take().ok_or_else(|| {
+            StoreError::NotCommitted("the write was applied twice; it was dropped".into())
+        })?;
+        self.value = Some(apply(ctx)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>) {
+        let answer = self.value.ok_or_else(|| {
+            StoreError::NotCommitted("the write was not applied to its commit".into())
+        });
+        let _ = self.reply.send(answer);
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
-    jobs: mpsc::Sender<Job>,
-    commits: Arc<AtomicU64>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
-pub(crate) fn spawn(db: Arc<Database>, audiences: Arc<Audiences>) -> WriterHandle {
+pub(crate) fn spawn(shared: Arc<Shared>) -> Result<WriterHandle, StoreError> {
     let (jobs, queue) = mpsc::channel(QUEUE);
-    let commits = Arc::new(AtomicU64::new(0));
-    let counter = commits.clone();
     std::thread::Builder::new()
         .name("tagcast-writer".into())
-        .spawn(move || run(&db, &audiences, queue, &counter))
-        .expect("spawning the writer thread");
-    WriterHandle { jobs, commits }
+        .spawn(move || supervise(shared, queue))?;
+    Ok(WriterHandle { jobs })
 }
 
 impl WriterHandle {
-    /// Runs `apply` inside a shared write transaction and returns its value once committed.
-    pub(crate) async fn write<T, F>(&self, apply: F) -> Result<T, StoreError>
+    /// Runs `apply` (the write operation `op`) inside a shared write transaction and returns its
+    /// value once committed.
+    pub(crate) async fn write<T, F>(&self, op: &'static str, apply: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, redb::Error> + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let value = apply(ctx)?;
-            Ok(Box::new(move || {
-                let _ = answer.send(value);
-            }))
+        let (reply, answered) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Typed {
+            op,
+            apply: Some(apply),
+            value: None,
+            reply,
         });
         self.jobs
             .send(job)
             .await
             .map_err(|_| StoreError::NotCommitted("the writer has stopped".into()))?;
         answered.await.map_err(|_| {
-            StoreError::NotCommitted("the transaction was aborted by a storage error".into())
-        })
+            StoreError::NotCommitted(
+                "the writer failed before answering; the write may not be stored".into(),
+            )
+        })?
     }
 
-    /// Write transactions committed since the store was opened.
-    pub(crate) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+    /// Has the writer commit an empty write soon, so that it notices a failed database (and
+    /// recovers) even when no write is coming. Never waits.
+    pub(crate) fn check(&self) {
+        let (reply, _) = oneshot::channel::<Result<(), StoreError>>();
+        let job: Box<dyn Job> = Box::new(Typed {
+            op: CHECK,
+            apply: Some(|_: &mut WriteCtx<'_>| Ok(())),
+            value: None,
+            reply,
+        });
+        let _ = self.jobs.try_send(job);
     }
 }
 
-fn run(db: &Database, audiences: &Audiences, mut queue: mpsc::Receiver<Job>, commits: &AtomicU64) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// The thread: runs the writer, and runs it again if it ever panics outside a batch.
+fn supervise(shared: Arc<Shared>, queue: mpsc::Receiver<Box<dyn Job>>) {
+    let mut writer = Writer {
+        shared,
+        queue,
+        recovery: None,
+        retired: None,
+        index_suspect: false,
+    };
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| writer.run())) {
+            Ok(()) => break,
+            Err(panic) => {
+                let reason = format!("the writer panicked: {}", panic_message(&*panic));
+                tracing::error!(%reason, "restarting the writer");
+                writer.shared.health.writer_panicked();
+                writer.shared.health.batch_failed(&reason);
+                writer.start_recovery(&reason);
+                std::thread::sleep(FIRST_RETRY);
             }
         }
-        commit_batch(db, audiences, batch, commits);
+    }
+    // The queue is closed: every handle of the store is gone.
+    writer.shared.health.writer_stopped();
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    /// Set while the writer cannot commit.
+    recovery: Option<Recovery>,
+    /// The failed database handle, kept until the last read using it is done.
+    retired: Option<Arc<Database>>,
+    /// A commit failed after it may have reached the disk: the audience index may differ from
+    /// the database, and is rebuilt before the writer goes on.
+    index_suspect: bool,
+}
+
+struct Recovery {
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+/// Why a batch failed, and whether its commit had begun.
+struct Failed {
+    error: StoreError,
+    at_commit: bool,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        loop {
+            if self.recovery.is_some() {
+                self.recover_if_due();
+            }
+            let first = if let Some(recovery) = &self.recovery {
+                match self.queue.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => {
+                        let due = recovery
+                            .next_attempt
+                            .saturating_duration_since(Instant::now());
+                        std::thread::sleep(due.min(POLL));
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match self.queue.blocking_recv() {
+                    Some(job) => job,
+                    None => return,
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if self.recovery.is_some() {
+                self.refuse(batch);
+            } else {
+                self.commit_batch(batch);
+            }
+        }
+    }
+
+    /// Fails a batch at once while the store is recovering.
+    fn refuse(&self, batch: Vec<Box<dyn Job>>) {
+        let health = &self.shared.health;
+        let reason = health
+            .failing_reason()
+            .unwrap_or_else(|| "a storage failure".into());
+        tracing::debug!(batch = batch.len(), %reason, "writes refused while recovering");
+        if batch.iter().any(|job| job.op() != CHECK) {
+            health.batch_failed(&reason);
+        }
+        for job in batch {
+            job.fail(StoreError::Unavailable(reason.clone()));
+        }
+    }
+
+    /// Applies and commits one batch. A failure aborts the whole transaction: nothing of the
+    /// batch is stored and every caller of the batch gets the error. The audience index learns
+    /// the batch's changes and the commit is counted before anyone is answered, so a caller
+    /// always sees its own write in both.
+    fn commit_batch(&mut self, mut batch: Vec<Box<dyn Job>>) {
+        let db = match self.shared.db.get(&self.shared.health) {
+            Ok(db) => db,
+            Err(error) => {
+                self.start_recovery(&error.to_string());
+                return self.refuse(batch);
+            }
+        };
+        let shared = &*self.shared;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            apply_and_commit(&db, shared, &mut batch)
+        }));
+        match outcome {
+            Ok(Ok(changes)) => self.committed(&db, batch, &changes),
+            Ok(Err(failed)) => {
+                drop(db);
+                self.failed(batch, failed);
+            }
+            Err(panic) => {
+                drop(db);
+                let reason = format!(
+                    "the writer panicked applying a write: {}",
+                    panic_message(&*panic)
+                );
+                tracing::error!(%reason, batch = batch.len(), "write batch aborted");
+                self.shared.health.writer_panicked();
+                self.shared.health.batch_failed(&reason);
+                // Health tells of the failure before any caller hears of it.
+                self.start_recovery(&reason);
+                for job in batch {
+                    job.fail(StoreError::NotCommitted(
+                        "the store's writer failed applying this write; nothing of it was \
+                         stored"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, db: &Database, batch: Vec<Box<dyn Job>>, changes: &[(AppId, Change)]) {
+        let audiences = &self.shared.audiences;
+        if catch_unwind(AssertUnwindSafe(|| audiences.apply(changes))).is_err() {
+            // Committed, but the index learnt only part of it: rebuild it from the tables.
+            self.shared.health.writer_panicked();
+            tracing::error!("the writer panicked updating the audience index; rebuilding it");
+            if let Err(error) = self.rebuild_index(db) {
+                let reason = format!("the audience index could not be rebuilt: {error}");
+                self.shared.health.batch_failed(&reason);
+                self.index_suspect = true;
+                self.start_recovery(&reason);
+                for job in batch {
+                    job.fail(StoreError::Interrupted(
+                        "the write was committed, but the audience index could not learn it; \
+                         it will once the store has recovered"
+                            .into(),
+                    ));
+                }
+                return;
+            }
+        }
+        self.shared.health.committed();
+        for job in batch {
+            job.answer();
+        }
+    }
+
+    fn failed(&mut self, batch: Vec<Box<dyn Job>>, failed: Failed) {
+        let Failed { error, at_commit } = failed;
+        let reason = error.to_string();
+        tracing::warn!(%reason, batch = batch.len(), at_commit, "write batch aborted");
+        self.shared.health.batch_failed(&reason);
+        if at_commit {
+            self.index_suspect = true;
+        }
+        // Corrupt data fails the writes that read it; the storage itself works.
+        if !matches!(error, StoreError::Corrupt { .. }) {
+            self.start_recovery(&reason);
+        }
+        for job in batch {
+            job.fail(error.clone());
+        }
+    }
+
+    /// The writer cannot commit: writes are refused until a recovery attempt succeeds. The
+    /// first attempt is made at once.
+    fn start_recovery(&mut self, reason: &str) {
+        self.shared.health.failing(reason);
+        if self.recovery.is_none() {
+            self.recovery = Some(Recovery {
+                next_attempt: Instant::now(),
+                backoff: FIRST_RETRY,
+            });
+        }
+    }
+
+    fn recover_if_due(&mut self) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        if Instant::now() < recovery.next_attempt {
+            return;
+        }
+        match self.recover() {
+            Ok(()) => {
+                self.recovery = None;
+                self.shared.health.recovered();
+            }
+            Err(error) => {
+                if let Some(recovery) = &mut self.recovery {
+                    tracing::debug!(%error, retry_in = ?recovery.backoff, "recovery attempt failed");
+                    recovery.next_attempt = Instant::now() + recovery.backoff;
+                    recovery.backoff = (recovery.backoff * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    /// One recovery attempt: reopen the database if it refuses transactions, rebuild the
+    /// index if it may be stale, then prove a commit works.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        if let Ok(db) = self.shared.db.get(&self.shared.health)
+            && let Err(error) = db.begin_write()
+        {
+            tracing::warn!(%error, "the database refuses new transactions; reopening it");
+            drop(db);
+            self.retired = self.shared.db.take();
+        }
+        if self.shared.db.get(&self.shared.health).is_err() {
+            self.reopen()?;
+        }
+        let db = self.shared.db.get(&self.shared.health)?;
+        if self.index_suspect {
+            self.rebuild_index(&db)?;
+            self.index_suspect = false;
+        }
+        probe(&db)
+    }
+
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        if let Some(old) = self.retired.take() {
+            // redb opens a file once per process: the old handle must be gone first.
+            if Arc::strong_count(&old) > 1 {
+                self.retired = Some(old);
+                return Err(StoreError::Unavailable(
+                    "reads still use the failed database handle".into(),
+                ));
+            }
+            drop(old);
+        }
+        let db = open_database(&self.shared.file, self.shared.cache_bytes)?;
+        tracing::info!(file = %self.shared.file.display(), "database reopened");
+        self.shared.health.reopened();
+        self.shared.db.put(Arc::new(db));
+        Ok(())
+    }
+
+    fn rebuild_index(&self, db: &Database) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let rebuilt = Audiences::rebuild(db)?;
+        self.shared.audiences.replace(rebuilt);
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "audience index rebuilt from the database"
+        );
+        Ok(())
     }
 }
 
-/// Applies and commits one batch. A storage error aborts the whole transaction: nothing of the
-/// batch is stored, and every caller of the batch sees its answer dropped. The audience index
-/// learns the batch's changes and the commit is counted before anyone is answered, so a caller
-/// always sees its own write in both.
-fn commit_batch(db: &Database, audiences: &Audiences, batch: Vec<Job>, commits: &AtomicU64) {
-    let size = batch.len();
-    let result = (|| {
-        let txn = db.begin_write()?;
-        let mut ctx = WriteCtx {
-            txn: &txn,
-            changes: Vec::new(),
-        };
-        let mut replies = Vec::with_capacity(size);
-        for job in batch {
-            replies.push(job(&mut ctx)?);
-        }
-        let changes = ctx.changes;
-        txn.commit()?;
-        Ok::<_, redb::Error>((replies, changes))
-    })();
-    match result {
-        Ok((replies, changes)) => {
-            audiences.apply(&changes);
-            commits.fetch_add(1, Ordering::Relaxed);
-            replies.into_iter().for_each(|reply| reply());
-        }
-        Err(e) => tracing::error!(error = %e, batch = size, "write batch aborted"),
+fn apply_and_commit(
+    db: &Database,
+    shared: &Shared,
+    batch: &mut [Box<dyn Job>],
+) -> Result<Vec<(AppId, Change)>, Failed> {
+    let before = |error: StoreError| Failed {
+        error,
+        at_commit: false,
+    };
+    let txn = db.begin_write().map_err(|e| before(e.into()))?;
+    let mut ctx = WriteCtx {
+        txn: &txn,
+        changes: Vec::new(),
+    };
+    for job in batch.iter_mut() {
+        shared.faults.before_write(job.op()).map_err(before)?;
+        job.apply(&mut ctx).map_err(before)?;
     }
+    let changes = ctx.changes;
+    txn.commit().map_err(|e| Failed {
+        error: e.into(),
+        at_commit: true,
+    })?;
+    Ok(changes)
+}
+
+/// Writes `PROBE_BYTES` and deletes them, in two commits.
+fn probe(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(PROBE)?
+        .insert(0, vec![0u8; PROBE_BYTES].as_slice())?;
+    txn.commit()?;
+    let txn = db.begin_write()?;
+    txn.open_table(PROBE)?.remove(0)?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
