@@ -15,7 +15,20 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
+    /// Faults the store injects, from the `[testing]` table: for tests only, refused unless the
+    /// binary is built with the `fault-injection` feature.
+    pub faults: tagcast_store::FaultPlan,
     pub apps: Vec<AppConfig>,
+}
+
+impl ServerConfig {
+    /// How the server opens its store.
+    pub fn store_options(&self) -> tagcast_store::StoreOptions {
+        tagcast_store::StoreOptions {
+            cache_bytes: self.cache_mb << 20,
+            faults: self.faults.clone(),
+        }
+    }
 }
 
 /// PEM files of the certificate chain and private key; with them the server speaks HTTPS.

@@ -60,13 +60,12 @@ pub enum ServeError {
 
 /// Serves `config` until `handle` is told to shut down.
 pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(), ServeError> {
-    let store =
-        Store::open_with_cache(&config.data_dir, config.cache_mb << 20).map_err(|source| {
-            ServeError::Store {
-                path: config.data_dir.display().to_string(),
-                source,
-            }
-        })?;
+    let store = Store::open_with(&config.data_dir, config.store_options()).map_err(|source| {
+        ServeError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        }
+    })?;
     // Every rustls user in the process (TLS server, callback client) shares the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let state = shared_state(&config, store)

@@ -21,6 +21,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     tls: Option<TlsConfig>,
     cache_mb: Option<usize>,
+    /// Test-only fault injection (`[[testing.faults]]`, see `tagcast_store::FaultPlan`).
+    #[serde(default)]
+    testing: tagcast_store::FaultPlan,
     #[serde(default)]
     apps: Vec<AppConfig>,
 }
@@ -62,6 +65,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
         data_dir,
         tls,
         cache_mb,
+        faults: file.testing,
         apps,
     };
     config

@@ -16,7 +16,10 @@ const MAX_NODES: usize = 256;
 
 /// The audience a push or count request selects, from its `Condition` or `Audience` field (all
 /// accounts when neither is given).
-pub async fn audience_of(ctx: &Ctx<'_>, body: &Map<String, Value>) -> Result<(TaskKind, Expr), ApiError> {
+pub async fn audience_of(
+    ctx: &Ctx<'_>,
+    body: &Map<String, Value>,
+) -> Result<(TaskKind, Expr), ApiError> {
     let condition = present(body, "Condition");
     let extension = present(body, "Audience");
     match (condition, extension) {

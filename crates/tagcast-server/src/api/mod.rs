@@ -8,7 +8,10 @@ mod reports;
 mod tags;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,8 +48,22 @@ fn json_kind(first: u8) -> Option<&'static str> {
 /// A serialized OK response.
 pub type Reply = Result<Vec<u8>, ApiError>;
 
-/// Runs the API of `ctx.route` on `body`.
+/// Runs the API of `ctx.route` on `body`. A handler that panics is answered with the family's
+/// internal-error code, like a storage failure, never with a dropped connection.
 pub async fn dispatch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+    match AssertUnwindSafe(run(ctx, body)).catch_unwind().await {
+        Ok(reply) => reply,
+        Err(_) => {
+            tracing::error!(api = ctx.route.name, "the handler panicked");
+            Err(ApiError::new(
+                ctx.internal_code(),
+                "internal error, please retry: the request failed inside the server",
+            ))
+        }
+    }
+}
+
+async fn run(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     match ctx.route.op {
         Op::AddTag => tags::add_tag(ctx, body).await,
         Op::RemoveTag => tags::remove_tag(ctx, body).await,
@@ -108,14 +125,22 @@ impl Ctx<'_> {
         }
     }
 
-    /// A storage failure, reported with the family's internal-error code.
+    /// A storage failure, reported with the family's internal-error code (91000, 70500): the
+    /// request may be retried.
     pub fn internal(&self, error: StoreError) -> ApiError {
         tracing::error!(api = self.route.name, %error, "storage failure");
-        let code = match self.route.family {
+        ApiError::new(
+            self.internal_code(),
+            format!("internal error, please retry: {error}"),
+        )
+    }
+
+    /// The family's internal-error code.
+    pub fn internal_code(&self) -> Code {
+        match self.route.family {
             Family::Account => Code::AccountInternal,
             Family::TimPush | Family::AllMemberPush | Family::Tagcast => Code::Internal,
-        };
-        ApiError::new(code, format!("internal error, please retry: {error}"))
+        }
     }
 
     /// Refuses a request listing more accounts than the app allows (90018).

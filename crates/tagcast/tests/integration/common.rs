@@ -724,3 +724,25 @@ pub fn assert_item_error(
 pub fn assert_no_error_list(response: &Value) {
     assert_eq!(response.get("ErrorList"), None, "{response}");
 }
+
+// --- Servers with their store in a given place or with a fault plan (faults.rs). ------------
+
+impl Server {
+    /// Starts a server over plain HTTP whose store lives in `data_dir` (e.g. on a small
+    /// filesystem), with `extra` TOML appended to the standard config (e.g. a
+    /// `[[testing.faults]]` fault plan; the test binary is built with fault injection).
+    pub fn start_with_store(data_dir: &Path, extra: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("tagcast.toml");
+        let text = config_toml(data_dir, None, None);
+        std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
+        let (child, base) = spawn(&config);
+        Server {
+            child,
+            base,
+            dir,
+            tls: None,
+            client: client(),
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 mod delivery;
 mod durability;
 mod errors;
+mod faults;
 mod props;
 mod push;
 mod samples;
