@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tagcast",
     version,
-    about = "Self-hosted, Tencent Cloud Chat compatible push audience server"
+    about = "Self-hosted, Tencent Cloud Chat compatible push audience server",
+    after_help = "Exit status: 0 on success, 1 on a failure while running, 2 on a usage, config or \
+                  start-up error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,6 +26,11 @@ pub enum Command {
     /// Print a UserSig (TLSSigAPIv2) for an identifier.
     Usersig(UserSigArgs),
     /// Connect as an account and print every push it receives, one JSON frame per line.
+    ///
+    /// Frames go to stdout, one JSON object per line; connection events go to stderr. A dropped
+    /// connection is retried with exponential backoff (1 s doubling to 30 s, with jitter). It
+    /// stops with exit status 1 when retrying cannot help (login refused, TLS certificate not
+    /// trusted), and with 0 when a newer session of the account replaces this one.
     Listen(ListenArgs),
 }
 
@@ -44,15 +51,40 @@ pub struct ServeArgs {
     /// PEM private key; with --tls-cert, serve HTTPS.
     #[arg(long, env = "TAGCAST_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Log lines on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line). The filter is TAGCAST_LOG (e.g. `debug`, `tagcast_server=debug`) [default: info].
+    #[arg(long, env = "TAGCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the app's secret key comes from. `--key-file` or `TAGCAST_KEY` keep it out of the
+/// process list; `--key-file` wins over the variable.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The app's secret key. On the command line it is visible to other users of this machine
+    /// (e.g. in `ps`): prefer --key-file or TAGCAST_KEY.
+    #[arg(long, env = "TAGCAST_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// A file holding the app's secret key (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Whether `key` came from TAGCAST_KEY rather than --key: set after parsing.
+    #[arg(skip)]
+    pub key_from_env: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct UserSigArgs {
     #[arg(long)]
     pub sdkappid: u64,
-    /// The app's secret key.
-    #[arg(long)]
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[arg(long)]
     pub identifier: String,
     /// Validity in seconds.
@@ -62,7 +94,7 @@ pub struct UserSigArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// The server's base URL (http:// or ws://).
+    /// The server's base URL (http://, https://, ws:// or wss://).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     #[arg(long)]
@@ -70,10 +102,14 @@ pub struct ListenArgs {
     /// The account to connect as; it becomes known to the app, as a login does.
     #[arg(long)]
     pub identifier: String,
-    /// The app's secret key, to sign a UserSig for the account.
-    #[arg(long, required_unless_present = "usersig")]
-    pub key: Option<String>,
-    /// A ready UserSig of the account, instead of --key.
-    #[arg(long, conflicts_with = "key")]
+    // The app's secret key signs a UserSig for the account at each connection.
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// A ready UserSig of the account, instead of the app's key.
+    #[arg(long, conflicts_with = "key_file")]
     pub usersig: Option<String>,
+    /// A PEM file of CA certificates (or of the server's self-signed certificate) to trust for
+    /// https:// and wss://, besides the built-in public roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }

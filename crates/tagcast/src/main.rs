@@ -1,53 +1,116 @@
-//! The `tagcast` command: `serve` runs the server, `usersig` prints a UserSig.
+//! The `tagcast` command: `serve` runs the server, `usersig` prints a UserSig, `listen` prints
+//! what an account receives.
+//!
+//! Exit status: 0 on success, 1 on a failure while running, 2 on a usage, config or start-up
+//! error. An error is one line on stderr, without a backtrace.
 
 mod cli;
 mod dev_app;
+mod failure;
+mod key;
 mod listen;
+mod logging;
 mod settings;
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tagcast_server::ServerHandle;
 
-use crate::cli::{Cli, Command, ServeArgs, UserSigArgs};
+use crate::cli::{Cli, Command, KeyArgs, LogFormat, ServeArgs, UserSigArgs};
 use crate::dev_app::DevAppInfo;
+use crate::failure::Failure;
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    note_key_source(&mut cli.command, &matches);
+    let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Listen(args) => tokio::runtime::Runtime::new()?.block_on(listen::listen(args)),
-        Command::Usersig(args) => {
-            print_usersig(&args);
-            Ok(())
-        }
+        Command::Listen(args) => tokio::runtime::Runtime::new()
+            .map_err(Failure::runtime)
+            .and_then(|runtime| runtime.block_on(listen::listen(args))),
+        Command::Usersig(args) => print_usersig(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
-    let (config, dev_app) = settings::resolve(&args)?;
-    let runtime = tokio::runtime::Runtime::new()?;
+/// Records whether `--key` came from TAGCAST_KEY: a variable is a default that `--key-file` and
+/// `--usersig` override, where `--key` on the command line conflicts with them.
+fn note_key_source(command: &mut Command, matches: &ArgMatches) {
+    let (keys, name): (&mut KeyArgs, _) = match command {
+        Command::Usersig(args) => (&mut args.key, "usersig"),
+        Command::Listen(args) => (&mut args.key, "listen"),
+        Command::Serve(_) => return,
+    };
+    keys.key_from_env = matches
+        .subcommand_matches(name)
+        .and_then(|sub| sub.value_source("key"))
+        == Some(ValueSource::EnvVariable);
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    logging::init(args.log_format).map_err(Failure::config)?;
+    let json = args.log_format == LogFormat::Json;
+    serve_logged(args).map_err(|mut failure| {
+        if json {
+            // With JSON logs, the failure is one more JSON line rather than plain text.
+            tracing::error!(exit_status = failure.status, "{}", failure.message());
+            failure.logged = true;
+        }
+        failure
+    })
+}
+
+fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
+    let (config, dev_app) = settings::resolve(&args).map_err(Failure::config)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(Failure::config)?;
     runtime.block_on(async move {
         let handle = ServerHandle::new();
         let tls = config.tls.is_some();
-        tokio::spawn(announce_when_listening(handle.clone(), tls, dev_app));
+        let announce = tokio::spawn(announce_when_listening(handle.clone(), tls, dev_app));
         tokio::spawn(shutdown_on_signal(handle.clone()));
-        tagcast_server::serve(config, handle).await
-    })?;
-    Ok(())
+        let served = tagcast_server::serve(config, handle).await;
+        // The server is past start-up once it listened: a failure then is a runtime one.
+        let announced = announce
+            .await
+            .map_err(|e| Failure::runtime(anyhow!("start-up announcement failed: {e}")))?;
+        match (served, announced) {
+            (Err(error), Ok(false)) => Err(Failure::config(error)),
+            (Err(error), Ok(true)) => Err(Failure::runtime(error)),
+            (Ok(()), Err(failure)) | (Err(_), Err(failure)) => Err(failure),
+            (Ok(()), Ok(_)) => Ok(()),
+        }
+    })
 }
 
-/// Prints the bound address on stdout once listening: with `--listen 127.0.0.1:0` this is how a
-/// caller learns the port.
-async fn announce_when_listening(handle: ServerHandle, tls: bool, dev_app: Option<DevAppInfo>) {
-    if let Some(addr) = handle.listening().await {
-        if let Some(info) = &dev_app {
-            dev_app::print_banner(info, addr, tls);
+/// Once listening: keeps a new development app's key, prints its banner, then prints the bound
+/// address on stdout (with `--listen 127.0.0.1:0` this is how a caller learns the port).
+/// Returns whether the server listened.
+async fn announce_when_listening(
+    handle: ServerHandle,
+    tls: bool,
+    dev_app: Option<DevAppInfo>,
+) -> Result<bool, Failure> {
+    let Some(addr) = handle.listening().await else {
+        return Ok(false);
+    };
+    if let Some(info) = &dev_app {
+        if let Err(error) = info.keep() {
+            handle.graceful_shutdown(None);
+            return Err(Failure::config(error));
         }
-        let scheme = if tls { "https" } else { "http" };
-        println!("tagcast listening on {scheme}://{addr}");
-        tracing::info!(%addr, scheme, "listening");
+        dev_app::print_banner(info, addr, tls);
     }
+    let scheme = if tls { "https" } else { "http" };
+    println!("tagcast listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "listening");
+    Ok(true)
 }
 
 async fn shutdown_on_signal(handle: ServerHandle) {
@@ -70,19 +133,15 @@ async fn shutdown_on_signal(handle: ServerHandle) {
     handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAGCAST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-fn print_usersig(args: &UserSigArgs) {
+fn print_usersig(args: &UserSigArgs) -> Result<(), Failure> {
+    let key = args
+        .key
+        .resolve()?
+        .ok_or_else(|| Failure::config(anyhow!(key::NEEDED)))?;
     let now = tagcast_server::now_unix();
     println!(
         "{}",
-        tagcast_usersig::sign(args.sdkappid, &args.key, &args.identifier, args.expire, now)
+        tagcast_usersig::sign(args.sdkappid, &key, &args.identifier, args.expire, now)
     );
+    Ok(())
 }

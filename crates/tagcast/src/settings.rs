@@ -53,7 +53,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
     let (apps, dev_app) = match args.config {
         Some(_) => (file.apps, None),
         None => {
-            let (app, info) = dev_app::load_or_create(&data_dir)?;
+            let (app, info) = dev_app::load_or_generate(&data_dir)?;
             (vec![app], Some(info))
         }
     };
@@ -77,8 +77,20 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    // One line naming the file, the place and the key, rather than toml's multi-line report.
+    toml::from_str(&text).map_err(|e| {
+        let at = e.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!(", line {line}, column {column}")
+        });
+        anyhow::anyhow!(
+            "invalid config file {}{at}: {}",
+            path.display(),
+            e.message().trim()
+        )
+    })
 }
 
 #[cfg(test)]

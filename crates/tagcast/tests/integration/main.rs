@@ -2,11 +2,13 @@
 
 mod auth;
 mod bad_input;
+mod cli_errors;
 mod common;
 mod delivery;
 mod durability;
 mod errors;
 mod faults;
+mod listen;
 mod props;
 mod push;
 mod samples;

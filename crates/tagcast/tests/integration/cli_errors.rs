@@ -1,0 +1,356 @@
+//! What the `tagcast` command prints and returns when it cannot start (one plain line naming the
+//! file, key or address; exit status 2; no backtrace), its log formats, and where the app's secret
+//! key may come from.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// `TAGCAST_*` variables a developer's shell might set; every spawned command runs without them.
+const ENV_VARS: [&str; 8] = [
+    "TAGCAST_CONFIG",
+    "TAGCAST_LISTEN",
+    "TAGCAST_DATA_DIR",
+    "TAGCAST_TLS_CERT",
+    "TAGCAST_TLS_KEY",
+    "TAGCAST_KEY",
+    "TAGCAST_LOG",
+    "TAGCAST_LOG_FORMAT",
+];
+
+/// The exit status of a usage, config or start-up error.
+const CONFIG_ERROR: i32 = 2;
+
+fn tagcast(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tagcast"));
+    for var in ENV_VARS {
+        command.env_remove(var);
+    }
+    command.args(args).env("TAGCAST_LOG", "warn");
+    command
+}
+
+/// A spawned `tagcast`, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `command` with RUST_BACKTRACE=1, expecting it to exit on its own soon; fails if it keeps
+/// running (it started serving after all).
+fn run_to_exit(command: &mut Command) -> Output {
+    let mut child = command
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tagcast");
+    for _ in 0..400 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("tagcast output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("tagcast output");
+    panic!(
+        "tagcast kept running: {command:?}; stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// Asserts `command` fails with exit status 2 and one plain `error: ...` line on stderr, without
+/// a backtrace and without listening; returns that line.
+#[track_caller]
+fn assert_start_error(command: &mut Command) -> String {
+    let output = run_to_exit(command);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    assert_eq!(output.status.code(), Some(CONFIG_ERROR), "{stderr}");
+    assert!(!stdout.contains("listening"), "it listened: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    let lower = stderr.to_lowercase();
+    for noise in ["backtrace", "caused by", "panicked", "stack"] {
+        assert!(!lower.contains(noise), "{noise:?} in {stderr}");
+    }
+    stderr
+}
+
+/// `tagcast serve --config` with a config of one app on `data`, with `top` lines (e.g. `[tls]`).
+fn serve_config(dir: &Path, name: &str, data: &Path, top: &str) -> Command {
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{top}\n[[apps]]\nsdkappid = 1400000001\n\
+         secret_key = \"k\"\nadmins = [\"administrator\"]\n",
+        data.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut command = tagcast(&["serve", "--config"]);
+    command.arg(config);
+    command
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn a_missing_tls_key_is_named_once_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = write_self_signed_cert(dir.path());
+    let missing = dir.path().join("no-such-key.pem");
+    let data = dir.path().join("data");
+    let tls = tls_toml(&cert, &missing);
+    let line = assert_start_error(&mut serve_config(dir.path(), "missing_key", &data, &tls));
+    let shown = missing.display().to_string();
+    assert_eq!(count(&line, &shown), 1, "the file once: {line}");
+    assert!(line.contains("key"), "{line}");
+    assert_eq!(
+        count(&line.to_lowercase(), "no such file"),
+        1,
+        "the cause once: {line}"
+    );
+    assert!(!data.exists(), "the data dir was created: {line}");
+}
+
+#[test]
+fn a_garbage_certificate_says_so_and_leaves_the_data_dir_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = write_self_signed_cert(dir.path());
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "this is not PEM").unwrap();
+    let shown = garbage.display().to_string();
+    let data = dir.path().join("data");
+    let tls = tls_toml(&garbage, &key);
+    let line = assert_start_error(&mut serve_config(dir.path(), "garbage", &data, &tls));
+    assert!(line.contains(&shown), "{line}");
+    assert!(line.contains("no PEM certificate found"), "{line}");
+    assert!(!line.contains("peer sent no certificates"), "{line}");
+    assert!(!data.exists(), "the data dir was created: {line}");
+
+    // Without a config file (the development app), by flags: the new app's key is not written
+    // into a data dir that a failed start would otherwise create.
+    let dev_data = dir.path().join("dev-data");
+    let mut command = tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+    command
+        .arg(&dev_data)
+        .arg("--tls-cert")
+        .arg(&garbage)
+        .arg("--tls-key")
+        .arg(&key);
+    let line = assert_start_error(&mut command);
+    assert!(line.contains(&shown), "{line}");
+    assert!(!dev_data.exists(), "the data dir was created: {line}");
+}
+
+#[test]
+fn an_address_in_use_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let mut command = serve_config(dir.path(), "busy", &data, "");
+    command.args(["--listen", &addr]);
+    let line = assert_start_error(&mut command);
+    assert!(line.contains(&addr), "{line}");
+    assert!(line.to_lowercase().contains("in use"), "{line}");
+    assert!(!data.exists(), "the data dir was created: {line}");
+}
+
+#[test]
+fn an_unknown_config_key_is_named_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut command = serve_config(dir.path(), "typo", &data, "listne = \"127.0.0.1:1\"");
+    let line = assert_start_error(&mut command);
+    assert!(line.contains("listne"), "{line}");
+    assert!(line.contains("typo.toml"), "the file is named: {line}");
+    assert!(line.contains("line 3"), "the place is named: {line}");
+}
+
+#[test]
+fn a_bad_flag_is_a_usage_error() {
+    let output = run_to_exit(&mut tagcast(&["serve", "--log-format", "xml"]));
+    assert_eq!(output.status.code(), Some(CONFIG_ERROR));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("xml"), "{stderr}");
+}
+
+/// Starts `command` (a `tagcast serve`) with its stderr piped, requests `/healthz`, stops it with
+/// SIGTERM and returns everything it wrote on stderr.
+async fn serve_and_stop(command: &mut Command) -> String {
+    let mut child = command
+        .env("TAGCAST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tagcast");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).expect("read stderr");
+        text
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let base = loop {
+        let line = lines.next().expect("exited before listening").unwrap();
+        if let Some(url) = line.strip_prefix("tagcast listening on ") {
+            break url.to_string();
+        }
+    };
+    let child = Running(child);
+    let response = client_builder()
+        .build()
+        .unwrap()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut child = child;
+    send_signal(child.0.id(), "TERM");
+    assert!(child.0.wait().unwrap().success());
+    reader.join().unwrap()
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut command = serve_config(dir.path(), "json", &data, "");
+    command.args(["--log-format", "json"]);
+    let stderr = serve_and_stop(&mut command).await;
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() >= 2,
+        "a start and a shutdown at least: {stderr}"
+    );
+    for line in &lines {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["message"].is_string(), "{line}");
+        assert!(event["timestamp"].is_string(), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"listening\"")),
+        "{stderr}"
+    );
+
+    // The variable works too, and a start-up error is a JSON line as well.
+    let mut command = serve_config(dir.path(), "typo", &data, "listne = 1");
+    command.env("TAGCAST_LOG_FORMAT", "json");
+    let output = run_to_exit(&mut command);
+    assert_eq!(output.status.code(), Some(CONFIG_ERROR));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let event: Value = serde_json::from_str(stderr.trim())
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}): {stderr:?}"));
+    assert_eq!(event["level"], "ERROR", "{stderr}");
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.contains("listne"), "{stderr}");
+}
+
+#[tokio::test]
+async fn text_logs_are_not_coloured_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stderr = serve_and_stop(&mut serve_config(dir.path(), "text", &data, "")).await;
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(stderr.contains("listening"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "ANSI codes: {stderr:?}");
+}
+
+/// Runs `tagcast usersig` for sdkappid 1400000001 and identifier `a` with `extra` arguments.
+fn usersig(extra: &[&str], env_key: Option<&str>) -> Output {
+    let mut command = tagcast(&["usersig", "--sdkappid", "1400000001", "--identifier", "a"]);
+    command.args(extra);
+    if let Some(key) = env_key {
+        command.env("TAGCAST_KEY", key);
+    }
+    run_to_exit(&mut command)
+}
+
+/// Asserts `output` printed a UserSig signed with `key`.
+#[track_caller]
+fn assert_signed_with(output: &Output, key: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let sig = String::from_utf8_lossy(&output.stdout);
+    tagcast_usersig::verify(sig.trim(), 1_400_000_001, "a", key, now())
+        .unwrap_or_else(|e| panic!("not signed with {key:?}: {e:?}"));
+}
+
+#[test]
+fn the_key_comes_from_the_flag_the_variable_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key");
+    std::fs::write(&file, "file-key\n").unwrap();
+    let file_arg = file.display().to_string();
+
+    assert_signed_with(&usersig(&["--key", "flag-key"], None), "flag-key");
+    assert_signed_with(&usersig(&[], Some("env-key")), "env-key");
+    // The file's trailing newline is not part of the key.
+    assert_signed_with(&usersig(&["--key-file", &file_arg], None), "file-key");
+    // A file beats the variable, which is a default.
+    assert_signed_with(
+        &usersig(&["--key-file", &file_arg], Some("env-key")),
+        "file-key",
+    );
+    // --key beats the variable.
+    assert_signed_with(
+        &usersig(&["--key", "flag-key"], Some("env-key")),
+        "flag-key",
+    );
+
+    // Mistakes are usage errors, named.
+    for (extra, mentions) in [
+        (vec!["--key", "k", "--key-file", &file_arg], "--key-file"),
+        (vec![], "TAGCAST_KEY"),
+        (vec!["--key-file", "/no/such/key/file"], "/no/such/key/file"),
+    ] {
+        let output = usersig(&extra, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(CONFIG_ERROR),
+            "{extra:?}: {stderr}"
+        );
+        assert!(stderr.contains(mentions), "{extra:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{extra:?}");
+    }
+}
+
+#[test]
+fn help_tells_where_the_key_can_come_from() {
+    for command in ["usersig", "listen"] {
+        let output = tagcast(&[command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{help}");
+        for mention in ["--key-file", "TAGCAST_KEY", "visible to other users"] {
+            assert!(
+                help.contains(mention),
+                "{command} --help lacks {mention:?}:\n{help}"
+            );
+        }
+    }
+    let output = tagcast(&["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for mention in ["--log-format", "TAGCAST_LOG_FORMAT", "json"] {
+        assert!(
+            help.contains(mention),
+            "serve --help lacks {mention:?}:\n{help}"
+        );
+    }
+}
