@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -18,6 +19,8 @@ pub struct ServerConfig {
     /// Faults the store injects, from the `[testing]` table: for tests only, refused unless the
     /// binary is built with the `fault-injection` feature.
     pub faults: tagcast_store::FaultPlan,
+    pub http: HttpConfig,
+    pub websocket: WsConfig,
     pub apps: Vec<AppConfig>,
 }
 
@@ -28,6 +31,119 @@ impl ServerConfig {
             cache_bytes: self.cache_mb << 20,
             faults: self.faults.clone(),
         }
+    }
+}
+
+/// Limits of the listener against idle, slow and too many connections (`[http]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Open connections at most, HTTP and WebSocket together; 0 = the process's descriptor
+    /// limit less a reserve. At the cap, the oldest connection with no request in flight is
+    /// closed to admit a new one.
+    pub max_connections: usize,
+    /// A request's head must arrive within this many seconds of its first byte (or of the
+    /// connection's start), TLS handshake included.
+    pub header_timeout_secs: u64,
+    /// A request's body must arrive within this many seconds (60008 otherwise).
+    pub body_timeout_secs: u64,
+    /// A connection with no request and no traffic for this many seconds is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        positive(&[
+            ("header_timeout_secs", self.header_timeout_secs as usize),
+            ("body_timeout_secs", self.body_timeout_secs as usize),
+            ("idle_timeout_secs", self.idle_timeout_secs as usize),
+        ])
+    }
+}
+
+/// Keepalive and limits of WebSocket sessions (`[websocket]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// The server pings each session this often.
+    pub ping_interval_secs: u64,
+    /// A session that sends nothing for this long after a ping is closed (4002).
+    pub pong_timeout_secs: u64,
+    /// Largest message (and frame) a client may send; larger closes the session (1009).
+    pub max_message_bytes: usize,
+    /// Bytes the server buffers for a session that does not read; beyond, it is closed (4001).
+    pub max_write_buffer_bytes: usize,
+    /// Messages (pings included) a client may send per second; beyond, it is closed (1008).
+    pub max_client_messages_per_sec: u32,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval_secs: 30,
+            pong_timeout_secs: 20,
+            max_message_bytes: 4096,
+            max_write_buffer_bytes: 256 * 1024,
+            max_client_messages_per_sec: 50,
+        }
+    }
+}
+
+impl WsConfig {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+
+    pub fn pong_timeout(&self) -> Duration {
+        Duration::from_secs(self.pong_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        positive(&[
+            ("ping_interval_secs", self.ping_interval_secs as usize),
+            ("pong_timeout_secs", self.pong_timeout_secs as usize),
+            ("max_message_bytes", self.max_message_bytes),
+            (
+                "max_client_messages_per_sec",
+                self.max_client_messages_per_sec as usize,
+            ),
+        ])?;
+        // The write buffer must hold at least one push frame.
+        if self.max_write_buffer_bytes < 16 * 1024 {
+            return Err("max_write_buffer_bytes: must be at least 16384".into());
+        }
+        Ok(())
+    }
+}
+
+/// The first of `values` that is 0, as an error naming its key.
+fn positive(values: &[(&str, usize)]) -> Result<(), String> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(format!("{key}: must be greater than 0")),
+        None => Ok(()),
     }
 }
 
@@ -153,6 +269,10 @@ impl Default for Limits {
 impl ServerConfig {
     /// Checks what types alone cannot; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        self.http.validate().map_err(|e| format!("http.{e}"))?;
+        self.websocket
+            .validate()
+            .map_err(|e| format!("websocket.{e}"))?;
         if self.apps.is_empty() {
             return Err("apps: at least one [[apps]] entry is required".into());
         }
@@ -191,7 +311,7 @@ impl AppConfig {
 
 impl Limits {
     fn validate(&self) -> Result<(), String> {
-        let positive = [
+        positive(&[
             ("accounts_per_request", self.accounts_per_request),
             (
                 "accounts_per_account_request",
@@ -212,10 +332,7 @@ impl Limits {
             ("condition_tags", self.condition_tags),
             ("batch_accounts", self.batch_accounts),
             ("revokes_per_second", self.revokes_per_second as usize),
-        ];
-        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{key}: must be greater than 0"));
-        }
+        ])?;
         if let Some((api, _)) = self
             .api_calls_per_second_by_api
             .iter()

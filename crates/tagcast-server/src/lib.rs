@@ -14,6 +14,8 @@ pub mod config;
 mod metrics;
 mod routes;
 mod state;
+mod sync;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,21 +28,19 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum_server::Handle;
 use tagcast_proto::{ApiError, Code, Envelope};
 use tagcast_store::Store;
 
 use crate::api::{Ctx, Reply};
-use crate::config::ServerConfig;
+use crate::config::{HttpConfig, ServerConfig};
 use crate::delivery::{Callbacks, Hub, Recorder};
-use crate::metrics::Metrics;
 use crate::routes::Route;
 use crate::state::{AppState, SharedState};
 
-/// Controls a running server: where it listens, and its graceful shutdown.
-pub type ServerHandle = Handle<SocketAddr>;
+pub use transport::ServerHandle;
 
-/// Why the server could not start or stopped with an error.
+/// Why the server could not start or stopped with an error. Each message names the file, key or
+/// address at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the store in {path}: {source}")]
@@ -48,62 +48,44 @@ pub enum ServeError {
         path: String,
         source: tagcast_store::StoreError,
     },
-    #[error("cannot load the TLS {what} {path}: {source}")]
-    Tls {
-        what: &'static str,
-        path: String,
+    #[error(transparent)]
+    Tls(#[from] transport::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Serves `config` until `handle` is told to shut down.
-pub async fn serve(config: ServerConfig, handle: Handle<SocketAddr>) -> Result<(), ServeError> {
-    let store = Store::open_with(&config.data_dir, config.store_options()).map_err(|source| {
-        ServeError::Store {
-            path: config.data_dir.display().to_string(),
-            source,
-        }
-    })?;
+/// Serves `config` until `handle` is told to shut down. The TLS files and the address are
+/// checked before the store is opened, so a bad config never touches the data.
+pub async fn serve(config: ServerConfig, handle: ServerHandle) -> Result<(), ServeError> {
+    let result = start_and_serve(config, handle.clone()).await;
+    if result.is_err() {
+        handle.set_failed();
+    }
+    result
+}
+
+async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(), ServeError> {
     // Every rustls user in the process (TLS server, callback client) shares the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = shared_state(&config, store)
-        .await
-        .map_err(|source| ServeError::Store {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-    let service = router(state).into_make_service();
-    match &config.tls {
-        Some(tls) => {
-            let read = |what, path: &std::path::Path| {
-                std::fs::read(path).map_err(|source| ServeError::Tls {
-                    what,
-                    path: path.display().to_string(),
-                    source,
-                })
-            };
-            let (cert, key) = (read("certificate", &tls.cert)?, read("key", &tls.key)?);
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
-                .await
-                .map_err(|source| ServeError::Tls {
-                    what: "certificate and key",
-                    path: format!("{} and {}", tls.cert.display(), tls.key.display()),
-                    source,
-                })?;
-            axum_server::bind_rustls(config.listen, rustls)
-                .handle(handle)
-                .serve(service)
-                .await?
-        }
-        None => {
-            axum_server::bind(config.listen)
-                .handle(handle)
-                .serve(service)
-                .await?
-        }
-    }
+    let tls = config.tls.as_ref().map(transport::load_tls).transpose()?;
+    let listener = transport::bind(config.listen).await?;
+    let store_error = |source| ServeError::Store {
+        path: config.data_dir.display().to_string(),
+        source,
+    };
+    let store = Store::open_with(&config.data_dir, config.store_options()).map_err(store_error)?;
+    let state = shared_state(&config, store).await.map_err(store_error)?;
+    let mut http = config.http.clone();
+    http.max_connections = transport::connection_cap(http.max_connections);
+    tracing::info!(max_connections = http.max_connections, "connection cap");
+    handle.set_listening(listener.local_addr()?);
+    transport::run(listener, tls, router(state.clone()), http, handle).await;
+    state.hub.shut_down().await;
     Ok(())
 }
 
@@ -122,7 +104,8 @@ async fn shared_state(
         apps,
         store,
         hub,
-        metrics: Metrics::new(),
+        http: config.http.clone(),
+        websocket: config.websocket.clone(),
     }))
 }
 
@@ -138,8 +121,8 @@ fn router(state: Arc<SharedState>) -> Router {
         .with_state(state)
 }
 
-async fn render_metrics(State(state): State<Arc<SharedState>>) -> String {
-    state.metrics.render()
+async fn render_metrics() -> String {
+    metrics::render()
 }
 
 async fn v4(
@@ -167,9 +150,7 @@ async fn v4(
         }
     };
     let api = route.map_or("unknown", |r| r.name);
-    state
-        .metrics
-        .observe(api, code, started.elapsed().as_secs_f64());
+    metrics::observe_request(api, code, started.elapsed().as_secs_f64());
     let mut response = json_response(bytes);
     if !reusable && version <= Version::HTTP_11 {
         response
@@ -221,10 +202,7 @@ async fn handle(
         true => (app.limits.push_body_bytes, Code::PushBodyTooLarge),
         false => (app.limits.body_bytes, Code::HttpParse),
     };
-    let body = body.take().unwrap_or_default();
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::new(code, format!("request body is larger than {limit} bytes")))?;
+    let body = read_body(body.take().unwrap_or_default(), limit, code, &state.http).await?;
     let ctx = Ctx {
         app,
         identifier: &identifier,
@@ -233,6 +211,28 @@ async fn handle(
         hub: &state.hub,
     };
     api::dispatch(&ctx, &body).await
+}
+
+/// The request body, at most `limit` bytes (else `too_large`), within the body timeout (else
+/// 60008).
+async fn read_body(
+    body: Body,
+    limit: usize,
+    too_large: Code,
+    http: &HttpConfig,
+) -> Result<axum::body::Bytes, ApiError> {
+    let timeout = http.body_timeout();
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
+            too_large,
+            format!("request body is larger than {limit} bytes"),
+        )),
+        Err(_) => Err(ApiError::new(
+            Code::MalformedRequest,
+            format!("request body not received within {} s", timeout.as_secs()),
+        )),
+    }
 }
 
 /// A FAIL envelope; push and batch keep `"TaskId": ""` on failure, as Tencent's do.

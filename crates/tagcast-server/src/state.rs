@@ -1,15 +1,16 @@
-//! What the handlers share: the apps with their keys, admins and rate limiters, the store, metrics.
+//! What the handlers share: the apps with their keys, admins and rate limiters, the store, the
+//! delivery hub and the transport limits.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tagcast_proto::{ApiError, Code};
 use tagcast_store::{Store, TagLimits};
 
-use crate::config::{AppConfig, Limits};
+use crate::config::{AppConfig, HttpConfig, Limits, WsConfig};
 use crate::delivery::Hub;
-use crate::metrics::Metrics;
 use crate::routes::Route;
 
 pub struct AppState {
@@ -63,6 +64,22 @@ impl AppState {
         self.revokes.check().is_ok()
     }
 
+    /// A UserID this app accepts: 1 to `account_id_bytes` bytes (70402 otherwise).
+    pub fn check_user_id(&self, field: &str, id: &str) -> Result<(), ApiError> {
+        let limit = self.limits.account_id_bytes;
+        if id.is_empty() || id.len() > limit {
+            return Err(ApiError::new(
+                Code::InvalidParameters,
+                format!(
+                    "{field}: UserID '{}' must be 1 to {limit} bytes, got {}",
+                    crate::api::shown(id),
+                    id.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn tag_limits(&self) -> TagLimits {
         TagLimits {
             max_tags_per_account: self.limits.tags_per_account,
@@ -75,5 +92,6 @@ pub struct SharedState {
     pub apps: HashMap<u64, AppState>,
     pub store: Store,
     pub hub: Arc<Hub>,
-    pub metrics: Metrics,
+    pub http: HttpConfig,
+    pub websocket: WsConfig,
 }

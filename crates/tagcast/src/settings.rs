@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
-use tagcast_server::config::{AppConfig, ServerConfig, TlsConfig};
+use tagcast_server::config::{AppConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig};
 
 use crate::cli::ServeArgs;
 use crate::dev_app::{self, DevAppInfo};
@@ -24,6 +24,10 @@ struct FileConfig {
     /// Test-only fault injection (`[[testing.faults]]`, see `tagcast_store::FaultPlan`).
     #[serde(default)]
     testing: tagcast_store::FaultPlan,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    websocket: WsConfig,
     #[serde(default)]
     apps: Vec<AppConfig>,
 }
@@ -66,6 +70,8 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
         tls,
         cache_mb,
         faults: file.testing,
+        http: file.http,
+        websocket: file.websocket,
         apps,
     };
     config

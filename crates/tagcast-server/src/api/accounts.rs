@@ -5,14 +5,14 @@ use tagcast_proto::responses::{
 };
 use tagcast_proto::{ApiError, Code, requests};
 
-use super::{Ctx, Reply, reply, shown};
+use super::{Ctx, Reply, reply};
 
 /// Tencent's ResultInfo for an account that does not exist.
 const NOT_EXIST_INFO: &str = "Err_TLS_PT_Open_Login_Account_Not_Exist";
 
 pub async fn account_import(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let req: requests::AccountImport = ctx.parse(body)?;
-    check_user_id(ctx, "UserID", &req.user_id)?;
+    ctx.app.check_user_id("UserID", &req.user_id)?;
     let limit = ctx.app.limits.profile_field_bytes;
     for (field, value) in [("Nick", &req.nick), ("FaceUrl", &req.face_url)] {
         if let Some(value) = value.as_ref().filter(|v| v.len() > limit) {
@@ -32,7 +32,7 @@ pub async fn multiaccount_import(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let (valid, fail_accounts): (Vec<String>, Vec<String>) = req
         .accounts
         .into_iter()
-        .partition(|id| check_user_id(ctx, "Accounts", id).is_ok());
+        .partition(|id| ctx.app.check_user_id("Accounts", id).is_ok());
     import(ctx, valid).await?;
     reply(MultiAccountImport { fail_accounts })
 }
@@ -114,21 +114,6 @@ fn check_count(ctx: &Ctx<'_>, field: &str, count: usize) -> Result<(), ApiError>
         return Err(ApiError::new(
             Code::InvalidParameters,
             format!("{field} has {count} entries; it must have 1 to {limit}"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_user_id(ctx: &Ctx<'_>, field: &str, id: &str) -> Result<(), ApiError> {
-    let limit = ctx.app.limits.account_id_bytes;
-    if id.is_empty() || id.len() > limit {
-        return Err(ApiError::new(
-            Code::InvalidParameters,
-            format!(
-                "{field}: UserID '{}' must be 1 to {limit} bytes, got {}",
-                shown(id),
-                id.len()
-            ),
         ));
     }
     Ok(())

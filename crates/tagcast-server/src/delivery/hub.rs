@@ -10,7 +10,7 @@ use tagcast_store::{AccountId, AppId, RoaringBitmap, Store, TaskMeta};
 use tokio::sync::mpsc;
 
 use super::recorder::{Delivered, Recorder};
-use super::sync::{lock, read, write};
+use crate::sync::{lock, read, write};
 
 /// Accounts handled between two yields of a fan-out, so one huge push never starves the runtime.
 const FAN_OUT_CHUNK: usize = 4096;
@@ -59,6 +59,8 @@ pub enum Outbound {
     Revoke(Utf8Bytes),
     /// The account connected again elsewhere; this session ends.
     Replaced,
+    /// The server is shutting down; this session ends.
+    GoingAway,
 }
 
 struct Session {
@@ -99,6 +101,9 @@ pub struct Registration {
 
 /// Queue length of one session.
 const SESSION_QUEUE: usize = 1024;
+/// How long a shutdown waits for sessions to close, and how often it looks.
+const SHUTDOWN_SESSIONS: std::time::Duration = std::time::Duration::from_secs(2);
+const SHUTDOWN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Hub {
     /// A hub with the live tasks of the store loaded.
@@ -272,6 +277,33 @@ impl Hub {
                 at_secs: crate::now_unix(),
             })
             .await;
+    }
+
+    /// Closes every session (1001, going away) and writes every recorded delivery and cursor,
+    /// so a graceful stop redelivers nothing.
+    pub async fn shut_down(&self) {
+        let sessions: Vec<_> = read(&self.registry)
+            .sessions
+            .values()
+            .map(|s| (s.tx.clone(), s.lagged.clone()))
+            .collect();
+        for (tx, lagged) in sessions {
+            if tx.try_send(Outbound::GoingAway).is_err() {
+                lagged.store(true, Ordering::Release);
+            }
+        }
+        let drained = async {
+            while !read(&self.registry).sessions.is_empty() {
+                tokio::time::sleep(SHUTDOWN_POLL).await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_SESSIONS, drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open at shutdown");
+        }
+        self.recorder.flush().await;
     }
 
     /// The sequence number of the last task delivered to the account.

@@ -4,9 +4,9 @@
 
 mod callback;
 mod hub;
+mod keepalive;
 mod recorder;
 mod session;
-mod sync;
 
 pub use callback::Callbacks;
 pub use hub::{Hub, LiveTask};

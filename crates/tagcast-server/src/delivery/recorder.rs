@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tagcast_store::{AccountId, AppId, Deliveries, RoaringBitmap, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::callback::Callbacks;
 use super::hub::LiveTask;
-use super::sync::lock;
+use crate::sync::lock;
 
 /// How often collected deliveries are written.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -28,9 +28,16 @@ pub struct Delivered {
 /// Cursors recorded but not yet written, so a quick reconnect does not see a stale cursor.
 type Unflushed = Arc<Mutex<HashMap<(AppId, AccountId), u64>>>;
 
+/// What the recorder's task is sent.
+enum Record {
+    Delivered(Delivered),
+    /// Write everything collected now, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Delivered>,
+    tx: mpsc::Sender<Record>,
     unflushed: Unflushed,
 }
 
@@ -51,7 +58,15 @@ impl Recorder {
             *cursor = (*cursor).max(seq);
         }
         // The recorder only stops with the runtime.
-        let _ = self.tx.send(delivered).await;
+        let _ = self.tx.send(Record::Delivered(delivered)).await;
+    }
+
+    /// Writes every delivery recorded so far; returns once they are durable (or failed).
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Record::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     /// The account's cursor as recorded but perhaps not yet written.
@@ -63,20 +78,22 @@ impl Recorder {
 async fn run(
     store: Store,
     callbacks: Callbacks,
-    mut rx: mpsc::Receiver<Delivered>,
+    mut rx: mpsc::Receiver<Record>,
     unflushed: Unflushed,
 ) {
     let mut pending = Vec::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     loop {
+        let mut flushed = None;
         tokio::select! {
             received = rx.recv() => match received {
-                Some(delivered) => {
+                Some(Record::Delivered(delivered)) => {
                     pending.push(delivered);
                     if pending.len() < FLUSH_AT {
                         continue;
                     }
                 }
+                Some(Record::Flush(done)) => flushed = Some(done),
                 None => {
                     flush(&store, &callbacks, &unflushed, std::mem::take(&mut pending)).await;
                     return;
@@ -86,6 +103,9 @@ async fn run(
         }
         if !pending.is_empty() {
             flush(&store, &callbacks, &unflushed, std::mem::take(&mut pending)).await;
+        }
+        if let Some(done) = flushed {
+            let _ = done.send(());
         }
     }
 }

@@ -5,10 +5,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
@@ -17,7 +18,9 @@ use tagcast_proto::{ApiError, Code, Envelope};
 use tagcast_store::{AccountId, AppId, Store, StoreError};
 
 use super::hub::{Hub, LiveTask, Outbound};
+use super::keepalive::{End, Keepalive};
 use crate::auth;
+use crate::config::WsConfig;
 use crate::state::SharedState;
 
 /// Read buffer of one session.
@@ -30,9 +33,14 @@ pub async fn websocket(
 ) -> Response {
     // Authentication comes first, so a refused client learns why even without an upgrade.
     let (app, identifier) = match auth::authenticate_account(&state, uri.query()) {
-        Ok((app, identifier)) => (app.sdkappid, identifier),
+        Ok((app, identifier)) => (app, identifier),
         Err(error) => return refuse(StatusCode::UNAUTHORIZED, &error),
     };
+    // Logging in imports the account, under the same rules as account_import.
+    if let Err(error) = app.check_user_id("identifier", &identifier) {
+        return refuse(StatusCode::BAD_REQUEST, &error);
+    }
+    let app = app.sdkappid;
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -55,11 +63,17 @@ pub async fn websocket(
         }
     };
     let hub = state.hub.clone();
+    let limits = state.websocket.clone();
     // Clients send almost nothing; the default 128 KiB read buffer per connection would
-    // dominate the memory of many idle sessions.
+    // dominate the memory of many idle sessions. Every buffer is bounded, so a client that
+    // sends too much or never reads costs a known amount before it is closed.
     upgrade
         .read_buffer_size(CLIENT_READ_BUFFER)
-        .on_upgrade(move |socket| run(hub, app, account, identifier.into(), socket))
+        .write_buffer_size(limits.max_write_buffer_bytes / 4)
+        .max_write_buffer_size(limits.max_write_buffer_bytes)
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
+        .on_upgrade(move |socket| run(hub, app, account, identifier.into(), limits, socket))
 }
 
 /// The account's id, importing it on its first connection as Tencent's login does.
@@ -79,105 +93,183 @@ fn refuse(status: StatusCode, error: &ApiError) -> Response {
     (status, [("content-type", "application/json")], body).into_response()
 }
 
-async fn run(hub: Arc<Hub>, app: AppId, account: AccountId, name: Arc<str>, mut socket: WebSocket) {
-    // Registering before reading the cursor means no push can fall between the two.
-    let mut registration = hub.register(app, account);
-    let result = serve(&hub, app, account, &name, &mut socket, &mut registration).await;
-    if let Err(error) = result {
-        tracing::debug!(%error, account = &*name, "session ended");
-    }
-    hub.unregister(app, account, registration.conn);
-}
-
-async fn serve(
-    hub: &Arc<Hub>,
+async fn run(
+    hub: Arc<Hub>,
     app: AppId,
     account: AccountId,
-    name: &Arc<str>,
-    socket: &mut WebSocket,
-    registration: &mut super::hub::Registration,
-) -> Result<(), axum::Error> {
-    let cursor = hub.cursor(app, account).await.map_err(axum::Error::new)?;
-    let hello = json!({ "Type": "Connected", "Identifier": &**name, "SdkAppId": app });
-    socket.send(Message::Text(hello.to_string().into())).await?;
-    // Live pushes arrive in order, but some of them may also be in the backlog: those are
-    // delivered from the backlog and skipped when they arrive live.
-    let mut from_backlog = HashSet::new();
-    for task in hub.backlog(app, account, cursor, crate::clock::now_ms()) {
-        deliver(hub, socket, &task, account, name).await?;
-        from_backlog.insert(task.meta.seq);
+    name: Arc<str>,
+    limits: WsConfig,
+    socket: WebSocket,
+) {
+    // Registering before reading the cursor means no push can fall between the two.
+    let mut registration = hub.register(app, account);
+    let mut session = Session {
+        hub: hub.clone(),
+        app,
+        account,
+        name,
+        socket,
+        write_timeout: limits.pong_timeout(),
+    };
+    let end = session
+        .serve(&mut registration, Keepalive::new(&limits))
+        .await;
+    match &end {
+        End::Failed(error) => tracing::debug!(account = &*session.name, %error, "session failed"),
+        _ => tracing::debug!(account = &*session.name, reason = ?end, "session ended"),
     }
-    let is_new = |task: &LiveTask| task.meta.seq > cursor && !from_backlog.contains(&task.meta.seq);
-    let mut queued = Vec::with_capacity(SEND_BATCH);
-    let mut sent = Vec::with_capacity(SEND_BATCH);
-    loop {
-        if registration.lagged.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        tokio::select! {
-            received = registration.rx.recv_many(&mut queued, SEND_BATCH) => {
-                if received == 0 {
-                    return Ok(());
-                }
-                let keep_going = send_queued(socket, &mut queued, &is_new, &mut sent).await?;
-                for task in sent.drain(..) {
-                    hub.delivered(&task, account, name).await;
-                }
-                if !keep_going {
-                    return Ok(());
-                }
-            },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+    session.close(&end).await;
+    hub.unregister(app, account, registration.conn);
 }
 
 /// Frames written before one flush: under a burst of pushes a session sends what is queued in
 /// one write instead of one write per frame.
 const SEND_BATCH: usize = 64;
 
-/// Sends the queued messages with one flush; the pushes sent are left in `sent`. False when the
-/// session must end (the account connected elsewhere).
-async fn send_queued(
-    socket: &mut WebSocket,
-    queued: &mut Vec<Outbound>,
-    is_new: &impl Fn(&LiveTask) -> bool,
-    sent: &mut Vec<Arc<LiveTask>>,
-) -> Result<bool, axum::Error> {
-    let mut keep_going = true;
-    for outbound in queued.drain(..) {
-        match outbound {
-            Outbound::Push(task) if is_new(&task) && !task.is_revoked() => {
-                socket.feed(Message::Text(task.frame.clone())).await?;
-                sent.push(task);
+/// How long a close frame may take to send; a client that does not read never holds us up.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One account's connection. Every write has a deadline: a client that stops reading fills its
+/// bounded write buffer, and then its session ends instead of waiting forever.
+struct Session {
+    hub: Arc<Hub>,
+    app: AppId,
+    account: AccountId,
+    name: Arc<str>,
+    socket: WebSocket,
+    write_timeout: Duration,
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        registration: &mut super::hub::Registration,
+        mut keepalive: Keepalive,
+    ) -> End {
+        let cursor = match self.hub.cursor(self.app, self.account).await {
+            Ok(cursor) => cursor,
+            Err(error) => return End::Failed(axum::Error::new(error)),
+        };
+        let hello = json!({ "Type": "Connected", "Identifier": &*self.name, "SdkAppId": self.app });
+        if let Err(end) = self.send(Message::Text(hello.to_string().into())).await {
+            return end;
+        }
+        let from_backlog = match self.catch_up(cursor).await {
+            Ok(seqs) => seqs,
+            Err(end) => return end,
+        };
+        // Live pushes arrive in order, but some of them may also be in the backlog: those were
+        // delivered from the backlog and are skipped when they arrive live.
+        let is_new =
+            |task: &LiveTask| task.meta.seq > cursor && !from_backlog.contains(&task.meta.seq);
+        let mut queued = Vec::with_capacity(SEND_BATCH);
+        loop {
+            if registration.lagged.load(Ordering::Acquire) {
+                return End::TooSlow;
             }
-            Outbound::Push(_) => {}
-            Outbound::Revoke(frame) => socket.feed(Message::Text(frame)).await?,
-            Outbound::Replaced => {
-                keep_going = false;
-                break;
+            let ended = tokio::select! {
+                received = registration.rx.recv_many(&mut queued, SEND_BATCH) => match received {
+                    0 => Some(End::GoingAway),
+                    _ => self.send_queued(&mut queued, &is_new).await,
+                },
+                incoming = self.socket.recv() => keepalive.heard(incoming),
+                () = keepalive.due() => match keepalive.ping() {
+                    Some(ping) => self.send(ping).await.err(),
+                    None => Some(End::KeepaliveTimeout),
+                },
+            };
+            if let Some(end) = ended {
+                return end;
             }
         }
     }
-    socket.flush().await?;
-    Ok(keep_going)
+
+    /// Delivers the live pushes after `cursor` that the account missed; returns their sequences.
+    async fn catch_up(&mut self, cursor: u64) -> Result<HashSet<u64>, End> {
+        let mut delivered = HashSet::new();
+        let backlog = self
+            .hub
+            .backlog(self.app, self.account, cursor, crate::clock::now_ms());
+        for task in backlog {
+            self.send(Message::Text(task.frame.clone())).await?;
+            self.hub.delivered(&task, self.account, &self.name).await;
+            delivered.insert(task.meta.seq);
+        }
+        Ok(delivered)
+    }
+
+    /// Sends the queued messages with one flush and records the pushes sent. Some when the
+    /// session must end.
+    async fn send_queued(
+        &mut self,
+        queued: &mut Vec<Outbound>,
+        is_new: &impl Fn(&LiveTask) -> bool,
+    ) -> Option<End> {
+        let mut sent = Vec::with_capacity(queued.len());
+        let mut end = None;
+        for outbound in queued.drain(..) {
+            let written = match outbound {
+                Outbound::Push(task) if is_new(&task) && !task.is_revoked() => {
+                    let written = self.feed(Message::Text(task.frame.clone())).await;
+                    sent.push(task);
+                    written
+                }
+                Outbound::Push(_) => Ok(()),
+                Outbound::Revoke(frame) => self.feed(Message::Text(frame)).await,
+                Outbound::Replaced => Err(End::Replaced),
+                Outbound::GoingAway => Err(End::GoingAway),
+            };
+            if let Err(ended) = written {
+                end = Some(ended);
+                break;
+            }
+        }
+        if let Err(ended) = self.flush().await {
+            // Nothing fed is known to have left: none of it counts as delivered.
+            sent.clear();
+            end = end.or(Some(ended));
+        }
+        for task in sent {
+            self.hub.delivered(&task, self.account, &self.name).await;
+        }
+        end
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), End> {
+        within(self.write_timeout, self.socket.send(message)).await
+    }
+
+    async fn feed(&mut self, message: Message) -> Result<(), End> {
+        within(self.write_timeout, self.socket.feed(message)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        within(self.write_timeout, self.socket.flush()).await
+    }
+
+    async fn close(&mut self, end: &End) {
+        if let Some(frame) = end.close_frame() {
+            let close = self.socket.send(Message::Close(Some(frame)));
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+        }
+    }
 }
 
-async fn deliver(
-    hub: &Hub,
-    socket: &mut WebSocket,
-    task: &Arc<LiveTask>,
-    account: AccountId,
-    name: &Arc<str>,
-) -> Result<(), axum::Error> {
-    send(socket, task.frame.clone()).await?;
-    hub.delivered(task, account, name).await;
-    Ok(())
+/// A write that fails or does not finish in time ends the session: the client is not reading.
+async fn within(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), End> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if is_write_buffer_full(&error) => Err(End::TooSlow),
+        Ok(Err(error)) => Err(End::Failed(error)),
+        Err(_) => Err(End::TooSlow),
+    }
 }
 
-async fn send(socket: &mut WebSocket, frame: Utf8Bytes) -> Result<(), axum::Error> {
-    socket.send(Message::Text(frame)).await
+fn is_write_buffer_full(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::WriteBufferFull(_)))
 }

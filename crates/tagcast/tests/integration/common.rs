@@ -193,6 +193,37 @@ impl Server {
         }
     }
 
+    /// Starts a server over plain HTTP with `extra` TOML appended to the standard config (e.g.
+    /// `[http]` or `[websocket]` tables), its descriptor limit set to `nofile` if given.
+    pub fn start_with(extra: &str, nofile: Option<u64>) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("tagcast.toml");
+        let text = config_toml(&dir.path().join("data"), None, None);
+        std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
+        let mut command = match nofile {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg(env!("CARGO_BIN_EXE_tagcast"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tagcast")),
+        };
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("TAGCAST_LOG", "warn");
+        let (child, _, base) = spawn_listening(&mut command);
+        Server {
+            child,
+            base,
+            dir,
+            tls: None,
+            client: client(),
+        }
+    }
+
     /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data.
     pub fn crash_and_restart(&mut self) {
         self.kill9();

@@ -8,6 +8,7 @@ mod delivery;
 mod durability;
 mod errors;
 mod faults;
+mod limits;
 mod listen;
 mod props;
 mod push;
