@@ -49,19 +49,32 @@ impl Connections {
     /// is told to close to make room (an idle or slow client never keeps out a new one); when
     /// every connection is busy, the new one is refused (None).
     pub(super) fn admit(&self) -> Option<Arc<ConnState>> {
+        // States upgraded here are dropped only after the lock is released: dropping the last
+        // reference of a connection that just ended takes the same lock.
+        let mut seen = Vec::new();
         let mut open = lock(&self.inner.open);
         if open.len() >= self.inner.max {
-            let evictable = open
-                .values()
-                .filter_map(Weak::upgrade)
-                .find(|c| c.is_evictable())?;
+            let evictable = open.values().filter_map(Weak::upgrade).find(|c| {
+                let found = c.is_evictable();
+                if !found {
+                    seen.push(c.clone());
+                }
+                found
+            });
+            let Some(evictable) = evictable else {
+                drop(open);
+                return None;
+            };
             evictable.evicted.store(true, Ordering::Release);
             evictable.wake.notify_one();
             open.remove(&evictable.id);
+            seen.push(evictable);
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState::new(id, self.inner.clone()));
         open.insert(id, Arc::downgrade(&state));
+        drop(open);
+        drop(seen);
         crate::metrics::connection_opened();
         Some(state)
     }
