@@ -232,6 +232,9 @@ pub struct Limits {
     pub revoke_window_secs: u64,
     /// Revokes per second (90051).
     pub revokes_per_second: u32,
+    /// Pushes kept for offline recipients at once (each holds its audience in memory); beyond,
+    /// new ones are refused with 90047 until some expire.
+    pub max_live_tasks: usize,
 }
 
 impl Default for Limits {
@@ -262,6 +265,7 @@ impl Default for Limits {
             max_msg_lifetime_secs: 7 * 86_400,
             revoke_window_secs: 86_400,
             revokes_per_second: 1,
+            max_live_tasks: 100_000,
         }
     }
 }
@@ -332,6 +336,7 @@ impl Limits {
             ("condition_tags", self.condition_tags),
             ("batch_accounts", self.batch_accounts),
             ("revokes_per_second", self.revokes_per_second as usize),
+            ("max_live_tasks", self.max_live_tasks),
         ])?;
         if let Some((api, _)) = self
             .api_calls_per_second_by_api

@@ -29,7 +29,7 @@ use axum::http::{HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tagcast_proto::{ApiError, Code, Envelope};
-use tagcast_store::Store;
+use tagcast_store::{HealthStatus, Store};
 
 use crate::api::{Ctx, Reply};
 use crate::config::{HttpConfig, ServerConfig};
@@ -78,7 +78,12 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
         path: config.data_dir.display().to_string(),
         source,
     };
+    let opening = Instant::now();
     let store = Store::open_with(&config.data_dir, config.store_options()).map_err(store_error)?;
+    metrics::store_opened(
+        config.data_dir.join(tagcast_store::FILE_NAME),
+        opening.elapsed().as_secs_f64(),
+    );
     let state = shared_state(&config, store).await.map_err(store_error)?;
     let mut http = config.http.clone();
     http.max_connections = transport::connection_cap(http.max_connections);
@@ -99,7 +104,12 @@ async fn shared_state(
         .map(|app| (app.sdkappid, AppState::new(app)))
         .collect();
     let recorder = Recorder::start(store.clone(), Callbacks::start(&config.apps));
-    let hub = Hub::start(store.clone(), recorder, clock::now_ms()).await?;
+    let max_live_tasks = config
+        .apps
+        .iter()
+        .map(|app| (app.sdkappid, app.limits.max_live_tasks))
+        .collect();
+    let hub = Hub::start(store.clone(), recorder, clock::now_ms(), max_live_tasks).await?;
     Ok(Arc::new(SharedState {
         apps,
         store,
@@ -111,7 +121,7 @@ async fn shared_state(
 
 fn router(state: Arc<SharedState>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .route("/metrics", get(render_metrics))
         .route("/ws", get(delivery::websocket))
         .route("/v4/{*path}", any(v4))
@@ -121,8 +131,20 @@ fn router(state: Arc<SharedState>) -> Router {
         .with_state(state)
 }
 
-async fn render_metrics() -> String {
-    metrics::render()
+async fn render_metrics(State(state): State<Arc<SharedState>>) -> String {
+    metrics::render(&state.store.health())
+}
+
+/// `ok` while the store commits writes; 503 with the reason while it does not.
+async fn health(State(state): State<Arc<SharedState>>) -> Response {
+    match state.store.health().status {
+        HealthStatus::Ok => "ok\n".into_response(),
+        HealthStatus::Failing { since_ms, reason } => {
+            let since = since_ms / 1000;
+            let text = format!("store failing since {since} (unix s): {reason}\n");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+        }
+    }
 }
 
 async fn v4(

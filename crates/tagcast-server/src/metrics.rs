@@ -1,41 +1,44 @@
-//! Prometheus metrics of the whole process, served at `/metrics`: requests, connections, sessions,
-//! deliveries, pushes, callbacks, the store, and the standard process metrics.
+//! Prometheus metrics of the whole process, served at `/metrics`: requests, connections and
+//! sessions, deliveries, pushes, callbacks, the store, and the standard process metrics.
 
-use std::sync::LazyLock;
+use std::path::PathBuf;
+use std::sync::{LazyLock, OnceLock};
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+use tagcast_store::{StoreHealth, TaskKind};
 
 struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
     connections: IntGauge,
+    sessions: IntGauge,
+    deliveries: IntCounterVec,
+    live_tasks: IntGauge,
+    pushes: IntCounterVec,
+    fanning_out: IntGauge,
+    callback_attempts: IntCounter,
+    callback_failures: IntCounter,
+    callback_retries: IntCounter,
+    callback_dropped: IntCounter,
+    store_bytes: IntGauge,
+    store_healthy: IntGauge,
+    store_commits: IntGauge,
+    store_failed_commits: IntGauge,
+    store_writer_panics: IntGauge,
+    store_reopens: IntGauge,
+    index_rebuild_seconds: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+/// The store's file, whose size is reported.
+static STORE_FILE: OnceLock<PathBuf> = OnceLock::new();
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
-#[allow(dead_code)]
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::new(name, help).expect("valid metric");
+fn register<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> C {
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
@@ -45,12 +48,23 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        let requests = counter_vec(
-            &registry,
-            "tagcast_requests_total",
-            "REST API requests by API and ErrorCode",
-            &["api", "code"],
-        );
+        let r = &registry;
+        let counter = |name: &str, help: &str| {
+            register(r, IntCounter::new(name, help).expect("valid metric"))
+        };
+        let gauge =
+            |name: &str, help: &str| register(r, IntGauge::new(name, help).expect("valid metric"));
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process metrics registered once");
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "tagcast_request_duration_seconds",
@@ -59,20 +73,80 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets")),
             &["api"],
         )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("metric registered once");
-        let connections = gauge(
-            &registry,
-            "tagcast_connections",
-            "Open TCP connections, HTTP and WebSocket",
-        );
+        .expect("valid metric");
         Self {
+            requests: counters(
+                "tagcast_requests_total",
+                "REST API requests by API and ErrorCode",
+                &["api", "code"],
+            ),
+            latency: register(r, latency),
+            connections: gauge(
+                "tagcast_connections",
+                "Open TCP connections, HTTP and WebSocket",
+            ),
+            sessions: gauge("tagcast_sessions", "Connected WebSocket sessions"),
+            deliveries: counters(
+                "tagcast_deliveries_total",
+                "Pushes written to sessions: online as published, or backlog on reconnect",
+                &["path"],
+            ),
+            live_tasks: gauge(
+                "tagcast_live_tasks",
+                "Pushes kept for offline recipients (the offline backlog)",
+            ),
+            pushes: counters(
+                "tagcast_pushes_total",
+                "Push tasks created, by audience kind",
+                &["kind"],
+            ),
+            fanning_out: gauge(
+                "tagcast_fan_outs_in_progress",
+                "Pushes published and not yet queued to every connected recipient",
+            ),
+            callback_attempts: counter("tagcast_callback_attempts_total", "Callback requests sent"),
+            callback_failures: counter(
+                "tagcast_callback_failures_total",
+                "Callback requests refused or failed",
+            ),
+            callback_retries: counter(
+                "tagcast_callback_retries_total",
+                "Callback requests sent again after a failure",
+            ),
+            callback_dropped: counter(
+                "tagcast_callback_dropped_events_total",
+                "Callback events dropped: queue full, or every attempt failed",
+            ),
+            store_bytes: gauge("tagcast_store_bytes", "Size of the store's file"),
+            store_healthy: gauge(
+                "tagcast_store_healthy",
+                "1 while the store commits writes, 0 while it is failing",
+            ),
+            store_commits: gauge(
+                "tagcast_store_commits",
+                "Write transactions committed since start",
+            ),
+            store_failed_commits: gauge(
+                "tagcast_store_failed_commits",
+                "Write batches that failed since start",
+            ),
+            store_writer_panics: gauge(
+                "tagcast_store_writer_panics",
+                "Times the store's writer panicked since start",
+            ),
+            store_reopens: gauge(
+                "tagcast_store_reopens",
+                "Times the store was reopened to recover from an I/O error",
+            ),
+            index_rebuild_seconds: register(
+                r,
+                Gauge::new(
+                    "tagcast_index_rebuild_seconds",
+                    "Time to open the store and rebuild the audience index at start",
+                )
+                .expect("valid metric"),
+            ),
             registry,
-            requests,
-            latency,
-            connections,
         }
     }
 }
@@ -93,10 +167,76 @@ pub fn connection_closed() {
     METRICS.connections.dec();
 }
 
-/// The text exposition format served at `/metrics`.
-pub fn render() -> String {
+pub fn session_opened() {
+    METRICS.sessions.inc();
+}
+
+pub fn session_closed() {
+    METRICS.sessions.dec();
+}
+
+pub fn delivered(path: &str, count: usize) {
+    METRICS
+        .deliveries
+        .with_label_values(&[path])
+        .inc_by(count as u64);
+}
+
+pub fn set_live_tasks(count: usize) {
+    METRICS.live_tasks.set(count as i64);
+}
+
+pub fn push_created(kind: TaskKind) {
+    let kind = format!("{kind:?}");
+    METRICS.pushes.with_label_values(&[&kind]).inc();
+}
+
+pub fn fan_out_queued() {
+    METRICS.fanning_out.inc();
+}
+
+pub fn fan_out_done() {
+    METRICS.fanning_out.dec();
+}
+
+pub fn callback_attempt(retry: bool) {
+    METRICS.callback_attempts.inc();
+    if retry {
+        METRICS.callback_retries.inc();
+    }
+}
+
+pub fn callback_failed() {
+    METRICS.callback_failures.inc();
+}
+
+pub fn callback_events_dropped(count: usize) {
+    METRICS.callback_dropped.inc_by(count as u64);
+}
+
+/// Records the start-up facts: where the store's file is and how long opening it took.
+pub fn store_opened(file: PathBuf, seconds: f64) {
+    let _ = STORE_FILE.set(file);
+    METRICS.index_rebuild_seconds.set(seconds);
+}
+
+/// The text exposition format served at `/metrics`, with the store's state as of now.
+pub fn render(health: &StoreHealth) -> String {
+    let m = &*METRICS;
+    m.store_healthy.set(i64::from(health.is_ok()));
+    m.store_commits.set(health.commits as i64);
+    m.store_failed_commits.set(health.failed_commits as i64);
+    m.store_writer_panics.set(health.writer_panics as i64);
+    m.store_reopens.set(health.reopens as i64);
+    if let Some(size) = STORE_FILE
+        .get()
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+    {
+        m.store_bytes.set(size as i64);
+    }
     let mut out = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
-    let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out);
+    let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }

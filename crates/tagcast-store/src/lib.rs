@@ -54,6 +54,9 @@ pub struct TagLimits {
     pub max_tags_per_app: usize,
 }
 
+/// The store's file inside its data directory.
+pub const FILE_NAME: &str = "tagcast.redb";
+
 /// Page cache of the store unless configured: reads of hot accounts stay in memory while the
 /// audience index, not the cache, answers the big questions.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
@@ -161,7 +164,7 @@ impl Store {
         let injecting = !options.faults.is_empty();
         let faults = faults::Faults::new(options.faults)?;
         std::fs::create_dir_all(data_dir)?;
-        let file = data_dir.join("tagcast.redb");
+        let file = data_dir.join(FILE_NAME);
         let db = open_database(&file, options.cache_bytes)?;
         let started = std::time::Instant::now();
         let audiences = audience::Audiences::rebuild(&db)?;

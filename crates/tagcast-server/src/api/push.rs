@@ -194,6 +194,17 @@ async fn create(ctx: &Ctx<'_>, task: NewTask, policy: PushPolicy) -> Result<Task
     let audience = task.audience.clone();
     let app = ctx.app.sdkappid;
     let _order = ctx.hub.publishing().await;
+    if task.lifetime_secs > 0 {
+        ctx.hub.has_room(app, now_ms()).map_err(|limit| {
+            ApiError::new(
+                Code::DailyQuotaExceeded,
+                format!(
+                    "{limit} pushes are still waiting for offline recipients, the most this app \
+                     may hold (limits.max_live_tasks); retry once some expire"
+                ),
+            )
+        })?;
+    }
     match ctx
         .store
         .create_task(app, task, policy, now_ms())
@@ -202,7 +213,7 @@ async fn create(ctx: &Ctx<'_>, task: NewTask, policy: PushPolicy) -> Result<Task
     {
         Created::New(meta) => {
             ctx.hub
-                .publish(Arc::new(LiveTask::new(app, meta.clone(), audience)));
+                .publish(Arc::new(LiveTask::new(app, meta.clone())), audience);
             Ok(meta)
         }
         Created::Duplicate(meta) => Ok(meta),

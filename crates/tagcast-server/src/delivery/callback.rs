@@ -63,6 +63,7 @@ impl Callbacks {
         }
         if dropped > 0 {
             tracing::warn!(dropped, "callback queue full: events dropped");
+            crate::metrics::callback_events_dropped(dropped);
         }
     }
 }
@@ -90,14 +91,19 @@ fn event(d: &Delivered) -> Value {
 async fn send_batches(client: reqwest::Client, url: String, mut rx: mpsc::Receiver<Value>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let events = batch.len();
         let body = json!({ "Events": std::mem::take(&mut batch) }).to_string();
-        send_with_retries(&client, &url, body).await;
+        if !send_with_retries(&client, &url, body).await {
+            crate::metrics::callback_events_dropped(events);
+        }
     }
 }
 
-async fn send_with_retries(client: &reqwest::Client, url: &str, body: String) {
+/// POSTs `body` until the app takes it or every attempt failed (false).
+async fn send_with_retries(client: &reqwest::Client, url: &str, body: String) -> bool {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
+        crate::metrics::callback_attempt(attempt > 1);
         match client
             .post(url)
             .header("content-type", "application/json")
@@ -105,14 +111,16 @@ async fn send_with_retries(client: &reqwest::Client, url: &str, body: String) {
             .send()
             .await
         {
-            Ok(response) if response.status().is_success() => return,
+            Ok(response) if response.status().is_success() => return true,
             Ok(response) => {
                 tracing::warn!(attempt, status = %response.status(), "callback refused")
             }
             Err(error) => tracing::warn!(attempt, %error, "callback failed"),
         }
+        crate::metrics::callback_failed();
         tokio::time::sleep(backoff).await;
         backoff *= 2;
     }
     tracing::error!(url, "callback batch dropped after {ATTEMPTS} attempts");
+    false
 }

@@ -10,36 +10,54 @@ use tagcast_store::{AccountId, AppId, RoaringBitmap, Store, TaskMeta};
 use tokio::sync::mpsc;
 
 use super::recorder::{Delivered, Recorder};
+use crate::metrics;
 use crate::sync::{lock, read, write};
 
 /// Accounts handled between two yields of a fan-out, so one huge push never starves the runtime.
 const FAN_OUT_CHUNK: usize = 4096;
 
-/// A push that may still be delivered: its frozen audience and its frame, built once.
+/// A push on its way to sessions: its frame, built once, and what the reports and callbacks need.
+/// It lives while the push fans out, sits in session queues, or is sent from a backlog; its
+/// audience and body are not kept here.
 #[derive(Debug)]
 pub struct LiveTask {
     pub app: AppId,
+    /// The task, without its content (that is in `frame`).
     pub meta: TaskMeta,
-    pub audience: RoaringBitmap,
     pub frame: Utf8Bytes,
-    revoked: AtomicBool,
+    revoked: Arc<AtomicBool>,
 }
 
 impl LiveTask {
-    pub fn new(app: AppId, meta: TaskMeta, audience: RoaringBitmap) -> Self {
+    pub fn new(app: AppId, meta: TaskMeta) -> Self {
+        let revoked = Arc::new(AtomicBool::new(meta.revoked_ms.is_some()));
+        Self::with_flag(app, meta, revoked)
+    }
+
+    fn with_flag(app: AppId, mut meta: TaskMeta, revoked: Arc<AtomicBool>) -> Self {
         let frame = push_frame(&meta);
+        meta.content = String::new();
         Self {
             app,
-            revoked: AtomicBool::new(meta.revoked_ms.is_some()),
             meta,
-            audience,
             frame,
+            revoked,
         }
     }
 
     pub fn is_revoked(&self) -> bool {
         self.revoked.load(Ordering::Acquire)
     }
+}
+
+/// What a live task keeps in memory for its offline recipients' catch-up: its audience and
+/// lifetime, about 64 bytes plus the audience's roaring size (a few hundred bytes for a batch of
+/// 100 accounts). Its body stays in the store and is read when a recipient connects.
+#[derive(Debug)]
+struct Pending {
+    expires_ms: u64,
+    audience: RoaringBitmap,
+    revoked: Arc<AtomicBool>,
 }
 
 /// The JSON frame a client receives: the stored content plus the task's identity and time.
@@ -81,15 +99,17 @@ struct Registry {
 pub struct Hub {
     pub store: Store,
     registry: RwLock<Registry>,
-    live: RwLock<HashMap<AppId, BTreeMap<u64, Arc<LiveTask>>>>,
+    live: RwLock<HashMap<AppId, BTreeMap<u64, Pending>>>,
     /// Held from a push's commit to its entry into `live`, so tasks enter in sequence order
     /// (a connecting session's backlog must never see task N+1 without task N).
     publishing: tokio::sync::Mutex<()>,
     recorder: Recorder,
     next_conn: AtomicU64,
-    fan_out_queue: mpsc::UnboundedSender<Arc<LiveTask>>,
+    fan_out_queue: mpsc::UnboundedSender<(Arc<LiveTask>, RoaringBitmap)>,
     /// Tasks published and not yet fanned out to every connected recipient.
     fanning: Mutex<HashMap<(AppId, u64), Arc<LiveTask>>>,
+    /// Most live tasks each app may hold for offline recipients.
+    max_live_tasks: HashMap<AppId, usize>,
 }
 
 /// A session's registration.
@@ -106,17 +126,24 @@ const SHUTDOWN_SESSIONS: std::time::Duration = std::time::Duration::from_secs(2)
 const SHUTDOWN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Hub {
-    /// A hub with the live tasks of the store loaded.
+    /// A hub with the live tasks of the store loaded; each app holds at most its
+    /// `max_live_tasks`.
     pub async fn start(
         store: Store,
         recorder: Recorder,
         now_ms: u64,
+        max_live_tasks: HashMap<AppId, usize>,
     ) -> Result<Arc<Self>, tagcast_store::StoreError> {
-        let mut live: HashMap<AppId, BTreeMap<u64, Arc<LiveTask>>> = HashMap::new();
+        let mut live: HashMap<AppId, BTreeMap<u64, Pending>> = HashMap::new();
         for (app, meta, audience) in store.live_tasks(now_ms).await? {
-            let task = Arc::new(LiveTask::new(app, meta, audience));
-            live.entry(app).or_default().insert(task.meta.seq, task);
+            let pending = Pending {
+                expires_ms: meta.expires_ms,
+                audience,
+                revoked: Arc::new(AtomicBool::new(false)),
+            };
+            live.entry(app).or_default().insert(meta.seq, pending);
         }
+        metrics::set_live_tasks(live.values().map(BTreeMap::len).sum());
         let (fan_out_queue, queue) = mpsc::unbounded_channel();
         Ok(Arc::new_cyclic(|hub| {
             tokio::spawn(Self::fan_out_worker(hub.clone(), queue));
@@ -129,6 +156,7 @@ impl Hub {
                 next_conn: AtomicU64::new(1),
                 fan_out_queue,
                 fanning: Mutex::new(HashMap::new()),
+                max_live_tasks,
             }
         }))
     }
@@ -138,67 +166,120 @@ impl Hub {
         self.publishing.lock().await
     }
 
-    /// Makes a new task live and sends it to its connected recipients. Call while holding
-    /// `publishing()`.
-    pub fn publish(&self, task: Arc<LiveTask>) {
+    /// Whether `app` may create another push kept for offline recipients; expired tasks are
+    /// dropped first. Call while holding `publishing()`.
+    pub fn has_room(&self, app: AppId, now_ms: u64) -> Result<(), usize> {
+        let mut live = write(&self.live);
+        let Some(tasks) = live.get_mut(&app) else {
+            return Ok(());
+        };
+        tasks.retain(|_, t| t.expires_ms > now_ms);
+        let limit = self.max_live_tasks.get(&app).copied().unwrap_or(usize::MAX);
+        match tasks.len() < limit {
+            true => Ok(()),
+            false => Err(limit),
+        }
+    }
+
+    /// Makes a new task live and sends it to its connected recipients in `audience`. Call while
+    /// holding `publishing()`.
+    pub fn publish(&self, task: Arc<LiveTask>, audience: RoaringBitmap) {
+        tracing::info!(
+            app = task.app,
+            task = %task.meta.task_id,
+            kind = ?task.meta.kind,
+            audience = audience.len(),
+            offline_until_ms = task.meta.expires_ms,
+            "push created"
+        );
+        metrics::push_created(task.meta.kind);
         if task.meta.stored_for_offline() {
+            let pending = Pending {
+                expires_ms: task.meta.expires_ms,
+                audience: audience.clone(),
+                revoked: task.revoked.clone(),
+            };
             let mut live = write(&self.live);
             let tasks = live.entry(task.app).or_default();
             // Expired tasks leave the cache as new ones arrive.
-            tasks.retain(|_, t| t.meta.expires_ms > task.meta.created_ms);
-            tasks.insert(task.meta.seq, task.clone());
+            tasks.retain(|_, t| t.expires_ms > task.meta.created_ms);
+            tasks.insert(task.meta.seq, pending);
+            metrics::set_live_tasks(live.values().map(BTreeMap::len).sum());
         }
         // One worker fans out every push, in publication (= sequence) order, so each session
         // receives pushes in order even when they are published back to back.
         lock(&self.fanning).insert((task.app, task.meta.seq), task.clone());
-        let _ = self.fan_out_queue.send(task);
+        metrics::fan_out_queued();
+        let _ = self.fan_out_queue.send((task, audience));
     }
 
-    async fn fan_out_worker(hub: Weak<Hub>, mut queue: mpsc::UnboundedReceiver<Arc<LiveTask>>) {
-        while let Some(task) = queue.recv().await {
+    async fn fan_out_worker(
+        hub: Weak<Hub>,
+        mut queue: mpsc::UnboundedReceiver<(Arc<LiveTask>, RoaringBitmap)>,
+    ) {
+        while let Some((task, audience)) = queue.recv().await {
             let Some(hub) = hub.upgrade() else { return };
             let key = (task.app, task.meta.seq);
-            hub.fan_out(task).await;
+            hub.fan_out(task, audience).await;
             lock(&hub.fanning).remove(&key);
+            metrics::fan_out_done();
         }
     }
 
-    async fn fan_out(&self, task: Arc<LiveTask>) {
+    async fn fan_out(&self, task: Arc<LiveTask>, audience: RoaringBitmap) {
+        let started = std::time::Instant::now();
         let targets = {
             let registry = read(&self.registry);
             let online = registry.online.get(&task.app).cloned().unwrap_or_default();
-            online & &task.audience
+            online & &audience
         };
         let targets: Vec<u32> = targets.iter().collect();
+        let mut queued = 0;
         for chunk in targets.chunks(FAN_OUT_CHUNK) {
             if task.is_revoked() {
-                return;
+                break;
             }
-            self.send_to(task.app, chunk, || Outbound::Push(task.clone()));
+            queued += self.send_to(task.app, chunk, || Outbound::Push(task.clone()));
             tokio::task::yield_now().await;
         }
+        tracing::info!(
+            app = task.app,
+            task = %task.meta.task_id,
+            online = targets.len(),
+            queued,
+            revoked = task.is_revoked(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "push fanned out to connected sessions"
+        );
     }
 
-    fn send_to(&self, app: AppId, accounts: &[u32], message: impl Fn() -> Outbound) {
+    /// Queues `message` for each listed account's session; returns how many took it.
+    fn send_to(&self, app: AppId, accounts: &[u32], message: impl Fn() -> Outbound) -> usize {
         let registry = read(&self.registry);
+        let mut queued = 0;
         for account in accounts {
-            if let Some(session) = registry.sessions.get(&(app, *account))
-                && session.tx.try_send(message()).is_err()
-            {
-                session.lagged.store(true, Ordering::Release);
+            let Some(session) = registry.sessions.get(&(app, *account)) else {
+                continue;
+            };
+            match session.tx.try_send(message()) {
+                Ok(()) => queued += 1,
+                Err(_) => session.lagged.store(true, Ordering::Release),
             }
         }
+        queued
     }
 
     /// Stops a task: no further deliveries, no offline copies, and its connected recipients are
     /// told.
     pub fn revoke(&self, app: AppId, seq: u64, task_id: &str, audience: &RoaringBitmap) {
-        let stored = write(&self.live)
+        if let Some(pending) = write(&self.live)
             .get_mut(&app)
-            .and_then(|tasks| tasks.remove(&seq));
+            .and_then(|tasks| tasks.remove(&seq))
+        {
+            pending.revoked.store(true, Ordering::Release);
+        }
         // An online-only task is in no backlog, but may still be fanning out.
-        let fanning = lock(&self.fanning).get(&(app, seq)).cloned();
-        for task in stored.iter().chain(&fanning) {
+        if let Some(task) = lock(&self.fanning).get(&(app, seq)) {
             task.revoked.store(true, Ordering::Release);
         }
         let frame: Utf8Bytes = json!({ "Type": "Revoke", "TaskId": task_id })
@@ -209,7 +290,8 @@ impl Hub {
             .get(&app)
             .map(|online| (online & audience).iter().collect())
             .unwrap_or_default();
-        self.send_to(app, &connected, || Outbound::Revoke(frame.clone()));
+        let told = self.send_to(app, &connected, || Outbound::Revoke(frame.clone()));
+        tracing::info!(app, task = task_id, told, "push revoked");
     }
 
     /// Registers a connected account, replacing an earlier session of the same account.
@@ -226,7 +308,9 @@ impl Hub {
         if let Some(old) = registry.sessions.insert((app, account), session) {
             let _ = old.tx.try_send(Outbound::Replaced);
         }
-        registry.online.entry(app).or_default().insert(account);
+        if registry.online.entry(app).or_default().insert(account) {
+            metrics::session_opened();
+        }
         Registration { conn, rx, lagged }
     }
 
@@ -239,32 +323,43 @@ impl Hub {
             .is_some_and(|s| s.conn == conn)
         {
             registry.sessions.remove(&(app, account));
-            if let Some(online) = registry.online.get_mut(&app) {
-                online.remove(account);
+            if let Some(online) = registry.online.get_mut(&app)
+                && online.remove(account)
+            {
+                metrics::session_closed();
             }
         }
     }
 
-    /// Live tasks after `cursor` that the account is in, oldest first.
-    pub fn backlog(
+    /// Live tasks after `cursor` that the account is in, oldest first, read from the store.
+    pub async fn backlog(
         &self,
         app: AppId,
         account: AccountId,
         cursor: u64,
         now_ms: u64,
-    ) -> Vec<Arc<LiveTask>> {
-        let live = read(&self.live);
-        let Some(tasks) = live.get(&app) else {
-            return Vec::new();
-        };
-        tasks
-            .range(cursor + 1..)
-            .map(|(_, task)| task)
-            .filter(|t| {
-                t.meta.expires_ms > now_ms && !t.is_revoked() && t.audience.contains(account)
+    ) -> Result<Vec<Arc<LiveTask>>, tagcast_store::StoreError> {
+        let missed: Vec<(u64, Arc<AtomicBool>)> = read(&self.live)
+            .get(&app)
+            .map(|tasks| {
+                tasks
+                    .range(cursor + 1..)
+                    .filter(|(_, t)| {
+                        t.expires_ms > now_ms
+                            && !t.revoked.load(Ordering::Acquire)
+                            && t.audience.contains(account)
+                    })
+                    .map(|(seq, t)| (*seq, t.revoked.clone()))
+                    .collect()
             })
-            .cloned()
-            .collect()
+            .unwrap_or_default();
+        let mut tasks = Vec::with_capacity(missed.len());
+        for (seq, revoked) in missed {
+            if let Some(meta) = self.store.task(app, seq).await? {
+                tasks.push(Arc::new(LiveTask::with_flag(app, meta, revoked)));
+            }
+        }
+        Ok(tasks)
     }
 
     /// Records that `task` reached the account.

@@ -189,10 +189,13 @@ impl Session {
         let mut delivered = HashSet::new();
         let backlog = self
             .hub
-            .backlog(self.app, self.account, cursor, crate::clock::now_ms());
+            .backlog(self.app, self.account, cursor, crate::clock::now_ms())
+            .await
+            .map_err(|e| End::Failed(axum::Error::new(e)))?;
         for task in backlog {
             self.send(Message::Text(task.frame.clone())).await?;
             self.hub.delivered(&task, self.account, &self.name).await;
+            crate::metrics::delivered("backlog", 1);
             delivered.insert(task.meta.seq);
         }
         Ok(delivered)
@@ -229,6 +232,7 @@ impl Session {
             sent.clear();
             end = end.or(Some(ended));
         }
+        crate::metrics::delivered("online", sent.len());
         for task in sent {
             self.hub.delivered(&task, self.account, &self.name).await;
         }

@@ -193,13 +193,22 @@ impl Server {
         }
     }
 
-    /// Starts a server over plain HTTP with `extra` TOML appended to the standard config (e.g.
-    /// `[http]` or `[websocket]` tables), its descriptor limit set to `nofile` if given.
+    /// Starts a server over plain HTTP with `extra` TOML added to the standard config (top-level
+    /// keys, then tables such as `[http]`, `[websocket]` or more `[[apps]]`), its descriptor
+    /// limit set to `nofile` if given.
     pub fn start_with(extra: &str, nofile: Option<u64>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tagcast.toml");
         let text = config_toml(&dir.path().join("data"), None, None);
-        std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
+        // Top-level keys of `extra` go first, its tables after the standard ones.
+        let split = extra
+            .lines()
+            .position(|l| l.starts_with('['))
+            .unwrap_or(extra.lines().count());
+        let lines: Vec<&str> = extra.lines().collect();
+        let (top, tables) = lines.split_at(split);
+        let text = format!("{}\n{text}\n{}\n", top.join("\n"), tables.join("\n"));
+        std::fs::write(&config, text).expect("write config");
         let mut command = match nofile {
             Some(limit) => {
                 let mut command = Command::new("prlimit");

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod faults;
 mod limits;
+mod ops;
 mod listen;
 mod props;
 mod push;

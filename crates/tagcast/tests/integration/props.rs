@@ -496,15 +496,21 @@ impl AppModel {
 // ---------------------------------------------------------------------------------------------
 // Running a case.
 
-/// Calls `path`, retrying while the app's rate limit (60007) says so.
+/// Most tries of one call while the app's rate limit refuses it: 10 s of 20 ms pauses, far
+/// more than one second's bucket needs to refill.
+const RATE_LIMIT_TRIES: usize = 500;
+
+/// Calls `path`, retrying (a bounded number of times) while the app's rate limit (60007) says
+/// so.
 async fn call(server: &Server, app: &TestApp, path: &str, body: Value) -> Value {
-    loop {
+    for _ in 0..RATE_LIMIT_TRIES {
         let response = server.call(app, path, body.clone()).await;
         if response["ErrorCode"] != 60007 {
             return response;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    panic!("{path} was still rate limited after {RATE_LIMIT_TRIES} tries");
 }
 
 fn outcome(response: &Value) -> Outcome {
