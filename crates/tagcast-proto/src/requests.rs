@@ -47,10 +47,6 @@ pub struct SetAttrName {
     pub attr_types: Option<BTreeMap<String, u8>>,
 }
 
-/// `get_attr_name` takes `{}`; any object is accepted.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Empty {}
-
 /// `set_attr` / `im_set_attr`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SetAttr {

@@ -32,6 +32,7 @@ pub fn authenticate_account<'a>(
     raw_query: Option<&str>,
 ) -> Result<(&'a AppState, String), ApiError> {
     let params = query_params(raw_query.unwrap_or(""));
+    check_transport_params(&params)?;
     let sdkappid = params
         .get("sdkappid")
         .ok_or_else(|| ApiError::from(Code::SdkAppIdMissing))?;
@@ -58,6 +59,39 @@ pub fn authenticate_account<'a>(
     )
     .map_err(|e| ApiError::new(usersig_code(e.code()), e.to_string()))?;
     Ok((app, identifier.to_string()))
+}
+
+/// `contenttype` and `random`, which say nothing about the caller: each may be missing (some
+/// clients leave them out), but one that is given must be what Tencent requires (60002).
+fn check_transport_params(params: &HashMap<String, String>) -> Result<(), ApiError> {
+    if let Some(content_type) = params.get("contenttype")
+        && !content_type.eq_ignore_ascii_case("json")
+    {
+        return Err(ApiError::new(
+            Code::HttpParse,
+            format!(
+                "contenttype must be json, got '{}'",
+                crate::api::shown(content_type)
+            ),
+        ));
+    }
+    if let Some(random) = params.get("random")
+        && !is_u32(random)
+    {
+        return Err(ApiError::new(
+            Code::HttpParse,
+            format!(
+                "random must be an integer from 0 to 4294967295, got '{}'",
+                crate::api::shown(random)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decimal digits only (Rust's parser would also take a leading `+`), within u32.
+fn is_u32(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok()
 }
 
 /// Query parameters, percent-decoded: some clients escape the UserSig.
@@ -102,6 +136,29 @@ mod tests {
         assert_eq!(params["usersig"], "eJy*-x_");
         assert_eq!(params["identifier"], "admin");
         assert_eq!(params["sdkappid"], "1");
+    }
+
+    #[test]
+    fn contenttype_and_random_may_be_missing_but_not_wrong() {
+        let check = |query: &str| check_transport_params(&query_params(query)).map_err(|e| e.code);
+        assert_eq!(check(""), Ok(()));
+        assert_eq!(check("contenttype=json&random=0"), Ok(()));
+        assert_eq!(check("contenttype=JSON&random=4294967295"), Ok(()));
+        assert_eq!(check("random=007"), Ok(()));
+        for bad in [
+            "contenttype=xml",
+            "contenttype=",
+            "contenttype=json5",
+            "random=abc",
+            "random=",
+            "random=-1",
+            "random=+5",
+            "random=4294967296",
+            "random=1.5",
+            "random=%201",
+        ] {
+            assert_eq!(check(bad), Err(Code::HttpParse), "{bad}");
+        }
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub async fn set_attr_name(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
 }
 
 pub async fn get_attr_name(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
-    let _: requests::Empty = ctx.parse(body)?;
+    // The request has no fields (`{}`), but its body is parsed whole like every other: a JSON
+    // object, unknown members ignored, nesting deeper than serde_json's limit (128) refused.
+    let _: serde_json::Map<String, serde_json::Value> = ctx.parse(body)?;
     let schema = ctx
         .store
         .attr_schema(ctx.app.sdkappid)

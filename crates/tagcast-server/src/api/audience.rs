@@ -16,18 +16,27 @@ const MAX_NODES: usize = 256;
 
 /// The audience a push or count request selects, from its `Condition` or `Audience` field (all
 /// accounts when neither is given).
+///
+/// An empty list or object counts as absent, like null, everywhere in `Condition`: `TagsOr: []`
+/// never conflicts with `AttrsAnd: {...}` (nor `AttrsAnd: {}` with `TagsOr: [...]`), and a
+/// `Condition` with nothing but empty members is no condition. Members of the wrong type are
+/// refused (90001) even when empty.
 pub async fn audience_of(
     ctx: &Ctx<'_>,
     body: &Map<String, Value>,
 ) -> Result<(TaskKind, Expr), ApiError> {
-    let condition = present(body, "Condition");
+    let condition = match present(body, "Condition") {
+        Some(condition) => Some(Condition::parse(ctx, condition)?),
+        None => None,
+    };
+    let condition = condition.filter(|c| !c.is_empty());
     let extension = present(body, "Audience");
     match (condition, extension) {
         (Some(_), Some(_)) => Err(ApiError::new(
             Code::TagsWithAttrs,
             "Condition and Audience cannot be used together",
         )),
-        (Some(condition), None) => parse_condition(ctx, condition).await,
+        (Some(condition), None) => condition.audience(ctx).await,
         (None, Some(expr)) => {
             let schema = schema(ctx).await?;
             let mut nodes = 0;
@@ -65,40 +74,77 @@ async fn schema(ctx: &Ctx<'_>) -> Result<AttrSchema, ApiError> {
         .map_err(|e| ctx.internal(e))
 }
 
-async fn parse_condition(ctx: &Ctx<'_>, condition: &Value) -> Result<(TaskKind, Expr), ApiError> {
-    let Value::Object(condition) = condition else {
-        return Err(malformed("Condition", "an object", condition));
-    };
-    let tags_and = tag_list(ctx, condition, "TagsAnd")?;
-    let tags_or = tag_list(ctx, condition, "TagsOr")?;
-    let tags_not = tag_list(ctx, condition, "TagsNot")?;
-    if let Some(tag) = tags_and.iter().find(|t| tags_or.contains(t)) {
-        return Err(ApiError::new(
-            Code::TagInAndAndOr,
-            format!("tag '{}' is in both TagsAnd and TagsOr", shown(tag)),
-        ));
+/// Tencent's flat `Condition`, its members checked for type and tag rules.
+struct Condition {
+    tags_and: Vec<String>,
+    tags_or: Vec<String>,
+    tags_not: Vec<String>,
+    attrs_and: Map<String, Value>,
+    attrs_or: Map<String, Value>,
+}
+
+impl Condition {
+    fn parse(ctx: &Ctx<'_>, condition: &Value) -> Result<Self, ApiError> {
+        let Value::Object(condition) = condition else {
+            return Err(malformed("Condition", "an object", condition));
+        };
+        let tags_and = tag_list(ctx, condition, "TagsAnd")?;
+        let tags_or = tag_list(ctx, condition, "TagsOr")?;
+        let tags_not = tag_list(ctx, condition, "TagsNot")?;
+        if let Some(tag) = tags_and.iter().find(|t| tags_or.contains(t)) {
+            return Err(ApiError::new(
+                Code::TagInAndAndOr,
+                format!("tag '{}' is in both TagsAnd and TagsOr", shown(tag)),
+            ));
+        }
+        Ok(Self {
+            tags_and,
+            tags_or,
+            tags_not,
+            attrs_and: attr_object(condition, "AttrsAnd")?,
+            attrs_or: attr_object(condition, "AttrsOr")?,
+        })
     }
-    let has_tags = !(tags_and.is_empty() && tags_or.is_empty() && tags_not.is_empty());
-    let has_attrs = ["AttrsAnd", "AttrsOr"]
-        .iter()
-        .any(|f| present(condition, f).is_some());
-    if has_tags && has_attrs {
-        return Err(ApiError::from(Code::TagsWithAttrs));
+
+    fn has_tags(&self) -> bool {
+        !(self.tags_and.is_empty() && self.tags_or.is_empty() && self.tags_not.is_empty())
     }
-    let schema = if has_attrs {
-        schema(ctx).await?
-    } else {
-        AttrSchema::default()
-    };
-    let attrs_and = attr_pairs(&schema, condition, "AttrsAnd")?;
-    let attrs_or = attr_pairs(&schema, condition, "AttrsOr")?;
-    let kind = match (has_tags, has_attrs) {
-        (true, _) => TaskKind::Tag,
-        (_, true) => TaskKind::Attr,
-        _ => TaskKind::All,
-    };
-    let expr = Expr::from_condition(&tags_and, &tags_or, &tags_not, &attrs_and, &attrs_or);
-    Ok((kind, expr))
+
+    fn has_attrs(&self) -> bool {
+        !(self.attrs_and.is_empty() && self.attrs_or.is_empty())
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.has_tags() && !self.has_attrs()
+    }
+
+    /// The selected audience; tags and attributes together are 90039.
+    async fn audience(self, ctx: &Ctx<'_>) -> Result<(TaskKind, Expr), ApiError> {
+        let (has_tags, has_attrs) = (self.has_tags(), self.has_attrs());
+        if has_tags && has_attrs {
+            return Err(ApiError::from(Code::TagsWithAttrs));
+        }
+        let schema = if has_attrs {
+            schema(ctx).await?
+        } else {
+            AttrSchema::default()
+        };
+        let attrs_and = attr_pairs(&schema, self.attrs_and, "AttrsAnd")?;
+        let attrs_or = attr_pairs(&schema, self.attrs_or, "AttrsOr")?;
+        let kind = match (has_tags, has_attrs) {
+            (true, _) => TaskKind::Tag,
+            (_, true) => TaskKind::Attr,
+            _ => TaskKind::All,
+        };
+        let expr = Expr::from_condition(
+            &self.tags_and,
+            &self.tags_or,
+            &self.tags_not,
+            &attrs_and,
+            &attrs_or,
+        );
+        Ok((kind, expr))
+    }
 }
 
 fn tag_list(
@@ -117,25 +163,28 @@ fn tag_list(
     Ok(tags)
 }
 
-fn attr_pairs(
-    schema: &AttrSchema,
+/// An attribute member as an object (empty when absent or null).
+fn attr_object(
     condition: &Map<String, Value>,
     field: &str,
+) -> Result<Map<String, Value>, ApiError> {
+    match present(condition, field) {
+        None => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(other) => Err(malformed(
+            &format!("Condition.{field}"),
+            "an object of attribute names to values",
+            other,
+        )),
+    }
+}
+
+fn attr_pairs(
+    schema: &AttrSchema,
+    attrs: Map<String, Value>,
+    field: &str,
 ) -> Result<Vec<(u8, String)>, ApiError> {
-    let Some(value) = present(condition, field) else {
-        return Ok(Vec::new());
-    };
     let path = format!("Condition.{field}");
-    let attrs: Map<String, Value> = match value {
-        Value::Object(map) => map.clone(),
-        other => {
-            return Err(malformed(
-                &path,
-                "an object of attribute names to values",
-                other,
-            ));
-        }
-    };
     attrs
         .into_iter()
         .map(|(name, value)| {

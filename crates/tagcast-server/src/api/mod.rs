@@ -104,7 +104,8 @@ impl Ctx<'_> {
             let info = if path == "." {
                 format!("invalid request body: {}", e.inner())
             } else {
-                format!("invalid request body at {path}: {}", e.inner())
+                // A path into deep nesting is cut like any echoed value.
+                format!("invalid request body at {}: {}", shown(&path), e.inner())
             };
             ApiError::new(self.parse_error_code(), info)
         })?;

@@ -163,7 +163,7 @@ async fn every_push_validation_error_has_its_code() {
         ),
         (
             "timpush/push",
-            json!({ "Condition": {}, "Audience": { "All": true } }),
+            json!({ "Condition": { "TagsOr": ["a"] }, "Audience": { "All": true } }),
             90039,
             "together",
         ),
