@@ -256,6 +256,12 @@ async fn a_full_disk_is_70500_and_91000_until_space_is_freed_and_nothing_acknowl
     let add = json!({ "UserTags": [{ "To_Account": accounts(0)[0], "Tags": ["t"] }] });
     let r = server.call(&APP, "timpush/add_tag", add.clone()).await;
     assert_internal(&r, 91000, "No space left on device");
+    // And /healthz says why.
+    let url = format!("{}/healthz", server.base);
+    let health = server.request(reqwest::Method::GET, &url, "").await;
+    assert_eq!(health.status(), 503, "/healthz while the disk is full");
+    let text = health.text().await.unwrap();
+    assert!(text.contains("No space left on device"), "/healthz: {text}");
 
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
