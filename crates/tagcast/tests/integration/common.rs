@@ -197,33 +197,26 @@ impl Server {
     /// keys, then tables such as `[http]`, `[websocket]` or more `[[apps]]`), its descriptor
     /// limit set to `nofile` if given.
     pub fn start_with(extra: &str, nofile: Option<u64>) -> Server {
+        Self::start_custom(None, extra, nofile)
+    }
+
+    /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its store in
+    /// `data_dir` (default: inside its temp dir) and its descriptor limit `nofile` if given.
+    fn start_custom(data_dir: Option<&Path>, extra: &str, nofile: Option<u64>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tagcast.toml");
-        let text = config_toml(&dir.path().join("data"), None, None);
+        let default_data = dir.path().join("data");
+        let text = config_toml(data_dir.unwrap_or(&default_data), None, None);
         // Top-level keys of `extra` go first, its tables after the standard ones.
-        let split = extra
-            .lines()
-            .position(|l| l.starts_with('['))
-            .unwrap_or(extra.lines().count());
         let lines: Vec<&str> = extra.lines().collect();
+        let split = lines
+            .iter()
+            .position(|l| l.starts_with('['))
+            .unwrap_or(lines.len());
         let (top, tables) = lines.split_at(split);
         let text = format!("{}\n{text}\n{}\n", top.join("\n"), tables.join("\n"));
         std::fs::write(&config, text).expect("write config");
-        let mut command = match nofile {
-            Some(limit) => {
-                let mut command = Command::new("prlimit");
-                command
-                    .arg(format!("--nofile={limit}:{limit}"))
-                    .arg(env!("CARGO_BIN_EXE_tagcast"));
-                command
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_tagcast")),
-        };
-        command
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("TAGCAST_LOG", "warn");
-        let (child, _, base) = spawn_listening(&mut command);
+        let (child, base) = spawn_limited(&config, nofile);
         Server {
             child,
             base,
@@ -322,13 +315,38 @@ impl Drop for Server {
 }
 
 fn spawn(config: &Path) -> (Child, String) {
-    let (child, _, base) = spawn_listening(
-        Command::new(env!("CARGO_BIN_EXE_tagcast"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("TAGCAST_LOG", "warn"),
-    );
+    spawn_limited(config, None)
+}
+
+/// `spawn`, with the server's descriptor limit set to `nofile` if given.
+fn spawn_limited(config: &Path, nofile: Option<u64>) -> (Child, String) {
+    let mut command = match nofile {
+        Some(limit) => {
+            let mut command = Command::new("prlimit");
+            command
+                .arg(format!("--nofile={limit}:{limit}"))
+                .arg(env!("CARGO_BIN_EXE_tagcast"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_tagcast")),
+    };
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("TAGCAST_LOG", "warn");
+    let (child, _, base) = spawn_listening(&mut command);
     (child, base)
+}
+
+/// The resident memory of process `pid`, in bytes.
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS");
+    kib * 1024
 }
 
 /// Spawns `command` (a `tagcast serve`) and reads its stdout until it says where it listens.
@@ -772,17 +790,6 @@ impl Server {
     /// filesystem), with `extra` TOML appended to the standard config (e.g. a
     /// `[[testing.faults]]` fault plan; the test binary is built with fault injection).
     pub fn start_with_store(data_dir: &Path, extra: &str) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("tagcast.toml");
-        let text = config_toml(data_dir, None, None);
-        std::fs::write(&config, format!("{text}\n{extra}\n")).expect("write config");
-        let (child, base) = spawn(&config);
-        Server {
-            child,
-            base,
-            dir,
-            tls: None,
-            client: client(),
-        }
+        Self::start_custom(Some(data_dir), extra, None)
     }
 }

@@ -98,16 +98,6 @@ async fn pushes_kept_for_offline_recipients_are_capped_per_app() {
     assert_eq!(client.next_frame().await["MsgRandom"], 2);
 }
 
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 #[tokio::test]
 async fn live_pushes_keep_their_bodies_in_the_store_not_in_memory() {
     // A small page cache, so the store's own cache does not hide what the tasks cost.
