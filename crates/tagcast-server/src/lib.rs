@@ -89,8 +89,17 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
     http.max_connections = transport::connection_cap(http.max_connections);
     tracing::info!(max_connections = http.max_connections, "connection cap");
     handle.set_listening(listener.local_addr()?);
-    transport::run(listener, tls, router(state.clone()), http, handle).await;
-    state.hub.shut_down().await;
+    // On shutdown, sessions are closed while HTTP requests finish, then deliveries are written.
+    let mut stopping = handle.shutdown_signal();
+    let hub = state.hub.clone();
+    let close_sessions = async move {
+        if stopping.wait_for(|stop| *stop).await.is_ok() {
+            hub.close_sessions().await;
+        }
+    };
+    let serving = transport::run(listener, tls, router(state.clone()), http, handle);
+    tokio::join!(serving, close_sessions);
+    state.hub.flush_deliveries().await;
     Ok(())
 }
 

@@ -70,9 +70,19 @@ impl DevAppInfo {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let text = toml::to_string(&self.app).context("cannot encode the development app")?;
-        std::fs::write(&self.path, text)
+        write_private(&self.path, text.as_bytes())
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
+}
+
+/// Writes a file only its owner can read: it holds the app's secret key.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 /// 64 hex characters, the shape of a console secret key.

@@ -62,7 +62,13 @@ struct Pending {
 
 /// The JSON frame a client receives: the stored content plus the task's identity and time.
 fn push_frame(meta: &TaskMeta) -> Utf8Bytes {
-    let mut frame: Map<String, Value> = serde_json::from_str(&meta.content).unwrap_or_default();
+    // The content was serialized by the server itself; if it no longer parses, the stored task
+    // is corrupt: said loudly, and the frame goes out with the task's identity only.
+    let mut frame: Map<String, Value> =
+        serde_json::from_str(&meta.content).unwrap_or_else(|error| {
+            tracing::error!(task = %meta.task_id, %error, "corrupt stored push content");
+            Map::new()
+        });
     frame.insert("Type".into(), json!("Push"));
     frame.insert("TaskId".into(), json!(meta.task_id));
     frame.insert("From_Account".into(), json!(meta.from_account));
@@ -174,8 +180,10 @@ impl Hub {
             return Ok(());
         };
         tasks.retain(|_, t| t.expires_ms > now_ms);
+        let held = tasks.len();
+        metrics::set_live_tasks(live.values().map(BTreeMap::len).sum());
         let limit = self.max_live_tasks.get(&app).copied().unwrap_or(usize::MAX);
-        match tasks.len() < limit {
+        match held < limit {
             true => Ok(()),
             false => Err(limit),
         }
@@ -272,11 +280,12 @@ impl Hub {
     /// Stops a task: no further deliveries, no offline copies, and its connected recipients are
     /// told.
     pub fn revoke(&self, app: AppId, seq: u64, task_id: &str, audience: &RoaringBitmap) {
-        if let Some(pending) = write(&self.live)
-            .get_mut(&app)
-            .and_then(|tasks| tasks.remove(&seq))
         {
-            pending.revoked.store(true, Ordering::Release);
+            let mut live = write(&self.live);
+            if let Some(pending) = live.get_mut(&app).and_then(|tasks| tasks.remove(&seq)) {
+                pending.revoked.store(true, Ordering::Release);
+            }
+            metrics::set_live_tasks(live.values().map(BTreeMap::len).sum());
         }
         // An online-only task is in no backlog, but may still be fanning out.
         if let Some(task) = lock(&self.fanning).get(&(app, seq)) {
@@ -374,9 +383,8 @@ impl Hub {
             .await;
     }
 
-    /// Closes every session (1001, going away) and writes every recorded delivery and cursor,
-    /// so a graceful stop redelivers nothing.
-    pub async fn shut_down(&self) {
+    /// Closes every session (1001, going away) and waits a little for them to end.
+    pub async fn close_sessions(&self) {
         let sessions: Vec<_> = read(&self.registry)
             .sessions
             .values()
@@ -398,6 +406,10 @@ impl Hub {
         {
             tracing::warn!("sessions still open at shutdown");
         }
+    }
+
+    /// Writes every recorded delivery and cursor, so a graceful stop redelivers nothing.
+    pub async fn flush_deliveries(&self) {
         self.recorder.flush().await;
     }
 

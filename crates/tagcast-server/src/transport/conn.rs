@@ -103,10 +103,11 @@ pub(super) struct ConnState {
     registry: Arc<Registry>,
     /// Milliseconds since the registry's epoch of the last byte read or written.
     last_activity_ms: AtomicU64,
-    /// When the connection last had no request in flight (accepted, or a response finished).
-    idle_since_ms: AtomicU64,
-    /// Bytes arrived since `idle_since_ms`: a request is on its way.
+    /// Bytes arrived since the last response (or the connection's start): a request is on its
+    /// way.
     read_since_idle: AtomicBool,
+    /// When the first of those bytes arrived.
+    request_begun_ms: AtomicU64,
     in_flight: AtomicUsize,
     upgraded: AtomicBool,
     /// HTTP/2 clients legitimately send pings while idle; only the idle rule applies to them.
@@ -122,8 +123,8 @@ impl ConnState {
             id,
             registry,
             last_activity_ms: AtomicU64::new(now),
-            idle_since_ms: AtomicU64::new(now),
             read_since_idle: AtomicBool::new(false),
+            request_begun_ms: AtomicU64::new(now),
             in_flight: AtomicUsize::new(0),
             upgraded: AtomicBool::new(false),
             http2: AtomicBool::new(false),
@@ -171,7 +172,7 @@ impl ConnState {
             self.read_since_idle.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed);
         let (since, limit) = match slow_request {
             true => (
-                self.idle_since_ms.load(Ordering::Relaxed),
+                self.request_begun_ms.load(Ordering::Relaxed),
                 limits.header_timeout(),
             ),
             false => (
@@ -208,7 +209,6 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         let state = &self.0;
         if state.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            state.idle_since_ms.store(state.now_ms(), Ordering::Relaxed);
             state.read_since_idle.store(false, Ordering::Relaxed);
         }
     }

@@ -29,6 +29,18 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `/metrics` once `ready` holds of it (polled for at most 10 s).
+async fn metrics_once(server: &Server, ready: impl Fn(&str) -> bool) -> String {
+    for _ in 0..200 {
+        let metrics = server.get_text("/metrics").await;
+        if ready(&metrics) {
+            return metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("/metrics never showed what was expected");
+}
+
 async fn batch(server: &Server, app: &TestApp, accounts: &[&str], msg_random: u32) -> Value {
     server
         .call(
@@ -52,16 +64,17 @@ async fn metrics_follow_sessions_pushes_and_deliveries() {
     let mut client = Client::connect(&server, &PUSH_APP, "m_online").await;
     let task = marker(&server, &PUSH_APP, 1).await;
     assert_eq!(client.next_frame().await["TaskId"], task);
-    let metrics = server.get_text("/metrics").await;
+    // The session counts its delivery right after writing it, so the client may see the frame
+    // first.
+    let online = "tagcast_deliveries_total{path=\"online\"}";
+    let metrics = metrics_once(&server, |m| sample(m, online).is_some()).await;
     assert_eq!(sample(&metrics, "tagcast_sessions"), Some(1.0), "{metrics}");
     assert!(sample(&metrics, "tagcast_connections").is_some_and(|n| n >= 2.0));
     assert_eq!(
         sample(&metrics, "tagcast_pushes_total{kind=\"All\"}"),
         Some(1.0)
     );
-    assert!(
-        sample(&metrics, "tagcast_deliveries_total{path=\"online\"}").is_some_and(|n| n >= 1.0)
-    );
+    assert_eq!(sample(&metrics, online), Some(1.0));
     assert_eq!(sample(&metrics, "tagcast_live_tasks"), Some(1.0));
     assert_eq!(sample(&metrics, "tagcast_store_healthy"), Some(1.0));
     assert!(sample(&metrics, "tagcast_store_bytes").is_some_and(|n| n > 0.0));
@@ -69,8 +82,7 @@ async fn metrics_follow_sessions_pushes_and_deliveries() {
     assert!(sample(&metrics, "tagcast_index_rebuild_seconds").is_some());
     assert!(sample(&metrics, "process_resident_memory_bytes").is_some_and(|n| n > 0.0));
     client.close().await;
-    let metrics = server.get_text("/metrics").await;
-    assert_eq!(sample(&metrics, "tagcast_sessions"), Some(0.0));
+    metrics_once(&server, |m| sample(m, "tagcast_sessions") == Some(0.0)).await;
 }
 
 #[tokio::test]

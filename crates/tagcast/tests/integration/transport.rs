@@ -342,6 +342,12 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
         data.join("dev-app.toml").is_file(),
         "the key is kept in the data dir"
     );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("dev-app.toml"))
+            .expect("dev-app.toml")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "only the owner may read the key");
 
     let client = http_client();
     let url = |base: &str, api: &str| {
