@@ -371,16 +371,22 @@ impl Hub {
         Ok(tasks)
     }
 
-    /// Records that `task` reached the account.
-    pub async fn delivered(&self, task: &Arc<LiveTask>, account: AccountId, name: &Arc<str>) {
-        self.recorder
-            .record(Delivered {
-                task: task.clone(),
+    /// Records that `tasks` reached the account.
+    pub async fn delivered(&self, tasks: Vec<Arc<LiveTask>>, account: AccountId, name: &Arc<str>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let at_secs = crate::now_unix();
+        let deliveries = tasks
+            .into_iter()
+            .map(|task| Delivered {
+                task,
                 account,
                 name: name.clone(),
-                at_secs: crate::now_unix(),
+                at_secs,
             })
-            .await;
+            .collect();
+        self.recorder.record(deliveries).await;
     }
 
     /// Closes every session (1001, going away) and waits a little for them to end.

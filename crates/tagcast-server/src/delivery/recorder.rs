@@ -16,6 +16,9 @@ use crate::sync::lock;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Deliveries collected before a write even before `FLUSH_EVERY`.
 const FLUSH_AT: usize = 50_000;
+/// Batches of deliveries (each one session's send, at most 64) waiting for the recorder;
+/// sessions wait when it is this far behind.
+const QUEUE: usize = 4096;
 
 /// One push that reached one account.
 pub struct Delivered {
@@ -30,7 +33,7 @@ type Unflushed = Arc<Mutex<HashMap<(AppId, AccountId), u64>>>;
 
 /// What the recorder's task is sent.
 enum Record {
-    Delivered(Delivered),
+    Delivered(Vec<Delivered>),
     /// Write everything collected now, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -43,22 +46,23 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start(store: Store, callbacks: Callbacks) -> Self {
-        let (tx, rx) = mpsc::channel(FLUSH_AT * 2);
+        let (tx, rx) = mpsc::channel(QUEUE);
         let unflushed = Unflushed::default();
         tokio::spawn(run(store, callbacks, rx, unflushed.clone()));
         Self { tx, unflushed }
     }
 
-    pub async fn record(&self, delivered: Delivered) {
-        let key = (delivered.task.app, delivered.account);
-        let seq = delivered.task.meta.seq;
+    /// Records deliveries (of one session's batch: one lock and one message for all of them).
+    pub async fn record(&self, deliveries: Vec<Delivered>) {
         {
             let mut unflushed = lock(&self.unflushed);
-            let cursor = unflushed.entry(key).or_default();
-            *cursor = (*cursor).max(seq);
+            for d in &deliveries {
+                let cursor = unflushed.entry((d.task.app, d.account)).or_default();
+                *cursor = (*cursor).max(d.task.meta.seq);
+            }
         }
         // The recorder only stops with the runtime.
-        let _ = self.tx.send(Record::Delivered(delivered)).await;
+        let _ = self.tx.send(Record::Delivered(deliveries)).await;
     }
 
     /// Writes every delivery recorded so far; returns once they are durable (or failed).
@@ -88,7 +92,7 @@ async fn run(
         tokio::select! {
             received = rx.recv() => match received {
                 Some(Record::Delivered(delivered)) => {
-                    pending.push(delivered);
+                    pending.extend(delivered);
                     if pending.len() < FLUSH_AT {
                         continue;
                     }

@@ -194,61 +194,39 @@ impl Session {
             .map_err(|e| End::Failed(axum::Error::new(e)))?;
         for task in backlog {
             self.send(Message::Text(task.frame.clone())).await?;
-            self.hub.delivered(&task, self.account, &self.name).await;
-            crate::metrics::delivered("backlog", 1);
             delivered.insert(task.meta.seq);
+            self.hub
+                .delivered(vec![task], self.account, &self.name)
+                .await;
+            crate::metrics::delivered("backlog", 1);
         }
         Ok(delivered)
     }
 
-    /// Sends the queued messages with one flush and records the pushes sent. Some when the
-    /// session must end.
+    /// Sends the queued messages with one flush, within one write deadline, and records the
+    /// pushes sent. Some when the session must end.
     async fn send_queued(
         &mut self,
         queued: &mut Vec<Outbound>,
         is_new: &impl Fn(&LiveTask) -> bool,
     ) -> Option<End> {
         let mut sent = Vec::with_capacity(queued.len());
-        let mut end = None;
-        for outbound in queued.drain(..) {
-            let written = match outbound {
-                Outbound::Push(task) if is_new(&task) && !task.is_revoked() => {
-                    let written = self.feed(Message::Text(task.frame.clone())).await;
-                    sent.push(task);
-                    written
-                }
-                Outbound::Push(_) => Ok(()),
-                Outbound::Revoke(frame) => self.feed(Message::Text(frame)).await,
-                Outbound::Replaced => Err(End::Replaced),
-                Outbound::GoingAway => Err(End::GoingAway),
-            };
-            if let Err(ended) = written {
-                end = Some(ended);
-                break;
+        let batch = write_batch(&mut self.socket, queued, is_new, &mut sent);
+        let end = match within(self.write_timeout, batch).await {
+            Ok(end) => end,
+            Err(end) => {
+                // Nothing fed is known to have left: none of it counts as delivered.
+                sent.clear();
+                Some(end)
             }
-        }
-        if let Err(ended) = self.flush().await {
-            // Nothing fed is known to have left: none of it counts as delivered.
-            sent.clear();
-            end = end.or(Some(ended));
-        }
+        };
         crate::metrics::delivered("online", sent.len());
-        for task in sent {
-            self.hub.delivered(&task, self.account, &self.name).await;
-        }
+        self.hub.delivered(sent, self.account, &self.name).await;
         end
     }
 
     async fn send(&mut self, message: Message) -> Result<(), End> {
         within(self.write_timeout, self.socket.send(message)).await
-    }
-
-    async fn feed(&mut self, message: Message) -> Result<(), End> {
-        within(self.write_timeout, self.socket.feed(message)).await
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        within(self.write_timeout, self.socket.flush()).await
     }
 
     async fn close(&mut self, end: &End) {
@@ -259,13 +237,44 @@ impl Session {
     }
 }
 
+/// Feeds the queued messages and flushes once; the pushes fed are left in `sent`. Ok(Some)
+/// when a queued message ends the session.
+async fn write_batch(
+    socket: &mut WebSocket,
+    queued: &mut Vec<Outbound>,
+    is_new: &impl Fn(&LiveTask) -> bool,
+    sent: &mut Vec<Arc<LiveTask>>,
+) -> Result<Option<End>, axum::Error> {
+    let mut end = None;
+    for outbound in queued.drain(..) {
+        match outbound {
+            Outbound::Push(task) if is_new(&task) && !task.is_revoked() => {
+                socket.feed(Message::Text(task.frame.clone())).await?;
+                sent.push(task);
+            }
+            Outbound::Push(_) => {}
+            Outbound::Revoke(frame) => socket.feed(Message::Text(frame)).await?,
+            Outbound::Replaced => {
+                end = Some(End::Replaced);
+                break;
+            }
+            Outbound::GoingAway => {
+                end = Some(End::GoingAway);
+                break;
+            }
+        }
+    }
+    socket.flush().await?;
+    Ok(end)
+}
+
 /// A write that fails or does not finish in time ends the session: the client is not reading.
-async fn within(
+async fn within<T>(
     limit: Duration,
-    write: impl std::future::Future<Output = Result<(), axum::Error>>,
-) -> Result<(), End> {
+    write: impl std::future::Future<Output = Result<T, axum::Error>>,
+) -> Result<T, End> {
     match tokio::time::timeout(limit, write).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) if is_write_buffer_full(&error) => Err(End::TooSlow),
         Ok(Err(error)) => Err(End::Failed(error)),
         Err(_) => Err(End::TooSlow),
