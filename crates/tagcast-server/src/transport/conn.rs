@@ -18,14 +18,17 @@ use tokio::sync::Notify;
 use crate::config::HttpConfig;
 use crate::sync::lock;
 
-/// The open connections, oldest first, and the cap on their number.
+/// The open connections and the cap on their number.
 pub(super) struct Connections {
     inner: Arc<Registry>,
 }
 
 struct Registry {
     max: usize,
+    /// HTTP connections, oldest first: the candidates for eviction.
     open: Mutex<BTreeMap<u64, Weak<ConnState>>>,
+    /// Connections handed over to WebSocket sessions: never evicted, so never scanned.
+    sessions: AtomicUsize,
     next_id: AtomicU64,
     /// Signalled whenever a connection closes, for the shutdown's wait.
     closed: Notify,
@@ -38,6 +41,7 @@ impl Connections {
             inner: Arc::new(Registry {
                 max,
                 open: Mutex::new(BTreeMap::new()),
+                sessions: AtomicUsize::new(0),
                 next_id: AtomicU64::new(0),
                 closed: Notify::new(),
                 epoch: Instant::now(),
@@ -53,7 +57,7 @@ impl Connections {
         // reference of a connection that just ended takes the same lock.
         let mut seen = Vec::new();
         let mut open = lock(&self.inner.open);
-        if open.len() >= self.inner.max {
+        if open.len() + self.inner.sessions.load(Ordering::Acquire) >= self.inner.max {
             let evictable = open.values().filter_map(Weak::upgrade).find(|c| {
                 let found = c.is_evictable();
                 if !found {
@@ -80,7 +84,7 @@ impl Connections {
     }
 
     pub(super) fn count(&self) -> usize {
-        lock(&self.inner.open).len()
+        lock(&self.inner.open).len() + self.inner.sessions.load(Ordering::Acquire)
     }
 
     /// Resolves once no connection is open.
@@ -187,7 +191,11 @@ impl ConnState {
 
 impl Drop for ConnState {
     fn drop(&mut self) {
-        lock(&self.registry.open).remove(&self.id);
+        if self.upgraded.load(Ordering::Acquire) {
+            self.registry.sessions.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            lock(&self.registry.open).remove(&self.id);
+        }
         crate::metrics::connection_closed();
         self.registry.closed.notify_waiters();
     }
@@ -200,7 +208,13 @@ impl RequestGuard {
     /// The response is ready; a 101 hands the connection over to a WebSocket session.
     pub(super) fn finished(self, status: StatusCode) {
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            self.0.upgraded.store(true, Ordering::Release);
+            // Held while moving, so the connection is counted once throughout.
+            let state = &self.0;
+            let mut open = lock(&state.registry.open);
+            open.remove(&state.id);
+            state.registry.sessions.fetch_add(1, Ordering::AcqRel);
+            state.upgraded.store(true, Ordering::Release);
+            drop(open);
         }
     }
 }

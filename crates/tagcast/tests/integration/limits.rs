@@ -368,3 +368,42 @@ async fn websocket_login_applies_the_user_id_rules_of_account_import() {
         assert_eq!(body["ErrorCode"], 70402, "{body}");
     }
 }
+
+#[tokio::test]
+async fn websocket_sessions_count_against_the_cap_and_are_never_evicted() {
+    let server = Server::start_with("[http]\nmax_connections = 4\n", None);
+    let mut sessions = Vec::new();
+    for i in 0..4 {
+        sessions.push(raw_session(&server, &format!("capped_{i}")).await);
+    }
+    // Every slot holds a session: a new connection is refused, and no session is cut for it.
+    let mut refused = TcpStream::connect(addr_of(&server)).await.expect("connect");
+    let _ = refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: tagcast\r\n\r\n")
+        .await;
+    assert!(
+        closed_by_peer(&mut refused, Duration::from_secs(10)).await,
+        "a connection beyond the cap was served"
+    );
+    for session in &mut sessions {
+        assert!(
+            !closed_by_peer(session, Duration::from_millis(50)).await,
+            "a WebSocket session was evicted"
+        );
+    }
+    // A session ends: its slot serves the API again.
+    drop(sessions.pop());
+    let mut answered = false;
+    for _ in 0..100 {
+        let health = server
+            .client()
+            .get(format!("{}/healthz", server.base))
+            .send();
+        if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(2), health).await {
+            answered = response.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "the freed slot never served a request");
+}
