@@ -53,24 +53,18 @@ echo "== gen"
 "$bench" gen --accounts "$accounts" --data "$data"
 
 echo "== Redis and PostgreSQL"
-missing=()
-command -v redis-server > /dev/null || missing+=(redis-server)
-[[ -x $pg_bin/postgres ]] || missing+=(postgresql-15)
-if ((${#missing[@]})); then
-  echo "installing ${missing[*]} (Debian packages)"
+if ! command -v redis-server > /dev/null; then
+  echo "installing redis-server (Debian packages)"
   $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server
 fi
+scripts/postgres.sh install
 redis_version=$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
 pg_version=$("$pg_bin/postgres" --version | awk '{print $3}')
 echo "Redis $redis_version, PostgreSQL $pg_version"
 [[ ${redis_version%%.*} -ge 7 ]] || { echo "Redis 7 or later needed (SINTERCARD)" >&2; exit 1; }
 [[ ${pg_version%%.*} == 15 ]] || { echo "PostgreSQL 15 expected, found $pg_version" >&2; exit 1; }
 
-# PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user.
-as_pg() {
-  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
 # The first port from $1 on that nothing listens on.
 free_port() {
   local p=$1
@@ -95,7 +89,7 @@ cleanup() {
     wait "$redis_pid" 2> /dev/null || true
   fi
   if [[ -n $pg_data ]]; then
-    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop > /dev/null 2>&1 || true
+    scripts/postgres.sh stop "$pg_data"
   fi
   rm -rf "$tmp"
   if ((status != 0)); then echo "bench/run.sh: FAILED (exit $status)" >&2; fi
@@ -134,15 +128,8 @@ echo "Redis on 127.0.0.1:$redis_port (pid $redis_pid, data in $tmp/redis)"
 
 # PostgreSQL: fsync and synchronous_commit on; wal_level minimal so the COPY into the table created
 # in the same transaction skips the WAL; shared_buffers a quarter of the RAM.
-pg_port=$(free_port 25432)
-mkdir -p "$tmp/pg"
-[[ $(id -u) == 0 ]] && chown postgres: "$tmp/pg"
-as_pg "$pg_bin/initdb" -D "$tmp/pg/data" -U postgres -A trust -E UTF8 --no-locale > "$tmp/pg/initdb.log"
 shared_buffers=$(awk '/MemTotal/ {printf "%dMB", $2 / 4096}' /proc/meminfo)
-as_pg tee -a "$tmp/pg/data/postgresql.conf" > /dev/null << CONF
-listen_addresses = '127.0.0.1'
-port = $pg_port
-unix_socket_directories = '$tmp/pg'
+cat > "$tmp/pg.conf" << CONF
 max_connections = 200
 shared_buffers = $shared_buffers
 fsync = on
@@ -156,9 +143,9 @@ work_mem = 64MB
 effective_cache_size = 12GB
 random_page_cost = 1.1
 CONF
-as_pg "$pg_bin/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/server.log" -w -t 120 start > /dev/null
-pg_data=$tmp/pg/data
-as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -c 'CREATE DATABASE tagcast_bench'
+pg_data=$tmp/pg
+pg_port=$(scripts/postgres.sh start "$pg_data" 25432 "$tmp/pg.conf")
+"$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -c 'CREATE DATABASE tagcast_bench'
 echo "PostgreSQL on 127.0.0.1:$pg_port (shared_buffers $shared_buffers, data in $tmp/pg)"
 
 mkdir -p target/bench-logs

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 on loopback, for the benchmarks and the test suite: installed from
+# Debian's packages when missing, its data in a directory the caller chooses and removes.
+#
+#   scripts/postgres.sh install                   install postgresql-15 if it is missing
+#   scripts/postgres.sh start DIR [PORT] [CONF]   a new cluster in DIR (created, must be new) on
+#                                                 127.0.0.1, on the first free port from PORT
+#                                                 (default 25432), with the postgresql.conf lines
+#                                                 of file CONF added; prints the port it took
+#   scripts/postgres.sh stop DIR                  stop the cluster of DIR (fast shutdown)
+#
+# As root, PostgreSQL's own commands run as the `postgres` user, which refuses to run as root.
+set -euo pipefail
+
+pg_bin=/usr/lib/postgresql/15/bin
+
+as_pg() {
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The first port from $1 on which nothing listens.
+free_port() {
+  local p=$1
+  while (: > "/dev/tcp/127.0.0.1/$p") 2> /dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+
+install() {
+  [[ -x $pg_bin/postgres ]] && return
+  local sudo=
+  [[ $(id -u) == 0 ]] || sudo=sudo
+  echo "installing postgresql-15 (Debian packages)" >&2
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postgresql-15 >&2
+}
+
+start() {
+  local dir=$1 port conf=${3:-}
+  port=$(free_port "${2:-25432}")
+  mkdir -p "$dir"
+  [[ $(id -u) == 0 ]] && chown postgres: "$dir"
+  as_pg "$pg_bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale \
+    > "$dir/initdb.log"
+  {
+    echo "listen_addresses = '127.0.0.1'"
+    echo "port = $port"
+    echo "unix_socket_directories = '$dir'"
+    [[ -z $conf ]] || cat "$conf"
+  } | as_pg tee -a "$dir/data/postgresql.conf" > /dev/null
+  if ! as_pg "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start > /dev/null; then
+    cat "$dir/server.log" >&2
+    exit 1
+  fi
+  echo "$port"
+}
+
+stop() {
+  as_pg "$pg_bin/pg_ctl" -D "$1/data" -m fast -w stop > /dev/null 2>&1 || true
+}
+
+case ${1:-} in
+  install) install ;;
+  start) shift && start "$@" ;;
+  stop) shift && stop "$@" ;;
+  *) sed -n '2,12p' "$0" >&2 && exit 2 ;;
+esac
