@@ -5,35 +5,13 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::*;
 
-/// `TAGCAST_*` variables a developer's shell might set; every spawned command runs without them.
-const ENV_VARS: [&str; 8] = [
-    "TAGCAST_CONFIG",
-    "TAGCAST_LISTEN",
-    "TAGCAST_DATA_DIR",
-    "TAGCAST_TLS_CERT",
-    "TAGCAST_TLS_KEY",
-    "TAGCAST_KEY",
-    "TAGCAST_LOG",
-    "TAGCAST_LOG_FORMAT",
-];
-
 /// The exit status of a usage, config or start-up error.
 const CONFIG_ERROR: i32 = 2;
-
-fn tagcast(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tagcast"));
-    for var in ENV_VARS {
-        command.env_remove(var);
-    }
-    command.args(args).env("TAGCAST_LOG", "warn");
-    command
-}
 
 /// A spawned `tagcast`, killed when dropped.
 struct Running(Child);
@@ -48,25 +26,7 @@ impl Drop for Running {
 /// Runs `command` with RUST_BACKTRACE=1, expecting it to exit on its own soon; fails if it keeps
 /// running (it started serving after all).
 fn run_to_exit(command: &mut Command) -> Output {
-    let mut child = command
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tagcast");
-    for _ in 0..400 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("tagcast output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("tagcast output");
-    panic!(
-        "tagcast kept running: {command:?}; stdout: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    wait_for_exit(command.env("RUST_BACKTRACE", "1"))
 }
 
 /// Asserts `command` fails with exit status 2 and one plain `error: ...` line on stderr, without
@@ -96,7 +56,7 @@ fn serve_config(dir: &Path, name: &str, data: &Path, top: &str) -> Command {
         data.display().to_string()
     );
     std::fs::write(&config, text).unwrap();
-    let mut command = tagcast(&["serve", "--config"]);
+    let mut command = clean_tagcast(&["serve", "--config"]);
     command.arg(config);
     command
 }
@@ -142,7 +102,7 @@ fn a_garbage_certificate_says_so_and_leaves_the_data_dir_untouched() {
     // Without a config file (the development app), by flags: the new app's key is not written
     // into a data dir that a failed start would otherwise create.
     let dev_data = dir.path().join("dev-data");
-    let mut command = tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+    let mut command = clean_tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
     command
         .arg(&dev_data)
         .arg("--tls-cert")
@@ -181,7 +141,7 @@ fn an_unknown_config_key_is_named_in_one_line() {
 
 #[test]
 fn a_bad_flag_is_a_usage_error() {
-    let output = run_to_exit(&mut tagcast(&["serve", "--log-format", "xml"]));
+    let output = run_to_exit(&mut clean_tagcast(&["serve", "--log-format", "xml"]));
     assert_eq!(output.status.code(), Some(CONFIG_ERROR));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("xml"), "{stderr}");
@@ -274,7 +234,7 @@ async fn text_logs_are_not_coloured_when_piped() {
 
 /// Runs `tagcast usersig` for sdkappid 1400000001 and identifier `a` with `extra` arguments.
 fn usersig(extra: &[&str], env_key: Option<&str>) -> Output {
-    let mut command = tagcast(&["usersig", "--sdkappid", "1400000001", "--identifier", "a"]);
+    let mut command = clean_tagcast(&["usersig", "--sdkappid", "1400000001", "--identifier", "a"]);
     command.args(extra);
     if let Some(key) = env_key {
         command.env("TAGCAST_KEY", key);
@@ -335,7 +295,7 @@ fn the_key_comes_from_the_flag_the_variable_or_a_file() {
 #[test]
 fn help_tells_where_the_key_can_come_from() {
     for command in ["usersig", "listen"] {
-        let output = tagcast(&[command, "--help"]).output().unwrap();
+        let output = clean_tagcast(&[command, "--help"]).output().unwrap();
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{help}");
         for mention in ["--key-file", "TAGCAST_KEY", "visible to other users"] {
@@ -345,7 +305,7 @@ fn help_tells_where_the_key_can_come_from() {
             );
         }
     }
-    let output = tagcast(&["serve", "--help"]).output().unwrap();
+    let output = clean_tagcast(&["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     for mention in ["--log-format", "TAGCAST_LOG_FORMAT", "json"] {
         assert!(

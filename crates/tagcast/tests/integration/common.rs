@@ -338,6 +338,48 @@ fn spawn_limited(config: &Path, nofile: Option<u64>) -> (Child, String) {
     (child, base)
 }
 
+/// `program` with none of the developer's `TAGCAST_*` variables.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TAGCAST_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The `tagcast` binary with `args`, none of the developer's `TAGCAST_*` variables, warn-level
+/// logs.
+pub fn clean_tagcast(args: &[&str]) -> Command {
+    let mut command = clean_command(env!("CARGO_BIN_EXE_tagcast"));
+    command.args(args).env("TAGCAST_LOG", "warn");
+    command
+}
+
+/// Runs `command`, which must exit on its own within 20 s, and returns its output; fails if it
+/// keeps running (a server that was meant to refuse to start started serving after all).
+pub fn wait_for_exit(command: &mut Command) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tagcast");
+    for _ in 0..400 {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("tagcast output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("tagcast output");
+    panic!(
+        "tagcast kept running: {command:?}; stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
 /// The resident memory of process `pid`, in bytes.
 pub fn resident_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

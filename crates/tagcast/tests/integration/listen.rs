@@ -15,27 +15,6 @@ use crate::common::*;
 /// Longest wait for a frame or an exit that must come; a reconnect may wait up to 1 + 2 + 4 s.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `TAGCAST_*` variables a developer's shell might set; every spawned command runs without them.
-const ENV_VARS: [&str; 8] = [
-    "TAGCAST_CONFIG",
-    "TAGCAST_LISTEN",
-    "TAGCAST_DATA_DIR",
-    "TAGCAST_TLS_CERT",
-    "TAGCAST_TLS_KEY",
-    "TAGCAST_KEY",
-    "TAGCAST_LOG",
-    "TAGCAST_LOG_FORMAT",
-];
-
-fn tagcast(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tagcast"));
-    for var in ENV_VARS {
-        command.env_remove(var);
-    }
-    command.args(args).env("TAGCAST_LOG", "warn");
-    command
-}
-
 /// A spawned `tagcast` whose stdout lines arrive on a channel and whose stderr is kept; killed
 /// when dropped.
 struct Process {
@@ -165,7 +144,7 @@ fn tls_push_config(dir: &Path, cert: &Path, key: &Path) -> PathBuf {
 
 /// Starts `tagcast serve --config config` (on `listen` if given); returns it and its base URL.
 fn serve(config: &Path, listen: Option<&str>) -> (Served, String) {
-    let mut command = tagcast(&["serve", "--config"]);
+    let mut command = clean_tagcast(&["serve", "--config"]);
     command.arg(config);
     if let Some(addr) = listen {
         command.args(["--listen", addr]);
@@ -202,7 +181,7 @@ async fn push_to_all(base: &str, msg_random: u32) -> String {
 /// `tagcast listen` for `identifier` of PUSH_APP at `base`, with `extra` flags.
 fn listen_command(base: &str, identifier: &str, extra: &[&str]) -> Command {
     let sdkappid = PUSH_APP.sdkappid.to_string();
-    let mut command = tagcast(&[
+    let mut command = clean_tagcast(&[
         "listen",
         "--url",
         base,

@@ -2,21 +2,12 @@
 //! served when there is no config file.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::common::*;
-
-/// `TAGCAST_*` variables a developer's shell might set; every spawned command runs without them.
-const ENV_VARS: [&str; 5] = [
-    "TAGCAST_CONFIG",
-    "TAGCAST_LISTEN",
-    "TAGCAST_DATA_DIR",
-    "TAGCAST_TLS_CERT",
-    "TAGCAST_TLS_KEY",
-];
 
 /// A spawned `tagcast`, killed when dropped so a failing test leaves no process behind.
 struct Running(Child);
@@ -36,43 +27,12 @@ fn http_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-fn tagcast(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tagcast"));
-    command.args(args).env("TAGCAST_LOG", "warn");
-    for var in ENV_VARS {
-        command.env_remove(var);
-    }
-    command
-}
-
-/// Runs a `tagcast serve` that is expected to refuse to start, and returns its output. Fails if
-/// it is still running after a generous while (it started serving after all).
-fn serve_expecting_failure(command: &mut Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tagcast");
-    for _ in 0..400 {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("tagcast output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("tagcast output");
-    panic!(
-        "tagcast kept running: {command:?}; stdout: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-}
-
 /// Asserts `tagcast serve --config` with `config_text` exits unsuccessfully, never listening,
 /// with every string of `mentions` in its stderr.
 fn assert_refuses_config(dir: &Path, name: &str, config_text: &str, mentions: &[&str]) {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(&config, config_text).unwrap();
-    let output = serve_expecting_failure(tagcast(&["serve", "--config"]).arg(&config));
+    let output = wait_for_exit(clean_tagcast(&["serve", "--config"]).arg(&config));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{name}: exited {}", output.status);
@@ -167,8 +127,8 @@ fn missing_or_bad_tls_files_fail_at_start_naming_the_file() {
     // The same files named by flags instead of the config file.
     let config = dir.path().join("plain.toml");
     std::fs::write(&config, config_with(&data, "", admins, "")).unwrap();
-    let output = serve_expecting_failure(
-        tagcast(&["serve", "--config"])
+    let output = wait_for_exit(
+        clean_tagcast(&["serve", "--config"])
             .arg(&config)
             .arg("--tls-cert")
             .arg(&missing)
@@ -247,7 +207,7 @@ fn config_errors_fail_at_start_naming_the_key() {
         config_with(&data, "", admins, "api_calls_per_second = 5"),
     )
     .unwrap();
-    let (_running, _, base) = spawn_running(tagcast(&["serve", "--config"]).arg(&good));
+    let (_running, _, base) = spawn_running(clean_tagcast(&["serve", "--config"]).arg(&good));
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 }
 
@@ -263,7 +223,7 @@ fn usersig_command(key: &str, identifier: &str, extra: &[&str]) -> Output {
         identifier,
     ];
     args.extend_from_slice(extra);
-    tagcast(&args).output().unwrap()
+    clean_tagcast(&args).output().unwrap()
 }
 
 #[test]
@@ -301,7 +261,7 @@ fn spawn_running(command: &mut Command) -> (Running, Vec<String>, String) {
 
 /// Serves the development app (no config file) on data dir `data`.
 fn serve_dev(data: &Path) -> (Running, Vec<String>, String) {
-    spawn_running(tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data))
+    spawn_running(clean_tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data))
 }
 
 /// The value of the banner line `  {label}: value`.

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
@@ -32,23 +32,6 @@ impl Drop for Running {
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `program` with none of the developer's `TAGCAST_*` variables.
-fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TAGCAST_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn tagcast() -> Command {
-    let mut command = clean_command(env!("CARGO_BIN_EXE_tagcast"));
-    command.env("TAGCAST_LOG", "warn");
-    command
 }
 
 /// The value of the banner line `  {label}: value`.
@@ -87,7 +70,7 @@ fn the_readme_shows_the_walkthrough_script_verbatim() {
 
 /// `tagcast listen` as `account`: its frames, one JSON value each, arrive on the receiver.
 fn listen(base: &str, sdkappid: &str, account: &str, key: &str) -> (Running, Receiver<Value>) {
-    let mut child = tagcast()
+    let mut child = clean_tagcast(&[])
         .args(["listen", "--url", base, "--sdkappid", sdkappid])
         .args(["--identifier", account, "--key", key])
         .stdout(Stdio::piped())
@@ -222,7 +205,7 @@ fn check_run(run: &str, responses: &[Value]) -> [String; 2] {
 fn the_walkthrough_works_twice_in_a_row() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (server, banner, base) = spawn_listening(
-        tagcast()
+        clean_tagcast(&[])
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("tagcast-data")),
     );
