@@ -2,6 +2,8 @@
 //! 100, retried with backoff, on their own tasks so the API never waits for them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,11 +21,15 @@ const QUEUE: usize = 100_000;
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a graceful stop looks whether the queues are empty.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// The callback queues of the apps that have a callback URL.
 #[derive(Clone, Default)]
 pub struct Callbacks {
     queues: HashMap<AppId, mpsc::Sender<Value>>,
+    /// Events queued or being sent, for a graceful stop to wait for.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Callbacks {
@@ -33,6 +39,7 @@ impl Callbacks {
             .timeout(TIMEOUT)
             .build()
             .unwrap_or_default();
+        let pending = Arc::new(AtomicUsize::new(0));
         let queues = apps
             .iter()
             .filter_map(|app| {
@@ -43,11 +50,25 @@ impl Callbacks {
                     app.sdkappid
                 );
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(send_batches(client.clone(), url, rx));
+                tokio::spawn(send_batches(client.clone(), url, rx, pending.clone()));
                 Some((app.sdkappid, tx))
             })
             .collect();
-        Self { queues }
+        Self { queues, pending }
+    }
+
+    /// Waits up to `limit` for every queued event to be sent (or given up on); a graceful stop
+    /// calls it so the events of the last deliveries still reach the app.
+    pub async fn drain(&self, limit: Duration) {
+        let drained = async {
+            while self.pending.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        };
+        if tokio::time::timeout(limit, drained).await.is_err() {
+            let left = self.pending.load(Ordering::Acquire);
+            tracing::warn!(left, "callback events still unsent at shutdown: dropped");
+        }
     }
 
     /// Queues one event per delivery whose app has a callback URL.
@@ -57,8 +78,11 @@ impl Callbacks {
             let Some(queue) = self.queues.get(&d.task.app) else {
                 continue;
             };
-            if queue.try_send(event(d)).is_err() {
-                dropped += 1;
+            match queue.try_send(event(d)) {
+                Ok(()) => {
+                    self.pending.fetch_add(1, Ordering::AcqRel);
+                }
+                Err(_) => dropped += 1,
             }
         }
         if dropped > 0 {
@@ -88,7 +112,12 @@ fn event(d: &Delivered) -> Value {
     event
 }
 
-async fn send_batches(client: reqwest::Client, url: String, mut rx: mpsc::Receiver<Value>) {
+async fn send_batches(
+    client: reqwest::Client,
+    url: String,
+    mut rx: mpsc::Receiver<Value>,
+    pending: Arc<AtomicUsize>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let events = batch.len();
@@ -96,6 +125,7 @@ async fn send_batches(client: reqwest::Client, url: String, mut rx: mpsc::Receiv
         if !send_with_retries(&client, &url, body).await {
             crate::metrics::callback_events_dropped(events);
         }
+        pending.fetch_sub(events, Ordering::AcqRel);
     }
 }
 

@@ -130,6 +130,8 @@ const SESSION_QUEUE: usize = 1024;
 /// How long a shutdown waits for sessions to close, and how often it looks.
 const SHUTDOWN_SESSIONS: std::time::Duration = std::time::Duration::from_secs(2);
 const SHUTDOWN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long a shutdown waits for queued callback events to be sent.
+const SHUTDOWN_CALLBACKS: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Hub {
     /// A hub with the live tasks of the store loaded; each app holds at most its
@@ -414,9 +416,10 @@ impl Hub {
         }
     }
 
-    /// Writes every recorded delivery and cursor, so a graceful stop redelivers nothing.
+    /// Writes every recorded delivery and cursor, so a graceful stop redelivers nothing, and
+    /// sends the last callback events.
     pub async fn flush_deliveries(&self) {
-        self.recorder.flush().await;
+        self.recorder.flush(SHUTDOWN_CALLBACKS).await;
     }
 
     /// The sequence number of the last task delivered to the account.

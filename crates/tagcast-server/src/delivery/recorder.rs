@@ -42,14 +42,19 @@ enum Record {
 pub struct Recorder {
     tx: mpsc::Sender<Record>,
     unflushed: Unflushed,
+    callbacks: Callbacks,
 }
 
 impl Recorder {
     pub fn start(store: Store, callbacks: Callbacks) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let unflushed = Unflushed::default();
-        tokio::spawn(run(store, callbacks, rx, unflushed.clone()));
-        Self { tx, unflushed }
+        tokio::spawn(run(store, callbacks.clone(), rx, unflushed.clone()));
+        Self {
+            tx,
+            unflushed,
+            callbacks,
+        }
     }
 
     /// Records deliveries (of one session's batch: one lock and one message for all of them).
@@ -65,12 +70,14 @@ impl Recorder {
         let _ = self.tx.send(Record::Delivered(deliveries)).await;
     }
 
-    /// Writes every delivery recorded so far; returns once they are durable (or failed).
-    pub async fn flush(&self) {
+    /// Writes every delivery recorded so far, then sends their callback events (for at most
+    /// `callbacks_within`); returns once the deliveries are durable (or failed).
+    pub async fn flush(&self, callbacks_within: Duration) {
         let (done, flushed) = oneshot::channel();
         if self.tx.send(Record::Flush(done)).await.is_ok() {
             let _ = flushed.await;
         }
+        self.callbacks.drain(callbacks_within).await;
     }
 
     /// The account's cursor as recorded but perhaps not yet written.

@@ -382,6 +382,26 @@ async fn a_refused_callback_is_retried_until_the_app_takes_it() {
     assert_eq!(body["Events"][0]["To_Account"], "cb_retry");
 }
 
+// Multi-threaded: the receiver must answer while this thread waits for the server to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_sends_the_last_callback_events_first() {
+    // The first attempt is refused, so the event is waiting for its retry when the stop comes.
+    let (url, mut received) = callback_receiver(1).await;
+    let mut server = Server::start_with_callback(&url);
+    import(&server, &PUSH_APP, &["cb_stop"]).await;
+    let mut client = Client::connect(&server, &PUSH_APP, "cb_stop").await;
+    let task = marker(&server, &PUSH_APP, 61).await;
+    assert_eq!(client.next_frame().await["TaskId"], task);
+    let status = server.graceful_restart();
+    assert!(status.success(), "{status}");
+    // The stopped process sent it before it exited.
+    let (_, body) = received
+        .try_recv()
+        .expect("the event was sent before the server exited");
+    assert_eq!(body["Events"][0]["TaskId"], task);
+    assert_eq!(body["Events"][0]["To_Account"], "cb_stop");
+}
+
 /// A local HTTP server that records each callback's query and body; returns its URL.
 /// The first `fail_first` requests are answered HTTP 500 (and not recorded).
 async fn callback_receiver(
