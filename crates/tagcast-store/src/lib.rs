@@ -37,7 +37,8 @@ pub use health::{Failure, HealthStatus, StoreHealth};
 pub use roaring::RoaringBitmap;
 pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
 pub use tasks::{
-    Created, Deliveries, NewTask, PushPolicy, Revoked, TaskKind, TaskMeta, parse_task_id, task_id,
+    Created, Deliveries, NewTask, PushPolicy, Revoked, TaskIdFormat, TaskIdParts, TaskKind,
+    TaskMeta,
 };
 
 /// An app's `sdkappid`.

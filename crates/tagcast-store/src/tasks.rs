@@ -65,8 +65,8 @@ pub struct NewTask {
     pub audience: RoaringBitmap,
 }
 
-/// The rules a push is created under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The rules a push is created under, and how its TaskId is written.
+#[derive(Debug, Clone, Copy)]
 pub struct PushPolicy {
     /// Pushes per UTC day counted against the quota; None for pushes outside the quota.
     pub daily_quota: Option<u32>,
@@ -74,6 +74,7 @@ pub struct PushPolicy {
     pub min_interval_ms: u64,
     /// A MsgRandom seen within this window returns the earlier task.
     pub dedupe_window_ms: u64,
+    pub task_id: TaskIdFormat,
 }
 
 /// What `create_task` did.
@@ -107,28 +108,19 @@ pub struct Deliveries {
     pub accounts: RoaringBitmap,
 }
 
-/// The TaskId of a task: creation time, app, sequence and MsgRandom in hex, like Tencent's.
-pub fn task_id(batch: bool, created_ms: u64, app: AppId, seq: u64, msg_random: u32) -> String {
-    let prefix = if batch { "batch_" } else { "" };
-    format!(
-        "{prefix}{:08x}_{app:x}_{seq:x}_{msg_random:08x}",
-        created_ms / 1000
-    )
+/// What a new task's TaskId is made of. The server decides how a TaskId is written and read;
+/// the store only keeps the one it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskIdParts {
+    pub batch: bool,
+    pub created_ms: u64,
+    pub app: AppId,
+    pub seq: u64,
+    pub msg_random: u32,
 }
 
-/// The (app, sequence) a TaskId names, if it has tagcast's shape.
-pub fn parse_task_id(task_id: &str) -> Option<(AppId, u64)> {
-    let rest = task_id.strip_prefix("batch_").unwrap_or(task_id);
-    let mut parts = rest.split('_');
-    let (_time, app, seq, _random) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((
-        AppId::from_str_radix(app, 16).ok()?,
-        u64::from_str_radix(seq, 16).ok()?,
-    ))
-}
+/// Writes a TaskId from its parts.
+pub type TaskIdFormat = fn(&TaskIdParts) -> String;
 
 impl Store {
     /// Creates a push task, unless its MsgRandom was seen within the window (the earlier task is
@@ -339,13 +331,13 @@ fn create_task(
     }
     state_table.insert(app, state)?;
     let meta = TaskMeta {
-        task_id: task_id(
-            task.kind == TaskKind::Batch,
-            now_ms,
+        task_id: (policy.task_id)(&TaskIdParts {
+            batch: task.kind == TaskKind::Batch,
+            created_ms: now_ms,
             app,
-            next_seq,
-            task.msg_random,
-        ),
+            seq: next_seq,
+            msg_random: task.msg_random,
+        }),
         seq: next_seq,
         kind: task.kind,
         from_account: task.from_account,
@@ -410,20 +402,4 @@ fn audience_in(bytes: &[u8], key: (AppId, u64)) -> Result<RoaringBitmap, StoreEr
 
 fn delivered_in(bytes: &[u8], key: (AppId, u64, u64)) -> Result<RoaringBitmap, StoreError> {
     decode_bitmap(bytes).map_err(|e| e.at("delivery record", key))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_ids_roundtrip() {
-        let id = task_id(false, 1_700_000_000_123, 1_400_000_000, 42, 7);
-        assert_eq!(parse_task_id(&id), Some((1_400_000_000, 42)));
-        let batch = task_id(true, 1_700_000_000_123, 1_400_000_000, 43, 7);
-        assert!(batch.starts_with("batch_"));
-        assert_eq!(parse_task_id(&batch), Some((1_400_000_000, 43)));
-        assert_eq!(parse_task_id("nonsense"), None);
-        assert_eq!(parse_task_id("a_b_c_d_e"), None);
-    }
 }

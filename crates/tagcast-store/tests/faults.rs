@@ -295,6 +295,7 @@ fn corrupt_tasks_and_audiences_are_reported() {
             daily_quota: None,
             min_interval_ms: 0,
             dedupe_window_ms: 0,
+            task_id: |parts| format!("task-{}", parts.seq),
         };
         let now = 1_700_000_000_000;
         store.create_task(APP, task, policy, now).await.unwrap();

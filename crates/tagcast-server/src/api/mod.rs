@@ -6,6 +6,7 @@ mod audience;
 mod push;
 mod reports;
 mod tags;
+mod task_ids;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -4,12 +4,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use tagcast_proto::{ApiError, Code, ErrorItem};
-use tagcast_store::{
-    Created, NewTask, PushPolicy, Revoked, RoaringBitmap, TaskKind, TaskMeta, parse_task_id,
-};
+use tagcast_store::{Created, NewTask, PushPolicy, Revoked, RoaringBitmap, TaskKind, TaskMeta};
 
 use super::audience::{audience_of, parse_object, present};
-use super::{Ctx, Reply, not_found, reply, shown};
+use super::{Ctx, Reply, not_found, reply, shown, task_ids};
 use crate::clock::now_ms;
 use crate::delivery::LiveTask;
 use crate::routes::Family;
@@ -55,6 +53,7 @@ pub async fn push(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         daily_quota: Some(ctx.app.limits.push_daily_quota),
         min_interval_ms: ctx.app.limits.push_min_interval_ms,
         dedupe_window_ms: ctx.app.limits.msg_random_window_secs * 1000,
+        task_id: task_ids::format,
     };
     let meta = create(ctx, task, policy).await?;
     reply(json!({ "TaskId": meta.task_id }))
@@ -104,6 +103,7 @@ pub async fn batch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         daily_quota: None,
         min_interval_ms: 0,
         dedupe_window_ms: ctx.app.limits.msg_random_window_secs * 1000,
+        task_id: task_ids::format,
     };
     let meta = create(ctx, task, policy).await?;
     let mut response = json!({ "TaskId": meta.task_id });
@@ -171,7 +171,7 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
 
 /// The app's task named by `task_id` (90049 otherwise).
 pub async fn find_task(ctx: &Ctx<'_>, task_id: &str) -> Result<TaskMeta, ApiError> {
-    let (app, seq) = parse_task_id(task_id)
+    let (app, seq) = task_ids::parse(task_id)
         .filter(|(app, _)| *app == ctx.app.sdkappid)
         .ok_or_else(|| task_not_found(task_id))?;
     ctx.store
