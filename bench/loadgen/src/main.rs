@@ -108,29 +108,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `git rev-parse --short HEAD` (with `-dirty` when the tree has changes), or what the scripts
-/// passed in `TAGCAST_BENCH_COMMIT`; "unknown" outside a git work tree.
-fn commit() -> String {
-    if let Ok(c) = std::env::var("TAGCAST_BENCH_COMMIT")
-        && !c.trim().is_empty()
-    {
-        return c.trim().to_string();
-    }
-    let git = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("git").args(args).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(head) if !head.is_empty() => {
-            let dirty = git(&["status", "--porcelain"]).is_none_or(|s| !s.is_empty());
-            format!("{head}{}", if dirty { "-dirty" } else { "" })
-        }
-        _ => "unknown".into(),
-    }
-}
-
 fn url(args: &Args, path: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -254,6 +231,6 @@ fn report(args: &Args, latencies: &Histogram<u64>, failed: u64, elapsed: Duratio
         per_second * ACCOUNTS_PER_REQUEST as f64,
         ms(0.5),
         ms(0.99),
-        commit()
+        tagcast_bench::stamp::commit()
     );
 }

@@ -380,6 +380,16 @@ pub fn wait_for_exit(command: &mut Command) -> std::process::Output {
     );
 }
 
+/// The value of the development banner's line `  {label}: value`.
+pub fn banner_value(banner: &[String], label: &str) -> String {
+    banner
+        .iter()
+        .find_map(|line| line.trim().strip_prefix(label)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {label} in the banner: {banner:#?}"))
+        .trim()
+        .to_string()
+}
+
 /// The resident memory of process `pid`, in bytes.
 pub fn resident_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

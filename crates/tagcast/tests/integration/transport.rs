@@ -264,16 +264,6 @@ fn serve_dev(data: &Path) -> (Running, Vec<String>, String) {
     spawn_running(clean_tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data))
 }
 
-/// The value of the banner line `  {label}: value`.
-fn banner_value(banner: &[String], label: &str) -> String {
-    banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix(label)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {label} in the banner: {banner:#?}"))
-        .trim()
-        .to_string()
-}
-
 #[tokio::test]
 async fn without_a_config_the_dev_app_is_served_and_kept() {
     let dir = tempfile::tempdir().unwrap();

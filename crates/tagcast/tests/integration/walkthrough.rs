@@ -34,16 +34,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The value of the banner line `  {label}: value`.
-fn banner_value(banner: &[String], label: &str) -> String {
-    banner
-        .iter()
-        .find_map(|line| line.trim().strip_prefix(label)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {label} in the banner: {banner:#?}"))
-        .trim()
-        .to_string()
-}
-
 /// The fenced block of the README that follows `README_MARKER`.
 fn readme_copy_of_the_script() -> String {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("read README.md");
