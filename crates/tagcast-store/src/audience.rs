@@ -1,20 +1,35 @@
-//! The audience index of every app, kept exact by the writer and rebuilt from the tables at open.
+//! The audience index of every app, kept exact from the engine's ordered changes and rebuilt
+//! from its records at open.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use tagcast_audience::{AppIndex, AppIndexBuilder, Change};
 
-use crate::codec::{attrs_in, tag_ids_in};
-use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, TAG_NAMES};
-use crate::{AppId, StoreError};
+use crate::AppId;
+
+/// One app's index, and the position in the app's change log it reflects (engines without a
+/// change log leave it 0).
+#[derive(Debug, Default)]
+struct AppState {
+    index: AppIndex,
+    position: u64,
+}
 
 /// All apps' indexes. Readers evaluate under a shared lock; the writer applies each committed
 /// batch's changes under the exclusive lock, before answering its callers.
 #[derive(Debug, Default)]
 pub(crate) struct Audiences {
-    apps: RwLock<HashMap<AppId, AppIndex>>,
+    apps: RwLock<HashMap<AppId, AppState>>,
+}
+
+/// A commit's changes reached the index out of log order: the index no longer follows the
+/// log and must be brought level with it (`Engine::resync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutOfOrder {
+    pub app: AppId,
+    pub applied: u64,
+    pub position: u64,
 }
 
 impl Audiences {
@@ -24,7 +39,7 @@ impl Audiences {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match apps.get(&app) {
-            Some(index) => f(index),
+            Some(state) => f(&state.index),
             None => f(&AppIndex::default()),
         }
     }
@@ -35,10 +50,21 @@ impl Audiences {
             .apps
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        apps.values().map(|index| index.accounts().len()).sum()
+        apps.values()
+            .map(|state| state.index.accounts().len())
+            .sum()
     }
 
-    /// Takes the indexes of `rebuilt` (after the writer reopened the database).
+    /// The change-log position each app's index reflects.
+    pub fn positions(&self) -> HashMap<AppId, u64> {
+        let apps = self
+            .apps
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        apps.iter().map(|(app, s)| (*app, s.position)).collect()
+    }
+
+    /// Takes the indexes of `rebuilt`.
     pub fn replace(&self, rebuilt: Audiences) {
         let rebuilt = rebuilt
             .apps
@@ -50,82 +76,107 @@ impl Audiences {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = rebuilt;
     }
 
-    pub fn apply(&self, changes: &[(AppId, Change)]) {
-        if changes.is_empty() {
-            return;
+    /// Applies one commit's changes; `positions` are the log positions it took, per app (empty
+    /// for an engine without a change log). Changes of an app whose position does not follow
+    /// the one applied last are not applied.
+    pub fn apply(
+        &self,
+        changes: &[(AppId, Change)],
+        positions: &[(AppId, u64)],
+    ) -> Result<(), OutOfOrder> {
+        if changes.is_empty() && positions.is_empty() {
+            return Ok(());
         }
         let mut apps = self
             .apps
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (app, change) in changes {
-            apps.entry(*app).or_default().apply(change);
+        let mut refused = None;
+        for &(app, position) in positions {
+            let state = apps.entry(app).or_default();
+            if position != state.position + 1 {
+                refused.get_or_insert(OutOfOrder {
+                    app,
+                    applied: state.position,
+                    position,
+                });
+            }
         }
+        for (app, change) in changes {
+            if refused.is_none_or(|r| r.app != *app) {
+                apps.entry(*app).or_default().index.apply(change);
+            }
+        }
+        for &(app, position) in positions {
+            if refused.is_none_or(|r| r.app != app) {
+                apps.entry(app).or_default().position = position;
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+}
+
+/// The records an index is rebuilt from, gathered by an engine (in parts, possibly on several
+/// threads, then merged).
+#[derive(Default)]
+pub(crate) struct IndexParts {
+    builders: HashMap<AppId, AppIndexBuilder>,
+    tag_names: HashMap<(AppId, u32), String>,
+    positions: HashMap<AppId, u64>,
+}
+
+impl IndexParts {
+    pub fn account(&mut self, app: AppId, account: u32) {
+        self.builders.entry(app).or_default().account(account);
     }
 
-    /// Builds every app's index from the tables: accounts and tags on one thread, attributes on
-    /// another, each on its own snapshot of the same committed state.
-    pub fn rebuild(db: &Database) -> Result<Self, StoreError> {
-        let txn = db.begin_read()?;
-        let (tags, attrs) = std::thread::scope(|scope| {
-            let attrs = scope.spawn(|| scan_attrs(&txn));
-            (scan_accounts_and_tags(&txn), attrs.join())
-        });
-        let mut builders = tags?;
-        let attrs = attrs
-            .map_err(|_| StoreError::Interrupted("the index rebuild thread panicked".into()))??;
-        for (app, builder) in attrs {
-            builders.entry(app).or_default().merge(builder);
+    pub fn tag(&mut self, app: AppId, account: u32, tag: u32) {
+        self.builders.entry(app).or_default().tag(account, tag);
+    }
+
+    pub fn attr(&mut self, app: AppId, account: u32, slot: u8, value: &str) {
+        self.builders
+            .entry(app)
+            .or_default()
+            .attr(account, slot, value);
+    }
+
+    pub fn tag_name(&mut self, app: AppId, tag: u32, name: String) {
+        self.tag_names.insert((app, tag), name);
+    }
+
+    /// The change-log position the records were read at.
+    pub fn position(&mut self, app: AppId, position: u64) {
+        self.positions.insert(app, position);
+    }
+
+    pub fn merge(&mut self, other: IndexParts) {
+        for (app, builder) in other.builders {
+            self.builders.entry(app).or_default().merge(builder);
         }
-        let mut tag_names: HashMap<(AppId, u32), String> = HashMap::new();
-        for entry in txn.open_table(TAG_NAMES)?.iter()? {
-            let (key, name) = entry?;
-            tag_names.insert(key.value(), name.value().to_string());
-        }
-        let apps = builders
+        self.tag_names.extend(other.tag_names);
+        self.positions.extend(other.positions);
+    }
+
+    pub fn finish(self) -> Audiences {
+        let IndexParts {
+            builders,
+            tag_names,
+            mut positions,
+        } = self;
+        let mut apps: HashMap<AppId, AppState> = builders
             .into_iter()
             .map(|(app, builder)| {
                 let index = builder.finish(|id| tag_names.get(&(app, id)).cloned());
-                (app, index)
+                let position = positions.remove(&app).unwrap_or(0);
+                (app, AppState { index, position })
             })
             .collect();
-        Ok(Self {
+        for (app, position) in positions {
+            apps.entry(app).or_default().position = position;
+        }
+        Audiences {
             apps: RwLock::new(apps),
-        })
-    }
-}
-
-type Builders = HashMap<AppId, AppIndexBuilder>;
-
-fn scan_accounts_and_tags(txn: &ReadTransaction) -> Result<Builders, StoreError> {
-    let mut builders = Builders::new();
-    for entry in txn.open_table(ACCOUNT_NAMES)?.iter()? {
-        let (key, _) = entry?;
-        let (app, account) = key.value();
-        builders.entry(app).or_default().account(account);
-    }
-    for entry in txn.open_table(ACCOUNT_TAGS)?.iter()? {
-        let (key, tags) = entry?;
-        let (app, account) = key.value();
-        let builder = builders.entry(app).or_default();
-        let ids = tag_ids_in(tags.value()).map_err(|e| e.at("account tag list", (app, account)))?;
-        for tag in ids {
-            builder.tag(account, tag);
         }
     }
-    Ok(builders)
-}
-
-fn scan_attrs(txn: &ReadTransaction) -> Result<Builders, StoreError> {
-    let mut builders = Builders::new();
-    for entry in txn.open_table(ACCOUNT_ATTRS)?.iter()? {
-        let (key, attrs) = entry?;
-        let (app, account) = key.value();
-        let builder = builders.entry(app).or_default();
-        for attr in attrs_in(attrs.value()) {
-            let (slot, value) = attr.map_err(|e| e.at("account attributes", (app, account)))?;
-            builder.attr(account, slot, value);
-        }
-    }
-    Ok(builders)
 }

@@ -112,6 +112,11 @@ impl Faults {
         Ok(faults)
     }
 
+    /// Whether faults are waiting to fire.
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
     /// Adds a fault to the plan.
     pub fn arm(&self, fault: Fault) {
         if fault.times == 0 {

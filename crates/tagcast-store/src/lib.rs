@@ -13,11 +13,14 @@
 
 mod audience;
 mod codec;
+mod engine;
 mod error;
 mod faults;
 mod health;
 mod read;
+mod redb;
 mod schema;
+mod tables;
 mod tags;
 mod tasks;
 mod write_ops;
@@ -25,12 +28,12 @@ mod writer;
 
 pub use write_ops::{BulkAccount, SlotUpdate, TagEdit};
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, ReadableDatabase};
 use tagcast_audience::AppIndex;
 
+pub use crate::redb::FILE_NAME;
 pub use error::{ItemError, RequestError, StoreError};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
 pub use health::{Failure, HealthStatus, StoreHealth};
@@ -40,6 +43,9 @@ pub use tasks::{
     Created, Deliveries, NewTask, PushPolicy, Revoked, TaskIdFormat, TaskIdParts, TaskKind,
     TaskMeta,
 };
+
+use engine::Engine;
+use tables::ReadTables;
 
 /// An app's `sdkappid`.
 pub type AppId = u64;
@@ -54,9 +60,6 @@ pub struct TagLimits {
     pub max_tags_per_account: usize,
     pub max_tags_per_app: usize,
 }
-
-/// The store's file inside its data directory.
-pub const FILE_NAME: &str = "tagcast.redb";
 
 /// Page cache of the store unless configured: reads of hot accounts stay in memory while the
 /// audience index, not the cache, answers the big questions.
@@ -89,62 +92,14 @@ pub struct Store {
 
 /// What the handles and the writer thread share.
 pub(crate) struct Shared {
-    pub db: DbSlot,
+    pub engine: Box<dyn Engine>,
     pub audiences: audience::Audiences,
     pub health: health::HealthCell,
     pub faults: faults::Faults,
-    /// The database file and its cache size, to reopen it.
-    pub file: PathBuf,
-    pub cache_bytes: usize,
-}
-
-/// The database handle, swapped by the writer when it reopens the database. Empty while the
-/// writer waits for the failed handle's last reads to finish and opens the file again.
-#[derive(Default)]
-pub(crate) struct DbSlot(RwLock<Option<Arc<Database>>>);
-
-impl DbSlot {
-    /// The current handle; while there is none, the reason the store is recovering.
-    pub fn get(&self, health: &health::HealthCell) -> Result<Arc<Database>, StoreError> {
-        let slot = self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.clone().ok_or_else(|| {
-            StoreError::Unavailable(
-                health
-                    .failing_reason()
-                    .unwrap_or_else(|| "the database is being reopened".into()),
-            )
-        })
-    }
-
-    pub fn take(&self) -> Option<Arc<Database>> {
-        self.0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-
-    pub fn put(&self, db: Arc<Database>) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(db);
-    }
-}
-
-/// Opens (or creates) the database file with every table.
-pub(crate) fn open_database(file: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
-    let db = Database::builder()
-        .set_cache_size(cache_bytes)
-        .create(file)?;
-    schema::create_tables(&db)?;
-    Ok(db)
 }
 
 impl Store {
-    /// Opens (or creates) the store in `data_dir`, which is created if missing.
+    /// Opens (or creates) the embedded store in `data_dir`, which is created if missing.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(data_dir, StoreOptions::default())
     }
@@ -162,32 +117,30 @@ impl Store {
 
     /// `open`, with `options`.
     pub fn open_with(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let injecting = !options.faults.is_empty();
-        let faults = faults::Faults::new(options.faults)?;
-        std::fs::create_dir_all(data_dir)?;
-        let file = data_dir.join(FILE_NAME);
-        let db = open_database(&file, options.cache_bytes)?;
+        let faults = faults::Faults::new(options.faults.clone())?;
+        let engine = redb::RedbEngine::open(data_dir, &options)?;
+        Self::start(Box::new(engine), faults)
+    }
+
+    /// Builds the audience index from the engine's records and starts the writer.
+    fn start(engine: Box<dyn Engine>, faults: faults::Faults) -> Result<Self, StoreError> {
         let started = std::time::Instant::now();
-        let audiences = audience::Audiences::rebuild(&db)?;
+        let audiences = engine.index_parts()?.finish();
         tracing::info!(
             accounts = audiences.account_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "audience index rebuilt"
         );
-        if injecting {
+        if faults.is_armed() {
             tracing::warn!(
                 "the store runs with a fault plan: reads and writes will fail on purpose"
             );
         }
-        let db_slot = DbSlot::default();
-        db_slot.put(Arc::new(db));
         let shared = Arc::new(Shared {
-            db: db_slot,
+            engine,
             audiences,
             health: health::HealthCell::default(),
             faults,
-            file,
-            cache_bytes: options.cache_bytes,
         });
         let writer = writer::spawn(shared.clone())?;
         Ok(Self { shared, writer })
@@ -205,19 +158,30 @@ impl Store {
         self.shared.faults.arm(fault);
     }
 
-    /// Runs `read` (the read operation `op`) on a fresh read snapshot on the blocking pool,
+    /// Runs `read` (the read operation `op`) on one consistent snapshot on the blocking pool,
     /// off the runtime's workers.
     pub(crate) async fn read<T, F>(&self, op: &'static str, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut dyn ReadTables) -> Result<T, StoreError> + Send + 'static,
     {
         self.shared.faults.before_read(op)?;
-        let db = self.shared.db.get(&self.shared.health)?;
-        let result = tokio::task::spawn_blocking(move || read(&db.begin_read()?)).await?;
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut read = Some(read);
+            let mut value = None;
+            shared.engine.read(&mut |tables| {
+                if let Some(read) = read.take() {
+                    value = Some(read(tables)?);
+                }
+                Ok(())
+            })?;
+            value.ok_or_else(|| StoreError::Interrupted("the engine skipped the read".into()))
+        })
+        .await?;
         if let Err(StoreError::Storage(error)) = &result {
-            // redb fails every later transaction after an I/O error; the writer finds out and
-            // reopens the database when it next tries to write, so have it try now.
+            // The writer finds out about a failed storage when it next tries to write, and
+            // recovers; have it try now.
             tracing::warn!(op, %error, "a read failed in the storage");
             self.writer.check();
         }

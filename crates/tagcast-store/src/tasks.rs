@@ -2,12 +2,10 @@
 //! once per recipient. Also the push quota, MsgRandom idempotency, delivery records and the
 //! per-account delivery cursor.
 
-use redb::{ReadableTable, WriteTransaction};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode_bitmap, decode_meta, encode_bitmap, encode_meta};
-use crate::schema::{CURSORS, MSG_RANDOMS, PUSH_STATE, TASK_AUDIENCES, TASK_DELIVERIES, TASKS};
+use crate::tables::{PushState, Result, SeenMsgRandom, Tables, TaskFilter};
 use crate::writer::WriteCtx;
 use crate::{AccountId, AppId, Store, StoreError};
 
@@ -131,31 +129,26 @@ impl Store {
         task: NewTask,
         policy: PushPolicy,
         now_ms: u64,
-    ) -> Result<Created, StoreError> {
+    ) -> Result<Created> {
         self.writer
             .write("create_task", move |ctx| {
-                create_task(ctx, app, task, policy, now_ms)
+                create_task(ctx.tables, app, task, policy, now_ms)
             })
             .await
     }
 
     /// Marks a task revoked.
-    pub async fn revoke_task(
-        &self,
-        app: AppId,
-        seq: u64,
-        now_ms: u64,
-    ) -> Result<Revoked, StoreError> {
+    pub async fn revoke_task(&self, app: AppId, seq: u64, now_ms: u64) -> Result<Revoked> {
         self.writer
             .write("revoke_task", move |ctx| {
-                let Some(mut meta) = read_meta(ctx.txn, app, seq)? else {
+                let Some(mut meta) = ctx.tables.task(app, seq)? else {
                     return Ok(Revoked::NotFound);
                 };
                 if meta.revoked_ms.is_some() {
                     return Ok(Revoked::AlreadyRevoked);
                 }
                 meta.revoked_ms = Some(now_ms);
-                write_meta(ctx.txn, app, &meta)?;
+                ctx.tables.put_task(app, &meta)?;
                 Ok(Revoked::Done(meta))
             })
             .await
@@ -166,53 +159,21 @@ impl Store {
         &self,
         deliveries: Vec<Deliveries>,
         cursors: Vec<(AppId, AccountId, u64)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         self.writer
             .write("record_deliveries", move |ctx| {
-                let mut table = ctx.txn.open_table(TASK_DELIVERIES)?;
-                for d in deliveries {
-                    let key = (d.app, d.seq, d.second);
-                    let mut accounts = match table.get(key)? {
-                        Some(g) => delivered_in(g.value(), key)?,
-                        None => RoaringBitmap::new(),
-                    };
-                    accounts |= d.accounts;
-                    table.insert(key, encode_bitmap(&accounts).as_slice())?;
-                }
-                let mut table = ctx.txn.open_table(CURSORS)?;
-                for (app, account, seq) in cursors {
-                    let current = table.get((app, account))?.map_or(0, |g| g.value());
-                    table.insert((app, account), current.max(seq))?;
-                }
-                Ok(())
+                record_deliveries(ctx, deliveries, cursors)
             })
             .await
     }
 
-    pub async fn task(&self, app: AppId, seq: u64) -> Result<Option<TaskMeta>, StoreError> {
-        self.read("task", move |txn| {
-            let table = txn.open_table(TASKS)?;
-            match table.get((app, seq))? {
-                Some(g) => Ok(Some(meta_in(g.value(), (app, seq))?)),
-                None => Ok(None),
-            }
-        })
-        .await
+    pub async fn task(&self, app: AppId, seq: u64) -> Result<Option<TaskMeta>> {
+        self.read("task", move |t| t.task(app, seq)).await
     }
 
-    pub async fn task_audience(
-        &self,
-        app: AppId,
-        seq: u64,
-    ) -> Result<Option<RoaringBitmap>, StoreError> {
-        self.read("task_audience", move |txn| {
-            let table = txn.open_table(TASK_AUDIENCES)?;
-            match table.get((app, seq))? {
-                Some(g) => Ok(Some(audience_in(g.value(), (app, seq))?)),
-                None => Ok(None),
-            }
-        })
-        .await
+    pub async fn task_audience(&self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
+        self.read("task_audience", move |t| t.task_audience(app, seq))
+            .await
     }
 
     /// Tasks of `app` created in `[start_ms, end_ms)`, oldest first.
@@ -221,52 +182,30 @@ impl Store {
         app: AppId,
         start_ms: u64,
         end_ms: u64,
-    ) -> Result<Vec<TaskMeta>, StoreError> {
-        self.read("tasks_created_between", move |txn| {
-            let table = txn.open_table(TASKS)?;
-            let mut out = Vec::new();
-            for entry in table.range((app, 0)..=(app, u64::MAX))? {
-                let (key, value) = entry?;
-                let meta = meta_in(value.value(), key.value())?;
-                if (start_ms..end_ms).contains(&meta.created_ms) {
-                    out.push(meta);
-                }
-            }
-            Ok(out)
-        })
-        .await
+    ) -> Result<Vec<TaskMeta>> {
+        let filter = TaskFilter::CreatedBetween {
+            app,
+            start_ms,
+            end_ms,
+        };
+        let tasks = self.read("tasks_created_between", move |t| t.tasks(filter));
+        Ok(tasks.await?.into_iter().map(|(_, meta)| meta).collect())
     }
 
     /// Every app's tasks an offline account may still receive: stored for offline, not expired,
     /// not revoked; with their audiences. Oldest first within each app.
-    pub async fn live_tasks(
-        &self,
-        now_ms: u64,
-    ) -> Result<Vec<(AppId, TaskMeta, RoaringBitmap)>, StoreError> {
-        self.read("live_tasks", move |txn| {
-            let tasks = txn.open_table(TASKS)?;
-            let audiences = txn.open_table(TASK_AUDIENCES)?;
+    pub async fn live_tasks(&self, now_ms: u64) -> Result<Vec<(AppId, TaskMeta, RoaringBitmap)>> {
+        self.read("live_tasks", move |t| {
             let mut out = Vec::new();
-            for entry in tasks.iter()? {
-                let (key, value) = entry?;
-                let meta = meta_in(value.value(), key.value())?;
-                if !meta.stored_for_offline()
-                    || meta.expires_ms <= now_ms
-                    || meta.revoked_ms.is_some()
-                {
-                    continue;
-                }
-                let audience = match audiences.get(key.value())? {
-                    Some(g) => audience_in(g.value(), key.value())?,
-                    None => {
-                        return Err(StoreError::corrupt(
-                            "task audience",
-                            key.value(),
-                            "the task has no stored audience",
-                        ));
-                    }
+            for (app, meta) in t.tasks(TaskFilter::LiveAt { now_ms })? {
+                let Some(audience) = t.task_audience(app, meta.seq)? else {
+                    return Err(StoreError::corrupt(
+                        "task audience",
+                        (app, meta.seq),
+                        "the task has no stored audience",
+                    ));
                 };
-                out.push((key.value().0, meta, audience));
+                out.push((app, meta, audience));
             }
             Ok(out)
         })
@@ -274,71 +213,63 @@ impl Store {
     }
 
     /// The sequence number of the last task delivered to the account (0 = none).
-    pub async fn cursor(&self, app: AppId, account: AccountId) -> Result<u64, StoreError> {
-        self.read("cursor", move |txn| {
-            let table = txn.open_table(CURSORS)?;
-            Ok(table.get((app, account))?.map_or(0, |g| g.value()))
-        })
-        .await
+    pub async fn cursor(&self, app: AppId, account: AccountId) -> Result<u64> {
+        self.read("cursor", move |t| t.cursor(app, account)).await
     }
 
     /// The recorded deliveries of a task, by second.
-    pub async fn deliveries(
-        &self,
-        app: AppId,
-        seq: u64,
-    ) -> Result<Vec<(u64, RoaringBitmap)>, StoreError> {
-        self.read("deliveries", move |txn| {
-            let table = txn.open_table(TASK_DELIVERIES)?;
-            let mut out = Vec::new();
-            for entry in table.range((app, seq, 0)..=(app, seq, u64::MAX))? {
-                let (key, value) = entry?;
-                out.push((key.value().2, delivered_in(value.value(), key.value())?));
-            }
-            Ok(out)
-        })
-        .await
+    pub async fn deliveries(&self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>> {
+        self.read("deliveries", move |t| t.deliveries(app, seq))
+            .await
     }
 }
 
 fn create_task(
-    ctx: &mut WriteCtx<'_>,
+    t: &mut dyn Tables,
     app: AppId,
     task: NewTask,
     policy: PushPolicy,
     now_ms: u64,
-) -> Result<Created, StoreError> {
-    let txn = ctx.txn;
-    if let Some(earlier) = duplicate_of(txn, app, task.msg_random, policy.dedupe_window_ms, now_ms)?
-    {
+) -> Result<Created> {
+    if let Some(earlier) = duplicate_of(t, app, task.msg_random, policy.dedupe_window_ms, now_ms)? {
         return Ok(Created::Duplicate(earlier));
     }
-    let mut state_table = txn.open_table(PUSH_STATE)?;
-    let (next_seq, day, today, last_ms) = state_table.get(app)?.map_or((1, 0, 0, 0), |g| g.value());
+    let state = t.push_state(app)?;
     let this_day = (now_ms / DAY_MS) as u32;
-    let today = if day == this_day { today } else { 0 };
-    let mut state = (next_seq + 1, this_day, today, last_ms);
+    let today = if state.day == this_day {
+        state.today
+    } else {
+        0
+    };
+    let seq = state.next_seq;
+    let mut next = PushState {
+        next_seq: seq + 1,
+        day: this_day,
+        today,
+        last_ms: state.last_ms,
+    };
     if let Some(quota) = policy.daily_quota {
         if today >= quota {
             return Ok(Created::DailyQuotaExceeded { quota });
         }
-        if last_ms > 0 && now_ms < last_ms + policy.min_interval_ms {
+        if state.last_ms > 0 && now_ms < state.last_ms + policy.min_interval_ms {
             return Ok(Created::TooFrequent {
                 min_interval_ms: policy.min_interval_ms,
             });
         }
-        state = (next_seq + 1, this_day, today + 1, now_ms);
+        next.today = today + 1;
+        next.last_ms = now_ms;
     }
-    state_table.insert(app, state)?;
+    t.set_push_state(app, next)?;
     let meta = TaskMeta {
         task_id: (policy.task_id)(&TaskIdParts {
             batch: task.kind == TaskKind::Batch,
             created_ms: now_ms,
             app,
-            seq: next_seq,
+            seq,
             msg_random: task.msg_random,
         }),
-        seq: next_seq,
+        seq,
         kind: task.kind,
         from_account: task.from_account,
         msg_random: task.msg_random,
@@ -350,56 +281,46 @@ fn create_task(
         revoked_ms: None,
         audience_size: task.audience.len(),
     };
-    write_meta(txn, app, &meta)?;
-    txn.open_table(TASK_AUDIENCES)?
-        .insert((app, next_seq), encode_bitmap(&task.audience).as_slice())?;
-    txn.open_table(MSG_RANDOMS)?
-        .insert((app, task.msg_random), (next_seq, now_ms))?;
+    t.put_task(app, &meta)?;
+    t.put_task_audience(app, seq, &task.audience)?;
+    let seen = SeenMsgRandom {
+        seq,
+        created_ms: now_ms,
+    };
+    t.set_msg_random(app, task.msg_random, seen)?;
     Ok(Created::New(meta))
 }
 
 fn duplicate_of(
-    txn: &WriteTransaction,
+    t: &mut dyn Tables,
     app: AppId,
     msg_random: u32,
     window_ms: u64,
     now_ms: u64,
-) -> Result<Option<TaskMeta>, StoreError> {
-    let seen = txn
-        .open_table(MSG_RANDOMS)?
-        .get((app, msg_random))?
-        .map(|g| g.value());
-    match seen {
-        Some((seq, created_ms)) if now_ms < created_ms.saturating_add(window_ms) => {
-            read_meta(txn, app, seq)
-        }
+) -> Result<Option<TaskMeta>> {
+    match t.msg_random(app, msg_random)? {
+        Some(seen) if now_ms < seen.created_ms.saturating_add(window_ms) => t.task(app, seen.seq),
         _ => Ok(None),
     }
 }
 
-fn read_meta(txn: &WriteTransaction, app: AppId, seq: u64) -> Result<Option<TaskMeta>, StoreError> {
-    let table = txn.open_table(TASKS)?;
-    match table.get((app, seq))? {
-        Some(g) => Ok(Some(meta_in(g.value(), (app, seq))?)),
-        None => Ok(None),
+fn record_deliveries(
+    ctx: &mut WriteCtx<'_>,
+    deliveries: Vec<Deliveries>,
+    cursors: Vec<(AppId, AccountId, u64)>,
+) -> Result<()> {
+    for d in deliveries {
+        let mut accounts = ctx
+            .tables
+            .delivered(d.app, d.seq, d.second)?
+            .unwrap_or_default();
+        accounts |= d.accounts;
+        ctx.tables
+            .set_delivered(d.app, d.seq, d.second, &accounts)?;
     }
-}
-
-fn write_meta(txn: &WriteTransaction, app: AppId, meta: &TaskMeta) -> Result<(), StoreError> {
-    let bytes = encode_meta(meta)?;
-    txn.open_table(TASKS)?
-        .insert((app, meta.seq), bytes.as_slice())?;
+    for (app, account, seq) in cursors {
+        let current = ctx.tables.cursor(app, account)?;
+        ctx.tables.set_cursor(app, account, current.max(seq))?;
+    }
     Ok(())
-}
-
-fn meta_in(bytes: &[u8], key: (AppId, u64)) -> Result<TaskMeta, StoreError> {
-    decode_meta(bytes).map_err(|e| e.at("push task", key))
-}
-
-fn audience_in(bytes: &[u8], key: (AppId, u64)) -> Result<RoaringBitmap, StoreError> {
-    decode_bitmap(bytes).map_err(|e| e.at("task audience", key))
-}
-
-fn delivered_in(bytes: &[u8], key: (AppId, u64, u64)) -> Result<RoaringBitmap, StoreError> {
-    decode_bitmap(bytes).map_err(|e| e.at("delivery record", key))
 }

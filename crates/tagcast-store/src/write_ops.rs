@@ -2,16 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableTable, WriteTransaction};
 use tagcast_audience::Change;
 
-use crate::codec::{decode_attrs, decode_schema, encode_attrs, encode_schema};
-use crate::schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNTS, APPS, ATTR_SCHEMAS};
-use crate::tags::TagTables;
+use crate::tables::Result;
+use crate::tags::{account_tags, set_account_tags};
 use crate::writer::WriteCtx;
 use crate::{
-    AccountId, AppId, AttrSchema, AttrSlot, ItemError, ItemResult, RequestError, Store, StoreError,
-    TagLimits,
+    AccountId, AppId, AttrSchema, AttrSlot, ItemError, ItemResult, RequestError, Store, TagLimits,
 };
 
 /// What to do with the listed tags of one account.
@@ -50,29 +47,22 @@ impl Store {
         app: AppId,
         accounts: Vec<BulkAccount>,
         limits: TagLimits,
-    ) -> Result<Vec<ItemResult>, StoreError> {
+    ) -> Result<Vec<ItemResult>> {
         self.writer
             .write("bulk_load", move |ctx| {
-                // Imports first: importing opens tables the tag tables hold open.
-                let mut ids = Vec::with_capacity(accounts.len());
-                for account in &accounts {
-                    import_account(ctx, app, &account.name)?;
-                    ids.push(account_id(ctx.txn, app, &account.name)?);
-                }
-                let mut tables = TagTables::open(ctx.txn)?;
+                let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+                ctx.tables.prefetch_accounts(app, &names)?;
                 let mut results = Vec::with_capacity(accounts.len());
-                for (account, id) in accounts.into_iter().zip(ids) {
-                    let Some(id) = id else {
-                        results.push(Err(ItemError::AccountNotFound));
-                        continue;
-                    };
+                for account in accounts {
+                    let id = import_account(ctx, app, &account.name)?;
                     let tags = &account.tags;
-                    results.push(tables.set_account_tags(
+                    results.push(set_account_tags(
+                        ctx.tables,
                         app,
                         id,
                         tags,
                         &limits,
-                        &mut ctx.changes,
+                        ctx.changes,
                     )?);
                     write_account_attrs(ctx, app, id, account.attrs)?;
                 }
@@ -82,21 +72,17 @@ impl Store {
     }
 
     /// Imports accounts; returns, for each, whether it was new. Importing twice is harmless.
-    pub async fn import_accounts(
-        &self,
-        app: AppId,
-        names: Vec<String>,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.for_each_account("import_accounts", app, names, import_account)
-            .await
+    pub async fn import_accounts(&self, app: AppId, names: Vec<String>) -> Result<Vec<bool>> {
+        self.for_each_account("import_accounts", app, names, |ctx, app, name| {
+            let existed = ctx.tables.account_id(app, name)?.is_some();
+            import_account(ctx, app, name)?;
+            Ok(!existed)
+        })
+        .await
     }
 
     /// Deletes accounts with their tags and attributes; returns, for each, whether it existed.
-    pub async fn delete_accounts(
-        &self,
-        app: AppId,
-        names: Vec<String>,
-    ) -> Result<Vec<bool>, StoreError> {
+    pub async fn delete_accounts(&self, app: AppId, names: Vec<String>) -> Result<Vec<bool>> {
         self.for_each_account("delete_accounts", app, names, delete_account)
             .await
     }
@@ -106,10 +92,11 @@ impl Store {
         op: &'static str,
         app: AppId,
         names: Vec<String>,
-        write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool, StoreError>,
-    ) -> Result<Vec<bool>, StoreError> {
+        write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool>,
+    ) -> Result<Vec<bool>> {
         self.writer
             .write(op, move |ctx| {
+                ctx.tables.prefetch_accounts(app, &names)?;
                 names.iter().map(|name| write(ctx, app, name)).collect()
             })
             .await
@@ -122,15 +109,20 @@ impl Store {
         edit: TagEdit,
         items: Vec<(String, Vec<String>)>,
         limits: TagLimits,
-    ) -> Result<Vec<ItemResult>, StoreError> {
+    ) -> Result<Vec<ItemResult>> {
         self.writer
             .write("edit_tags", move |ctx| {
-                let mut tables = TagTables::open(ctx.txn)?;
+                let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
+                ctx.tables.prefetch_accounts(app, &names)?;
+                let tags: Vec<&str> = items
+                    .iter()
+                    .flat_map(|(_, t)| t)
+                    .map(String::as_str)
+                    .collect();
+                ctx.tables.prefetch_tags(app, &tags)?;
                 items
                     .iter()
-                    .map(|(name, tags)| {
-                        edit_account_tags(ctx, &mut tables, app, name, edit, tags, &limits)
-                    })
+                    .map(|(name, tags)| edit_account_tags(ctx, app, name, edit, tags, &limits))
                     .collect()
             })
             .await
@@ -142,7 +134,7 @@ impl Store {
         app: AppId,
         names: Vec<String>,
         limits: TagLimits,
-    ) -> Result<Vec<ItemResult>, StoreError> {
+    ) -> Result<Vec<ItemResult>> {
         let items = names.into_iter().map(|name| (name, Vec::new())).collect();
         self.edit_tags(app, TagEdit::Replace, items, limits).await
     }
@@ -152,17 +144,15 @@ impl Store {
         &self,
         app: AppId,
         updates: Vec<SlotUpdate>,
-    ) -> Result<Result<(), RequestError>, StoreError> {
+    ) -> Result<Result<(), RequestError>> {
         self.writer
             .write("set_attr_names", move |ctx| {
-                let txn = ctx.txn;
-                let current = read_schema(txn, app)?;
+                let current = ctx.tables.attr_schema(app)?;
                 let merged = match merge_schema(current, &updates) {
                     Ok(schema) => schema,
                     Err(e) => return Ok(Err(e)),
                 };
-                txn.open_table(ATTR_SCHEMAS)?
-                    .insert(app, encode_schema(&merged).as_slice())?;
+                ctx.tables.set_attr_schema(app, &merged)?;
                 Ok(Ok(()))
             })
             .await
@@ -174,10 +164,12 @@ impl Store {
         &self,
         app: AppId,
         items: Vec<(String, BTreeMap<String, String>)>,
-    ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
+    ) -> Result<Result<Vec<ItemResult>, RequestError>> {
         self.writer
             .write("set_attrs", move |ctx| {
-                let schema = read_schema(ctx.txn, app)?;
+                let schema = ctx.tables.attr_schema(app)?;
+                let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
+                ctx.tables.prefetch_accounts(app, &names)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
                     return Ok(Err(e));
                 }
@@ -196,10 +188,12 @@ impl Store {
         &self,
         app: AppId,
         items: Vec<(String, Vec<String>)>,
-    ) -> Result<Result<Vec<ItemResult>, RequestError>, StoreError> {
+    ) -> Result<Result<Vec<ItemResult>, RequestError>> {
         self.writer
             .write("remove_attrs", move |ctx| {
-                let schema = read_schema(ctx.txn, app)?;
+                let schema = ctx.tables.attr_schema(app)?;
+                let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
+                ctx.tables.prefetch_accounts(app, &names)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
                     return Ok(Err(e));
                 }
@@ -213,36 +207,22 @@ impl Store {
     }
 }
 
-fn account_id(
-    txn: &WriteTransaction,
-    app: AppId,
-    name: &str,
-) -> Result<Option<AccountId>, StoreError> {
-    Ok(txn
-        .open_table(ACCOUNTS)?
-        .get((app, name))?
-        .map(|g| g.value()))
-}
-
-fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, StoreError> {
-    let txn = ctx.txn;
-    if account_id(txn, app, name)?.is_some() {
-        return Ok(false);
+/// The account's id, importing it first if it does not exist.
+fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<AccountId> {
+    if let Some(id) = ctx.tables.account_id(app, name)? {
+        return Ok(id);
     }
-    let mut apps = txn.open_table(APPS)?;
-    let (next_account, next_tag, live) = apps.get(app)?.map_or((0, 0, 0), |g| g.value());
-    apps.insert(app, (next_account + 1, next_tag, live))?;
-    txn.open_table(ACCOUNTS)?
-        .insert((app, name), next_account)?;
-    txn.open_table(ACCOUNT_NAMES)?
-        .insert((app, next_account), name)?;
-    ctx.record(app, Change::AccountAdded(next_account));
-    Ok(true)
+    let mut counters = ctx.tables.app_counters(app)?;
+    let id = counters.next_account;
+    counters.next_account += 1;
+    ctx.tables.set_app_counters(app, counters)?;
+    ctx.tables.insert_account(app, id, name)?;
+    ctx.record(app, Change::AccountAdded(id));
+    Ok(id)
 }
 
-fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool, StoreError> {
-    let txn = ctx.txn;
-    let Some(id) = account_id(txn, app, name)? else {
+fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool> {
+    let Some(id) = ctx.tables.account_id(app, name)? else {
         return Ok(false);
     };
     // Releasing tags never hits a limit, so the limits given here are never consulted.
@@ -250,48 +230,38 @@ fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool
         max_tags_per_account: usize::MAX,
         max_tags_per_app: usize::MAX,
     };
-    let _ = TagTables::open(txn)?.set_account_tags(app, id, &[], &no_limits, &mut ctx.changes)?;
+    let _ = set_account_tags(ctx.tables, app, id, &[], &no_limits, ctx.changes)?;
     write_account_attrs(ctx, app, id, BTreeMap::new())?;
-    txn.open_table(ACCOUNT_NAMES)?.remove((app, id))?;
-    txn.open_table(ACCOUNTS)?.remove((app, name))?;
+    ctx.tables.remove_account(app, id, name)?;
     ctx.record(app, Change::AccountRemoved(id));
     Ok(true)
 }
 
 fn edit_account_tags(
     ctx: &mut WriteCtx<'_>,
-    tables: &mut TagTables<'_>,
     app: AppId,
     name: &str,
     edit: TagEdit,
     tags: &[String],
     limits: &TagLimits,
-) -> Result<ItemResult, StoreError> {
-    let Some(id) = account_id(ctx.txn, app, name)? else {
+) -> Result<ItemResult> {
+    let Some(id) = ctx.tables.account_id(app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
     let target = match edit {
         TagEdit::Replace => tags.to_vec(),
         TagEdit::Add => {
-            let mut target = tables.account_tags(app, id)?;
+            let mut target = account_tags(ctx.tables, app, id)?;
             target.extend_from_slice(tags);
             target
         }
         TagEdit::Remove => {
-            let mut target = tables.account_tags(app, id)?;
+            let mut target = account_tags(ctx.tables, app, id)?;
             target.retain(|t| !tags.contains(t));
             target
         }
     };
-    tables.set_account_tags(app, id, &target, limits, &mut ctx.changes)
-}
-
-fn read_schema(txn: &WriteTransaction, app: AppId) -> Result<AttrSchema, StoreError> {
-    let table = txn.open_table(ATTR_SCHEMAS)?;
-    match table.get(app)? {
-        Some(g) => decode_schema(g.value()).map_err(|e| e.at("attribute schema", app)),
-        None => Ok(AttrSchema::default()),
-    }
+    set_account_tags(ctx.tables, app, id, &target, limits, ctx.changes)
 }
 
 fn merge_schema(
@@ -349,8 +319,8 @@ fn set_account_attrs(
     app: AppId,
     name: &str,
     attrs: &BTreeMap<String, String>,
-) -> Result<ItemResult, StoreError> {
-    let Some(id) = account_id(ctx.txn, app, name)? else {
+) -> Result<ItemResult> {
+    let Some(id) = ctx.tables.account_id(app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
     // Every account here is a UserID account (type 0); RegistrationID slots refuse it.
@@ -360,7 +330,7 @@ fn set_account_attrs(
     {
         return Ok(Err(ItemError::AccountTypeMismatch(attr.clone())));
     }
-    let mut values = read_account_attrs(ctx.txn, app, id)?;
+    let mut values = ctx.tables.account_attrs(app, id)?;
     for (attr, value) in attrs {
         if let Some(slot) = schema.slot_of(attr) {
             values.insert(slot, value.clone());
@@ -376,12 +346,12 @@ fn remove_account_attrs(
     app: AppId,
     name: &str,
     attrs: &[String],
-) -> Result<ItemResult, StoreError> {
-    let Some(id) = account_id(ctx.txn, app, name)? else {
+) -> Result<ItemResult> {
+    let Some(id) = ctx.tables.account_id(app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
     let slots: Vec<u8> = attrs.iter().filter_map(|a| schema.slot_of(a)).collect();
-    let mut values = read_account_attrs(ctx.txn, app, id)?;
+    let mut values = ctx.tables.account_attrs(app, id)?;
     values.retain(|slot, _| !slots.contains(slot));
     write_account_attrs(ctx, app, id, values)?;
     Ok(Ok(()))
@@ -392,27 +362,14 @@ fn slot_type(schema: &AttrSchema, attr: &str) -> Option<u8> {
     schema.slots[slot as usize].as_ref().map(|s| s.account_type)
 }
 
-fn read_account_attrs(
-    txn: &WriteTransaction,
-    app: AppId,
-    id: AccountId,
-) -> Result<BTreeMap<u8, String>, StoreError> {
-    let table = txn.open_table(ACCOUNT_ATTRS)?;
-    let values = match table.get((app, id))? {
-        Some(g) => decode_attrs(g.value()).map_err(|e| e.at("account attributes", (app, id)))?,
-        None => Vec::new(),
-    };
-    Ok(values.into_iter().collect())
-}
-
 /// Makes `values` the account's attributes, recording for the index what changed.
 fn write_account_attrs(
     ctx: &mut WriteCtx<'_>,
     app: AppId,
     id: AccountId,
     values: BTreeMap<u8, String>,
-) -> Result<(), StoreError> {
-    let old = read_account_attrs(ctx.txn, app, id)?;
+) -> Result<()> {
+    let old = ctx.tables.account_attrs(app, id)?;
     for (slot, old_value) in &old {
         if !values.contains_key(slot) {
             let change = Change::AttrRemoved {
@@ -435,12 +392,5 @@ fn write_account_attrs(
             ctx.record(app, change);
         }
     }
-    let mut table = ctx.txn.open_table(ACCOUNT_ATTRS)?;
-    if values.is_empty() {
-        table.remove((app, id))?;
-    } else {
-        let values: Vec<(u8, String)> = values.into_iter().collect();
-        table.insert((app, id), encode_attrs(&values).as_slice())?;
-    }
-    Ok(())
+    ctx.tables.set_account_attrs(app, id, &values)
 }

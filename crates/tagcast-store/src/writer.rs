@@ -7,26 +7,26 @@
 //!
 //! When a batch fails (a storage error, an injected fault, a panic while applying it), each of
 //! its callers gets the error and nothing of the batch is stored. The writer then recovers
-//! before it takes more writes: if the database refuses new transactions (redb does after an
-//! I/O error, until it is reopened) it waits for the reads still using the failed handle, opens
-//! the file again, rebuilds the audience index if a failed commit may have reached the disk,
-//! and proves with a probe write of `PROBE_BYTES` that it can commit again. Attempts repeat
-//! with backoff while they fail; meanwhile writes fail at once with `StoreError::Unavailable`
-//! and `Store::health` reports the failure.
+//! before it takes more writes: the engine makes itself able to commit again (redb reopens its
+//! file, PostgreSQL reconnects) and proves it with a write, and, if a failed commit may have
+//! been stored after all, the audience index is brought level with the records. Attempts
+//! repeat with backoff while they fail; meanwhile writes fail at once with
+//! `StoreError::Unavailable` and `Store::health` reports the failure.
+//!
+//! The writer is the same for every engine (see `engine::Engine`).
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, WriteTransaction};
 use tagcast_audience::Change;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audience::Audiences;
-use crate::schema::PROBE;
-use crate::{AppId, Shared, StoreError, open_database};
+use crate::engine::{Changes, Committed, Failed};
+use crate::tables::Tables;
+use crate::{AppId, Shared, StoreError};
 
 /// Most writes folded into one commit, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 256;
@@ -37,18 +37,15 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// How often a recovering writer looks for writes to refuse.
 const POLL: Duration = Duration::from_millis(20);
-/// What a recovery probe writes (and then deletes): a commit that allocates pages, not only an
-/// empty one, so a still-full disk fails it.
-const PROBE_BYTES: usize = 64 << 10;
 
 /// The operation of `WriterHandle::check`'s empty write.
 const CHECK: &str = "check";
 
-/// What a write sees: the shared transaction, and where it records what the audience index must
-/// learn once the transaction is durable.
+/// What a write sees: the shared transaction's records, and where it records what the audience
+/// index must learn once the transaction is durable.
 pub(crate) struct WriteCtx<'a> {
-    pub txn: &'a WriteTransaction,
-    pub changes: Vec<(AppId, Change)>,
+    pub tables: &'a mut dyn Tables,
+    pub changes: &'a mut Changes,
 }
 
 impl WriteCtx<'_> {
@@ -164,7 +161,6 @@ fn supervise(shared: Arc<Shared>, queue: mpsc::Receiver<Box<dyn Job>>) {
         shared,
         queue,
         recovery: None,
-        retired: None,
         index_suspect: false,
     };
     loop {
@@ -189,8 +185,6 @@ struct Writer {
     queue: mpsc::Receiver<Box<dyn Job>>,
     /// Set while the writer cannot commit.
     recovery: Option<Recovery>,
-    /// The failed database handle, kept until the last read using it is done.
-    retired: Option<Arc<Database>>,
     /// A commit failed after it may have reached the disk: the audience index may differ from
     /// the database, and is rebuilt before the writer goes on.
     index_suspect: bool,
@@ -199,12 +193,6 @@ struct Writer {
 struct Recovery {
     next_attempt: Instant,
     backoff: Duration,
-}
-
-/// Why a batch failed, and whether its commit had begun.
-struct Failed {
-    error: StoreError,
-    at_commit: bool,
 }
 
 impl Writer {
@@ -266,25 +254,12 @@ impl Writer {
     /// the batch's changes and the commit is counted before anyone is answered, so a caller
     /// always sees its own write in both.
     fn commit_batch(&mut self, mut batch: Vec<Box<dyn Job>>) {
-        let db = match self.shared.db.get(&self.shared.health) {
-            Ok(db) => db,
-            Err(error) => {
-                self.start_recovery(&error.to_string());
-                return self.refuse(batch);
-            }
-        };
         let shared = &*self.shared;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            apply_and_commit(&db, shared, &mut batch)
-        }));
+        let outcome = catch_unwind(AssertUnwindSafe(|| apply_and_commit(shared, &mut batch)));
         match outcome {
-            Ok(Ok(changes)) => self.committed(&db, batch, &changes),
-            Ok(Err(failed)) => {
-                drop(db);
-                self.failed(batch, failed);
-            }
+            Ok(Ok(committed)) => self.committed(batch, &committed),
+            Ok(Err(failed)) => self.failed(batch, failed),
             Err(panic) => {
-                drop(db);
                 let reason = format!(
                     "the writer panicked applying a write: {}",
                     panic_message(&*panic)
@@ -305,13 +280,26 @@ impl Writer {
         }
     }
 
-    fn committed(&mut self, db: &Database, batch: Vec<Box<dyn Job>>, changes: &[(AppId, Change)]) {
+    fn committed(&mut self, batch: Vec<Box<dyn Job>>, committed: &Committed) {
         let audiences = &self.shared.audiences;
-        if catch_unwind(AssertUnwindSafe(|| audiences.apply(changes))).is_err() {
-            // Committed, but the index learnt only part of it: rebuild it from the tables.
-            self.shared.health.writer_panicked();
-            tracing::error!("the writer panicked updating the audience index; rebuilding it");
-            if let Err(error) = self.rebuild_index(db) {
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            audiences.apply(&committed.changes, &committed.positions)
+        }));
+        let learnt = match applied {
+            Ok(Ok(())) => true,
+            Ok(Err(out_of_order)) => {
+                tracing::warn!(?out_of_order, "the index missed changes; catching up");
+                false
+            }
+            Err(_) => {
+                self.shared.health.writer_panicked();
+                tracing::error!("the writer panicked updating the audience index");
+                false
+            }
+        };
+        if !learnt {
+            // Committed, but the index learnt only part of it: bring it level with the records.
+            if let Err(error) = self.resync_index() {
                 let reason = format!("the audience index could not be rebuilt: {error}");
                 self.shared.health.batch_failed(&reason);
                 self.index_suspect = true;
@@ -383,93 +371,37 @@ impl Writer {
         }
     }
 
-    /// One recovery attempt: reopen the database if it refuses transactions, rebuild the
-    /// index if it may be stale, then prove a commit works.
+    /// One recovery attempt: the engine makes itself able to commit again, then the index is
+    /// brought level with the records if it may be stale.
     fn recover(&mut self) -> Result<(), StoreError> {
-        if let Ok(db) = self.shared.db.get(&self.shared.health)
-            && let Err(error) = db.begin_write()
-        {
-            tracing::warn!(%error, "the database refuses new transactions; reopening it");
-            drop(db);
-            self.retired = self.shared.db.take();
-        }
-        if self.shared.db.get(&self.shared.health).is_err() {
-            self.reopen()?;
-        }
-        let db = self.shared.db.get(&self.shared.health)?;
+        self.shared.engine.recover(&self.shared.health)?;
         if self.index_suspect {
-            self.rebuild_index(&db)?;
+            self.resync_index()?;
             self.index_suspect = false;
         }
-        probe(&db)
-    }
-
-    fn reopen(&mut self) -> Result<(), StoreError> {
-        if let Some(old) = self.retired.take() {
-            // redb opens a file once per process: the old handle must be gone first.
-            if Arc::strong_count(&old) > 1 {
-                self.retired = Some(old);
-                return Err(StoreError::Unavailable(
-                    "reads still use the failed database handle".into(),
-                ));
-            }
-            drop(old);
-        }
-        let db = open_database(&self.shared.file, self.shared.cache_bytes)?;
-        tracing::info!(file = %self.shared.file.display(), "database reopened");
-        self.shared.health.reopened();
-        self.shared.db.put(Arc::new(db));
         Ok(())
     }
 
-    fn rebuild_index(&self, db: &Database) -> Result<(), StoreError> {
+    fn resync_index(&self) -> Result<(), StoreError> {
         let started = Instant::now();
-        let rebuilt = Audiences::rebuild(db)?;
-        self.shared.audiences.replace(rebuilt);
+        self.shared.engine.resync(&self.shared.audiences)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "audience index rebuilt from the database"
+            "audience index brought level with the records"
         );
         Ok(())
     }
 }
 
-fn apply_and_commit(
-    db: &Database,
-    shared: &Shared,
-    batch: &mut [Box<dyn Job>],
-) -> Result<Vec<(AppId, Change)>, Failed> {
-    let before = |error: StoreError| Failed {
-        error,
-        at_commit: false,
-    };
-    let txn = db.begin_write().map_err(|e| before(e.into()))?;
-    let mut ctx = WriteCtx {
-        txn: &txn,
-        changes: Vec::new(),
-    };
-    for job in batch.iter_mut() {
-        shared.faults.before_write(job.op()).map_err(before)?;
-        job.apply(&mut ctx).map_err(before)?;
-    }
-    let changes = ctx.changes;
-    txn.commit().map_err(|e| Failed {
-        error: e.into(),
-        at_commit: true,
-    })?;
-    Ok(changes)
-}
-
-/// Writes `PROBE_BYTES` and deletes them, in two commits.
-fn probe(db: &Database) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    txn.open_table(PROBE)?
-        .insert(0, vec![0u8; PROBE_BYTES].as_slice())?;
-    txn.commit()?;
-    let txn = db.begin_write()?;
-    txn.open_table(PROBE)?.remove(0)?;
-    txn.commit()?;
-    Ok(())
+fn apply_and_commit(shared: &Shared, batch: &mut [Box<dyn Job>]) -> Result<Committed, Failed> {
+    shared.engine.write(&mut |tables, changes| {
+        let mut ctx = WriteCtx { tables, changes };
+        for job in batch.iter_mut() {
+            shared.faults.before_write(job.op())?;
+            job.apply(&mut ctx)?;
+        }
+        Ok(())
+    })
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

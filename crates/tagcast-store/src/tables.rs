@@ -1,0 +1,161 @@
+//! The seam between the store's logic and its engines.
+//!
+//! Everything the store decides (dense account ids, tag bookkeeping and limits, attribute
+//! merges, push quota and MsgRandom idempotency, delivery records) is written once, in `ops`,
+//! against these traits. An engine (redb, PostgreSQL) only keeps records: it reads and writes
+//! them inside one transaction, and scans them for the audience index and the task lists.
+//!
+//! Methods take `&mut self` so that an engine may cache what it read and buffer what it writes
+//! until its commit (PostgreSQL does: a batch costs a few round trips, not one per record).
+
+use std::collections::BTreeMap;
+
+use roaring::RoaringBitmap;
+
+use crate::{AccountId, AppId, AttrSchema, StoreError, TaskMeta};
+
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Per app: the next ids to hand out and the number of distinct tags in use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AppCounters {
+    pub next_account: u32,
+    pub next_tag: u32,
+    pub live_tags: u32,
+}
+
+/// A tag in use: its id and how many accounts have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TagEntry {
+    pub id: u32,
+    pub accounts: u32,
+}
+
+/// Per app: the next task sequence number and the day's push count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PushState {
+    pub next_seq: u64,
+    /// Day number (UTC) that `today` counts.
+    pub day: u32,
+    pub today: u32,
+    /// When the last push counted against the quota was made (ms), 0 if none.
+    pub last_ms: u64,
+}
+
+impl Default for PushState {
+    fn default() -> Self {
+        Self {
+            next_seq: 1,
+            day: 0,
+            today: 0,
+            last_ms: 0,
+        }
+    }
+}
+
+/// The task a MsgRandom last made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeenMsgRandom {
+    pub seq: u64,
+    pub created_ms: u64,
+}
+
+/// Which tasks a scan returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskFilter {
+    /// One app's tasks created in `[start_ms, end_ms)`.
+    CreatedBetween {
+        app: AppId,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// Every app's tasks an offline account may still receive at `now_ms`: stored for offline,
+    /// not expired, not revoked.
+    LiveAt { now_ms: u64 },
+}
+
+impl TaskFilter {
+    pub fn admits(&self, app: AppId, meta: &TaskMeta) -> bool {
+        match *self {
+            TaskFilter::CreatedBetween {
+                app: wanted,
+                start_ms,
+                end_ms,
+            } => app == wanted && (start_ms..end_ms).contains(&meta.created_ms),
+            TaskFilter::LiveAt { now_ms } => {
+                meta.stored_for_offline() && meta.expires_ms > now_ms && meta.revoked_ms.is_none()
+            }
+        }
+    }
+}
+
+/// Reading records, in one consistent snapshot (or inside a write transaction, seeing its own
+/// writes).
+pub(crate) trait ReadTables {
+    /// A hint that the named accounts' ids, tags and attributes are about to be read, so an
+    /// engine can fetch them together. Reading without it is correct, only slower.
+    fn prefetch_accounts(&mut self, _app: AppId, _names: &[String]) -> Result<()> {
+        Ok(())
+    }
+    /// A hint that these tags' entries are about to be read.
+    fn prefetch_tags(&mut self, _app: AppId, _tags: &[&str]) -> Result<()> {
+        Ok(())
+    }
+
+    fn account_id(&mut self, app: AppId, name: &str) -> Result<Option<AccountId>>;
+    fn account_name(&mut self, app: AppId, id: AccountId) -> Result<Option<String>>;
+    /// The account's tag ids in the order added; empty when it has none.
+    fn account_tag_ids(&mut self, app: AppId, id: AccountId) -> Result<Vec<u32>>;
+    /// The account's attribute values by slot; empty when it has none.
+    fn account_attrs(&mut self, app: AppId, id: AccountId) -> Result<BTreeMap<u8, String>>;
+    fn app_counters(&mut self, app: AppId) -> Result<AppCounters>;
+    fn tag(&mut self, app: AppId, name: &str) -> Result<Option<TagEntry>>;
+    fn tag_name(&mut self, app: AppId, id: u32) -> Result<Option<String>>;
+    fn attr_schema(&mut self, app: AppId) -> Result<AttrSchema>;
+
+    fn push_state(&mut self, app: AppId) -> Result<PushState>;
+    fn msg_random(&mut self, app: AppId, msg_random: u32) -> Result<Option<SeenMsgRandom>>;
+    fn task(&mut self, app: AppId, seq: u64) -> Result<Option<TaskMeta>>;
+    fn task_audience(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>>;
+    /// Tasks `filter` admits, by app then sequence number.
+    fn tasks(&mut self, filter: TaskFilter) -> Result<Vec<(AppId, TaskMeta)>>;
+    /// Accounts the task reached during `second`.
+    fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>>;
+    /// Every second's deliveries of a task, oldest first.
+    fn deliveries(&mut self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>>;
+    /// Sequence number of the last task delivered to the account; 0 if none.
+    fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64>;
+}
+
+/// Writing records inside a write transaction; nothing is stored unless it commits.
+pub(crate) trait Tables: ReadTables {
+    fn insert_account(&mut self, app: AppId, id: AccountId, name: &str) -> Result<()>;
+    fn remove_account(&mut self, app: AppId, id: AccountId, name: &str) -> Result<()>;
+    /// Empty `ids` removes the record.
+    fn set_account_tag_ids(&mut self, app: AppId, id: AccountId, ids: &[u32]) -> Result<()>;
+    /// Empty `values` removes the record.
+    fn set_account_attrs(
+        &mut self,
+        app: AppId,
+        id: AccountId,
+        values: &BTreeMap<u8, String>,
+    ) -> Result<()>;
+    fn set_app_counters(&mut self, app: AppId, counters: AppCounters) -> Result<()>;
+    /// Creates or updates a tag entry (its id never changes while it exists).
+    fn put_tag(&mut self, app: AppId, name: &str, entry: TagEntry) -> Result<()>;
+    fn remove_tag(&mut self, app: AppId, name: &str, id: u32) -> Result<()>;
+    fn set_attr_schema(&mut self, app: AppId, schema: &AttrSchema) -> Result<()>;
+
+    fn set_push_state(&mut self, app: AppId, state: PushState) -> Result<()>;
+    fn set_msg_random(&mut self, app: AppId, msg_random: u32, seen: SeenMsgRandom) -> Result<()>;
+    fn put_task(&mut self, app: AppId, meta: &TaskMeta) -> Result<()>;
+    fn put_task_audience(&mut self, app: AppId, seq: u64, audience: &RoaringBitmap) -> Result<()>;
+    fn set_delivered(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        second: u64,
+        accounts: &RoaringBitmap,
+    ) -> Result<()>;
+    fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()>;
+}
