@@ -5,6 +5,7 @@
 //! the caller turns into `StoreError::Corrupt` naming the record. Nothing is read as a default.
 
 use roaring::RoaringBitmap;
+use tagcast_audience::Change;
 
 use crate::StoreError;
 use crate::schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
@@ -136,6 +137,98 @@ pub(crate) fn decode_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, DecodeError> 
     Ok(bitmap)
 }
 
+/// Audience changes as repeated `kind:u8 account:u32le ...` (see each kind), for a change log.
+pub(crate) fn encode_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for change in changes {
+        match change {
+            Change::AccountAdded(account) => put_account(&mut out, 0, *account),
+            Change::AccountRemoved(account) => put_account(&mut out, 1, *account),
+            Change::TagAdded { account, tag } => {
+                put_account(&mut out, 2, *account);
+                put_str(&mut out, tag);
+            }
+            Change::TagRemoved { account, tag } => {
+                put_account(&mut out, 3, *account);
+                put_str(&mut out, tag);
+            }
+            Change::AttrSet {
+                account,
+                slot,
+                old,
+                new,
+            } => {
+                put_account(&mut out, if old.is_some() { 5 } else { 4 }, *account);
+                out.push(*slot);
+                if let Some(old) = old {
+                    put_str(&mut out, old);
+                }
+                put_str(&mut out, new);
+            }
+            Change::AttrRemoved { account, slot, old } => {
+                put_account(&mut out, 6, *account);
+                out.push(*slot);
+                put_str(&mut out, old);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
+    let mut reader = Reader(bytes);
+    let mut changes = Vec::new();
+    while !reader.0.is_empty() {
+        let kind = reader.byte()?;
+        let account = u32::from_le_bytes([
+            reader.byte()?,
+            reader.byte()?,
+            reader.byte()?,
+            reader.byte()?,
+        ]);
+        let change = match kind {
+            0 => Change::AccountAdded(account),
+            1 => Change::AccountRemoved(account),
+            2 | 3 => {
+                let tag = reader.str()?.to_string();
+                if kind == 2 {
+                    Change::TagAdded { account, tag }
+                } else {
+                    Change::TagRemoved { account, tag }
+                }
+            }
+            4 | 5 => {
+                let slot = reader.slot()?;
+                let old = if kind == 5 {
+                    Some(reader.str()?.to_string())
+                } else {
+                    None
+                };
+                let new = reader.str()?.to_string();
+                Change::AttrSet {
+                    account,
+                    slot,
+                    old,
+                    new,
+                }
+            }
+            6 => {
+                let slot = reader.slot()?;
+                let old = reader.str()?.to_string();
+                Change::AttrRemoved { account, slot, old }
+            }
+            other => return Err(DecodeError(format!("unknown change kind {other}"))),
+        };
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+fn put_account(out: &mut Vec<u8>, kind: u8, account: u32) {
+    out.push(kind);
+    out.extend_from_slice(&account.to_le_bytes());
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&len.to_le_bytes());
@@ -220,6 +313,43 @@ mod tests {
             error.0.contains(mentions),
             "{error} should mention {mentions}"
         );
+    }
+
+    #[test]
+    fn changes_roundtrip_and_truncation_is_corrupt() {
+        let changes = vec![
+            Change::AccountAdded(7),
+            Change::TagAdded {
+                account: 7,
+                tag: "深圳".into(),
+            },
+            Change::AttrSet {
+                account: u32::MAX,
+                slot: 9,
+                old: None,
+                new: "a".into(),
+            },
+            Change::AttrSet {
+                account: 1,
+                slot: 0,
+                old: Some(String::new()),
+                new: "b".into(),
+            },
+            Change::AttrRemoved {
+                account: 1,
+                slot: 3,
+                old: "c".into(),
+            },
+            Change::TagRemoved {
+                account: 7,
+                tag: "x".into(),
+            },
+            Change::AccountRemoved(7),
+        ];
+        let bytes = encode_changes(&changes);
+        assert_eq!(decode_changes(&bytes).unwrap(), changes);
+        fails(decode_changes(&bytes[..bytes.len() - 1]), "truncated");
+        fails(decode_changes(&[9, 0, 0, 0, 0]), "unknown change kind 9");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum StoreError {
     /// A failure made by the store's fault plan (tests only, see `FaultPlan`).
     #[error("injected fault: {0}")]
     Injected(String),
+    /// The database holds a schema this build cannot use (e.g. a newer one).
+    #[error("incompatible store schema: {0}")]
+    Schema(String),
     /// `StoreOptions` the store cannot honour.
     #[error("invalid store options: {0}")]
     Options(String),

@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod faults;
 mod health;
+mod postgres;
 mod read;
 mod redb;
 mod schema;
@@ -28,11 +29,12 @@ mod writer;
 
 pub use write_ops::{BulkAccount, SlotUpdate, TagEdit};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tagcast_audience::AppIndex;
 
+pub use crate::postgres::redact as redact_url;
 pub use crate::redb::FILE_NAME;
 pub use error::{ItemError, RequestError, StoreError};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
@@ -83,6 +85,16 @@ impl Default for StoreOptions {
     }
 }
 
+/// Where the store keeps its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The embedded store: one redb file (`FILE_NAME`) in this directory, created if missing.
+    Embedded(PathBuf),
+    /// A PostgreSQL database, as a connection URL (`postgres://user@host:port/db`); its schema
+    /// is created or migrated at open.
+    Postgres(String),
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -120,6 +132,25 @@ impl Store {
         let faults = faults::Faults::new(options.faults.clone())?;
         let engine = redb::RedbEngine::open(data_dir, &options)?;
         Self::start(Box::new(engine), faults)
+    }
+
+    /// Opens the store at `location`. PostgreSQL needs a tokio runtime: call it from within one.
+    pub async fn open_at(location: &Location, options: StoreOptions) -> Result<Self, StoreError> {
+        match location {
+            Location::Embedded(data_dir) => {
+                let data_dir = data_dir.clone();
+                tokio::task::spawn_blocking(move || Self::open_with(&data_dir, options)).await?
+            }
+            Location::Postgres(url) => {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || {
+                    let faults = faults::Faults::new(options.faults.clone())?;
+                    let engine = postgres::PgEngine::connect(&url, &options)?;
+                    Self::start(Box::new(engine), faults)
+                })
+                .await?
+            }
+        }
     }
 
     /// Builds the audience index from the engine's records and starts the writer.

@@ -101,6 +101,10 @@ pub(crate) trait ReadTables {
     fn prefetch_tags(&mut self, _app: AppId, _tags: &[&str]) -> Result<()> {
         Ok(())
     }
+    /// A hint that these accounts' delivery cursors are about to be read.
+    fn prefetch_cursors(&mut self, _app: AppId, _accounts: &[AccountId]) -> Result<()> {
+        Ok(())
+    }
 
     fn account_id(&mut self, app: AppId, name: &str) -> Result<Option<AccountId>>;
     fn account_name(&mut self, app: AppId, id: AccountId) -> Result<Option<String>>;

@@ -2,6 +2,8 @@
 //! once per recipient. Also the push quota, MsgRandom idempotency, delivery records and the
 //! per-account delivery cursor.
 
+use std::collections::BTreeMap;
+
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
@@ -317,6 +319,13 @@ fn record_deliveries(
         accounts |= d.accounts;
         ctx.tables
             .set_delivered(d.app, d.seq, d.second, &accounts)?;
+    }
+    let mut by_app: BTreeMap<AppId, Vec<AccountId>> = BTreeMap::new();
+    for (app, account, _) in &cursors {
+        by_app.entry(*app).or_default().push(*account);
+    }
+    for (app, accounts) in by_app {
+        ctx.tables.prefetch_cursors(app, &accounts)?;
     }
     for (app, account, seq) in cursors {
         let current = ctx.tables.cursor(app, account)?;

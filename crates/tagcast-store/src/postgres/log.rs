@@ -1,0 +1,88 @@
+//! The ordered per-app change log: every committed transaction that changes an app's audience
+//! appends one entry, numbered from the app's head row. The head row is updated in the writing
+//! transaction, so its lock orders the writers: commit order is log order, with no gap (a
+//! transaction that rolls back gives its position back).
+
+use std::collections::BTreeMap;
+
+use tagcast_audience::Change;
+
+use super::tables::Db;
+use crate::codec::{decode_changes, encode_changes};
+use crate::engine::Changes;
+use crate::health::now_ms;
+use crate::tables::Result;
+use crate::{AppId, StoreError};
+
+/// How long entries are kept: a node that falls further behind rebuilds its index instead.
+pub(crate) const RETENTION_MS: u64 = 60 * 60 * 1000;
+
+/// Appends `changes` (one entry per app they touch); returns the position taken in each app.
+pub(crate) fn append(db: Db<'_>, changes: &Changes) -> Result<Vec<(AppId, u64)>> {
+    let mut by_app: BTreeMap<AppId, Vec<&Change>> = BTreeMap::new();
+    for (app, change) in changes {
+        by_app.entry(*app).or_default().push(change);
+    }
+    let mut positions = Vec::with_capacity(by_app.len());
+    let (mut apps, mut numbers, mut entries) = (vec![], vec![], vec![]);
+    for (app, changes) in by_app {
+        let head = db.query(
+            "INSERT INTO change_log_heads (app, position) VALUES ($1, 1) \
+             ON CONFLICT (app) DO UPDATE SET position = change_log_heads.position + 1 \
+             RETURNING position",
+            &[&(app as i64)],
+        )?;
+        let position: i64 = head
+            .first()
+            .ok_or_else(|| StoreError::Storage("the change log head returned no row".into()))?
+            .get(0);
+        positions.push((app, position as u64));
+        apps.push(app as i64);
+        numbers.push(position);
+        entries.push(encode_changes(changes));
+    }
+    if !positions.is_empty() {
+        db.execute(
+            "INSERT INTO change_log (app, position, committed_ms, changes) \
+             SELECT a, p, $3, c FROM unnest($1::int8[], $2::int8[], $4::bytea[]) AS u(a, p, c)",
+            &[&apps, &numbers, &(now_ms() as i64), &entries],
+        )?;
+    }
+    Ok(positions)
+}
+
+/// Every app's last position.
+pub(crate) fn heads(db: Db<'_>) -> Result<Vec<(AppId, u64)>> {
+    let rows = db.query("SELECT app, position FROM change_log_heads", &[])?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+        .collect())
+}
+
+/// The entries of `app` after `position`, in order.
+pub(crate) fn entries_after(
+    db: Db<'_>,
+    app: AppId,
+    position: u64,
+) -> Result<Vec<(u64, Vec<Change>)>> {
+    let rows = db.query(
+        "SELECT position, changes FROM change_log WHERE app = $1 AND position > $2 \
+         ORDER BY position",
+        &[&(app as i64), &(position as i64)],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let position = row.get::<_, i64>(0) as u64;
+            let changes = decode_changes(row.get(1))
+                .map_err(|e| e.at("change log entry", (app, position)))?;
+            Ok((position, changes))
+        })
+        .collect()
+}
+
+/// Removes entries older than `RETENTION_MS`.
+pub(crate) fn trim(db: Db<'_>) -> Result<u64> {
+    let before = now_ms().saturating_sub(RETENTION_MS) as i64;
+    db.execute("DELETE FROM change_log WHERE committed_ms < $1", &[&before])
+}

@@ -1,0 +1,135 @@
+//! Reading every record the audience index is built from, in one snapshot: accounts, tags and
+//! log positions on one connection, attributes on a second one that imports the first one's
+//! snapshot, so the two halves run in parallel and see the same committed state.
+
+use std::pin::pin;
+
+use futures_util::StreamExt;
+use tokio_postgres::{Row, RowStream};
+
+use super::connection::{Pg, STATEMENT_TIMEOUT, pg_error};
+use super::tables::Db;
+use crate::audience::IndexParts;
+use crate::tables::Result;
+use crate::{AppId, StoreError};
+
+const READ_ONLY_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+pub(crate) fn index_parts(pg: &Pg) -> Result<IndexParts> {
+    let main = pg.connection()?;
+    let db = Db {
+        pg,
+        client: main.client(),
+    };
+    db.batch(READ_ONLY_SNAPSHOT)?;
+    let snapshot: String = db.query("SELECT pg_export_snapshot()", &[])?[0].get(0);
+    let second = pg.connection()?;
+    let other = Db {
+        pg,
+        client: second.client(),
+    };
+    other.batch(&format!(
+        "{READ_ONLY_SNAPSHOT}; SET TRANSACTION SNAPSHOT '{snapshot}'"
+    ))?;
+    let (parts, attrs) = std::thread::scope(|scope| {
+        let attrs = scope.spawn(|| scan_attrs(other));
+        (scan_accounts_and_tags(db), attrs.join())
+    });
+    let mut parts = parts?;
+    parts.merge(
+        attrs
+            .map_err(|_| StoreError::Interrupted("the index rebuild thread panicked".into()))??,
+    );
+    db.batch("COMMIT")?;
+    other.batch("COMMIT")?;
+    main.done();
+    second.done();
+    Ok(parts)
+}
+
+fn scan_accounts_and_tags(db: Db<'_>) -> Result<IndexParts> {
+    let mut parts = IndexParts::default();
+    each_row(db, "SELECT app, position FROM change_log_heads", |row| {
+        parts.position(app(row), row.get::<_, i64>(1) as u64);
+        Ok(())
+    })?;
+    each_row(db, "SELECT app, id FROM accounts", |row| {
+        parts.account(app(row), row.get::<_, i32>(1) as u32);
+        Ok(())
+    })?;
+    each_row(db, "SELECT app, id, name FROM tags", |row| {
+        parts.tag_name(app(row), row.get::<_, i32>(1) as u32, row.get(2));
+        Ok(())
+    })?;
+    each_row(db, "SELECT app, id, tag_ids FROM account_tags", |row| {
+        let (app, account) = (app(row), row.get::<_, i32>(1) as u32);
+        let ids: Vec<i32> = row.get(2);
+        for tag in ids {
+            parts.tag(app, account, tag as u32);
+        }
+        Ok(())
+    })?;
+    Ok(parts)
+}
+
+fn scan_attrs(db: Db<'_>) -> Result<IndexParts> {
+    let mut parts = IndexParts::default();
+    each_row(
+        db,
+        "SELECT app, id, slots, vals FROM account_attrs",
+        |row| {
+            let (app, account) = (app(row), row.get::<_, i32>(1) as u32);
+            let slots: Vec<i16> = row.get(2);
+            let vals: Vec<&str> = row.get(3);
+            if slots.len() != vals.len() {
+                return Err(StoreError::corrupt(
+                    "account attributes",
+                    (app, account),
+                    format!("{} slots for {} values", slots.len(), vals.len()),
+                ));
+            }
+            for (slot, value) in slots.into_iter().zip(vals) {
+                let slot = u8::try_from(slot)
+                    .ok()
+                    .filter(|s| (*s as usize) < crate::ATTR_SLOTS)
+                    .ok_or_else(|| {
+                        StoreError::corrupt("account attributes", (app, account), "bad slot")
+                    })?;
+                parts.attr(app, account, slot, value);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(parts)
+}
+
+fn app(row: &Row) -> AppId {
+    row.get::<_, i64>(0) as u64
+}
+
+/// Streams the rows of `sql` into `visit`, never holding them all; fails if PostgreSQL goes
+/// quiet for `STATEMENT_TIMEOUT` between two rows.
+fn each_row(db: Db<'_>, sql: &str, mut visit: impl FnMut(&Row) -> Result<()>) -> Result<()> {
+    db.pg.run(async {
+        let stream: RowStream = quiet(db.client.query_raw(sql, std::iter::empty::<i32>()))
+            .await?
+            .map_err(pg_error)?;
+        let mut stream = pin!(stream);
+        while let Some(row) = quiet(stream.next()).await? {
+            visit(&row.map_err(pg_error)?)?;
+        }
+        Ok(())
+    })
+}
+
+/// `future`'s output, or an error once it has taken `STATEMENT_TIMEOUT`.
+async fn quiet<T, F: Future<Output = T>>(future: F) -> Result<T> {
+    tokio::time::timeout(STATEMENT_TIMEOUT, future)
+        .await
+        .map_err(|_| {
+            StoreError::Storage(format!(
+                "PostgreSQL sent nothing for {} s during a scan",
+                STATEMENT_TIMEOUT.as_secs()
+            ))
+        })
+}

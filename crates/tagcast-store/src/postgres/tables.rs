@@ -1,0 +1,989 @@
+//! The records of `tables` in PostgreSQL, inside one transaction of one connection.
+//!
+//! Reads go through a cache that the prefetch hints fill with one query for many records;
+//! writes stay in the cache until `flush`, which writes every changed record with a few set-wise
+//! statements (deletes first, then upserts), so a batch of many requests costs a handful of
+//! round trips rather than one per record.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
+
+use roaring::RoaringBitmap;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::connection::Pg;
+use crate::codec::{decode_bitmap, decode_meta, encode_bitmap, encode_meta};
+use crate::tables::{
+    AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter,
+};
+use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, StoreError, TaskMeta};
+
+/// One statement's parameters.
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// A connection's client and the bridge that runs its statements.
+#[derive(Clone, Copy)]
+pub(crate) struct Db<'c> {
+    pub pg: &'c Pg,
+    pub client: &'c deadpool_postgres::Client,
+}
+
+impl Db<'_> {
+    pub fn query(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+        self.pg.block(async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client.query(&statement, params).await
+        })
+    }
+
+    pub fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
+        self.pg.block(async {
+            let statement = self.client.prepare_cached(sql).await?;
+            self.client.execute(&statement, params).await
+        })
+    }
+
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        self.pg.block(self.client.batch_execute(sql))
+    }
+
+    fn query_opt(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+/// Records read (None: known to be absent) and which of them were changed.
+struct Cached<K, V> {
+    values: HashMap<K, Option<V>>,
+    dirty: BTreeSet<K>,
+}
+
+impl<K, V> Default for Cached<K, V> {
+    fn default() -> Self {
+        Self {
+            values: HashMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Ord + Clone, V: Clone> Cached<K, V> {
+    fn get(&mut self, key: K, fetch: impl FnOnce() -> Result<Option<V>>) -> Result<Option<V>> {
+        if let Some(value) = self.values.get(&key) {
+            return Ok(value.clone());
+        }
+        let value = fetch()?;
+        self.values.insert(key, value.clone());
+        Ok(value)
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.values.contains_key(key)
+    }
+
+    /// Keeps what a prefetch read, unless this transaction already knows better.
+    fn fill(&mut self, key: K, value: Option<V>) {
+        self.values.entry(key).or_insert(value);
+    }
+
+    fn set(&mut self, key: K, value: Option<V>) {
+        self.values.insert(key.clone(), value);
+        self.dirty.insert(key);
+    }
+
+    /// The changed records in key order (a stable lock order), then forgets they changed.
+    fn take_changed(&mut self) -> (Vec<(K, V)>, Vec<K>) {
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for key in std::mem::take(&mut self.dirty) {
+            match self.values.get(&key) {
+                Some(Some(value)) => upserts.push((key, value.clone())),
+                _ => deletes.push(key),
+            }
+        }
+        (upserts, deletes)
+    }
+}
+
+/// A transaction's records, cached.
+pub(crate) struct PgTables<'c> {
+    db: Db<'c>,
+    account_ids: Cached<(AppId, String), AccountId>,
+    account_names: Cached<(AppId, AccountId), String>,
+    account_tags: Cached<(AppId, AccountId), Vec<u32>>,
+    account_attrs: Cached<(AppId, AccountId), BTreeMap<u8, String>>,
+    apps: Cached<AppId, AppCounters>,
+    tags: Cached<(AppId, String), TagEntry>,
+    tag_names: Cached<(AppId, u32), String>,
+    schemas: Cached<AppId, AttrSchema>,
+    push_states: Cached<AppId, PushState>,
+    msg_randoms: Cached<(AppId, u32), SeenMsgRandom>,
+    tasks: Cached<(AppId, u64), TaskMeta>,
+    audiences: Cached<(AppId, u64), RoaringBitmap>,
+    delivered: Cached<(AppId, u64, u64), RoaringBitmap>,
+    cursors: Cached<(AppId, AccountId), u64>,
+}
+
+impl<'c> PgTables<'c> {
+    pub fn new(db: Db<'c>) -> Self {
+        Self {
+            db,
+            account_ids: Cached::default(),
+            account_names: Cached::default(),
+            account_tags: Cached::default(),
+            account_attrs: Cached::default(),
+            apps: Cached::default(),
+            tags: Cached::default(),
+            tag_names: Cached::default(),
+            schemas: Cached::default(),
+            push_states: Cached::default(),
+            msg_randoms: Cached::default(),
+            tasks: Cached::default(),
+            audiences: Cached::default(),
+            delivered: Cached::default(),
+            cursors: Cached::default(),
+        }
+    }
+
+    /// Fills the tag caches with the tags of these ids not known yet.
+    fn prefetch_tag_ids(&mut self, app: AppId, ids: impl Iterator<Item = u32>) -> Result<()> {
+        let wanted: Vec<i32> = ids
+            .filter(|id| !self.tag_names.contains(&(app, *id)))
+            .map(|id| id as i32)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT id, name, accounts FROM tags WHERE app = $1 AND id = ANY($2)",
+            &[&(app as i64), &wanted],
+        )?;
+        for row in rows {
+            self.fill_tag(app, &row);
+        }
+        Ok(())
+    }
+
+    fn fill_tag(&mut self, app: AppId, row: &Row) {
+        let id = row.get::<_, i32>("id") as u32;
+        let name: String = row.get("name");
+        let accounts = row.get::<_, i32>("accounts") as u32;
+        self.tag_names.fill((app, id), Some(name.clone()));
+        self.tags.fill((app, name), Some(TagEntry { id, accounts }));
+    }
+
+    /// Writes every changed record; the cache stays valid.
+    pub fn flush(&mut self) -> Result<()> {
+        let db = self.db;
+        let (accounts, removed_accounts) = self.account_names.take_changed();
+        self.account_ids.take_changed();
+        // Tag rows are written from the entries by name; the changes by id only tell which
+        // rows go away.
+        let (_, removed_tags) = self.tag_names.take_changed();
+        let tag_entries = std::mem::take(&mut self.tags.dirty);
+        let (account_tags, untagged) = self.account_tags.take_changed();
+        let (account_attrs, unattributed) = self.account_attrs.take_changed();
+        delete_pairs(db, "accounts", "id", &removed_accounts)?;
+        delete_pairs(db, "tags", "id", &removed_tags)?;
+        delete_pairs(db, "account_tags", "id", &untagged)?;
+        delete_pairs(db, "account_attrs", "id", &unattributed)?;
+        upsert_apps(db, self.apps.take_changed().0)?;
+        insert_accounts(db, accounts)?;
+        let entries = tag_entries
+            .iter()
+            .filter_map(|key| Some((key.0, key.1.as_str(), self.tags.values.get(key)?.as_ref()?)));
+        upsert_tags(db, entries)?;
+        upsert_account_tags(db, account_tags)?;
+        upsert_account_attrs(db, account_attrs)?;
+        write_schemas(db, self.schemas.take_changed().0)?;
+        upsert_push_states(db, self.push_states.take_changed().0)?;
+        upsert_msg_randoms(db, self.msg_randoms.take_changed().0)?;
+        upsert_tasks(db, self.tasks.take_changed().0)?;
+        upsert_audiences(db, self.audiences.take_changed().0)?;
+        upsert_deliveries(db, self.delivered.take_changed().0)?;
+        upsert_cursors(db, self.cursors.take_changed().0)
+    }
+
+    fn has_changes(&self) -> bool {
+        !(self.account_names.dirty.is_empty()
+            && self.account_tags.dirty.is_empty()
+            && self.account_attrs.dirty.is_empty()
+            && self.apps.dirty.is_empty()
+            && self.tags.dirty.is_empty()
+            && self.tag_names.dirty.is_empty()
+            && self.schemas.dirty.is_empty()
+            && self.push_states.dirty.is_empty()
+            && self.msg_randoms.dirty.is_empty()
+            && self.tasks.dirty.is_empty()
+            && self.audiences.dirty.is_empty()
+            && self.delivered.dirty.is_empty()
+            && self.cursors.dirty.is_empty())
+    }
+
+    /// Makes the database see this transaction's writes before a scan.
+    fn flush_before_scan(&mut self) -> Result<()> {
+        if self.has_changes() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl ReadTables for PgTables<'_> {
+    fn prefetch_accounts(&mut self, app: AppId, names: &[String]) -> Result<()> {
+        let wanted: Vec<&str> = names
+            .iter()
+            .filter(|name| !self.account_ids.contains(&(app, name.to_string())))
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT a.name, a.id, t.tag_ids, x.slots, x.vals FROM accounts a \
+             LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
+             LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id \
+             WHERE a.app = $1 AND a.name = ANY($2)",
+            &[&(app as i64), &wanted],
+        )?;
+        for name in &wanted {
+            self.account_ids.fill((app, name.to_string()), None);
+        }
+        let mut tag_ids = Vec::new();
+        for row in rows {
+            let name: String = row.get("name");
+            let id = row.get::<_, i32>("id") as u32;
+            let tags = row
+                .get::<_, Option<Vec<i32>>>("tag_ids")
+                .map(|ids| ids.into_iter().map(|id| id as u32).collect::<Vec<_>>());
+            tag_ids.extend(tags.iter().flatten().copied());
+            let attrs = attrs_of(&row, (app, id))?;
+            self.account_ids
+                .values
+                .insert((app, name.clone()), Some(id));
+            self.account_names.fill((app, id), Some(name));
+            self.account_tags.fill((app, id), tags);
+            self.account_attrs.fill((app, id), attrs);
+        }
+        self.prefetch_tag_ids(app, tag_ids.into_iter())
+    }
+
+    fn prefetch_tags(&mut self, app: AppId, tags: &[&str]) -> Result<()> {
+        let wanted: Vec<&str> = tags
+            .iter()
+            .copied()
+            .filter(|tag| !self.tags.contains(&(app, tag.to_string())))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT id, name, accounts FROM tags WHERE app = $1 AND name = ANY($2)",
+            &[&(app as i64), &wanted],
+        )?;
+        for tag in &wanted {
+            self.tags.fill((app, tag.to_string()), None);
+        }
+        for row in rows {
+            let name: String = row.get("name");
+            let id = row.get::<_, i32>("id") as u32;
+            let accounts = row.get::<_, i32>("accounts") as u32;
+            self.tags
+                .values
+                .insert((app, name.clone()), Some(TagEntry { id, accounts }));
+            self.tag_names.fill((app, id), Some(name));
+        }
+        Ok(())
+    }
+
+    fn prefetch_cursors(&mut self, app: AppId, accounts: &[AccountId]) -> Result<()> {
+        let wanted: Vec<i32> = accounts
+            .iter()
+            .filter(|id| !self.cursors.contains(&(app, **id)))
+            .map(|id| *id as i32)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rows = self.db.query(
+            "SELECT account, seq FROM cursors WHERE app = $1 AND account = ANY($2)",
+            &[&(app as i64), &wanted],
+        )?;
+        for id in &wanted {
+            self.cursors.fill((app, *id as u32), None);
+        }
+        for row in rows {
+            let account = row.get::<_, i32>("account") as u32;
+            let seq = row.get::<_, i64>("seq") as u64;
+            self.cursors.values.insert((app, account), Some(seq));
+        }
+        Ok(())
+    }
+
+    fn account_id(&mut self, app: AppId, name: &str) -> Result<Option<AccountId>> {
+        let db = self.db;
+        self.account_ids.get((app, name.to_string()), || {
+            let row = db.query_opt(
+                "SELECT id FROM accounts WHERE app = $1 AND name = $2",
+                &[&(app as i64), &name],
+            )?;
+            Ok(row.map(|row| row.get::<_, i32>(0) as u32))
+        })
+    }
+
+    fn account_name(&mut self, app: AppId, id: AccountId) -> Result<Option<String>> {
+        let db = self.db;
+        self.account_names.get((app, id), || {
+            let row = db.query_opt(
+                "SELECT name FROM accounts WHERE app = $1 AND id = $2",
+                &[&(app as i64), &(id as i32)],
+            )?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn account_tag_ids(&mut self, app: AppId, id: AccountId) -> Result<Vec<u32>> {
+        let db = self.db;
+        let ids = self.account_tags.get((app, id), || {
+            let row = db.query_opt(
+                "SELECT tag_ids FROM account_tags WHERE app = $1 AND id = $2",
+                &[&(app as i64), &(id as i32)],
+            )?;
+            Ok(row.map(|row| {
+                let ids: Vec<i32> = row.get(0);
+                ids.into_iter().map(|id| id as u32).collect()
+            }))
+        })?;
+        Ok(ids.unwrap_or_default())
+    }
+
+    fn account_attrs(&mut self, app: AppId, id: AccountId) -> Result<BTreeMap<u8, String>> {
+        let db = self.db;
+        let attrs = self.account_attrs.get((app, id), || {
+            let row = db.query_opt(
+                "SELECT slots, vals FROM account_attrs WHERE app = $1 AND id = $2",
+                &[&(app as i64), &(id as i32)],
+            )?;
+            match row {
+                Some(row) => attrs_of(&row, (app, id)),
+                None => Ok(None),
+            }
+        })?;
+        Ok(attrs.unwrap_or_default())
+    }
+
+    fn app_counters(&mut self, app: AppId) -> Result<AppCounters> {
+        let db = self.db;
+        let counters = self.apps.get(app, || {
+            let row = db.query_opt(
+                "SELECT next_account, next_tag, live_tags FROM apps WHERE app = $1",
+                &[&(app as i64)],
+            )?;
+            Ok(row.map(|row| AppCounters {
+                next_account: row.get::<_, i32>(0) as u32,
+                next_tag: row.get::<_, i32>(1) as u32,
+                live_tags: row.get::<_, i32>(2) as u32,
+            }))
+        })?;
+        Ok(counters.unwrap_or_default())
+    }
+
+    fn tag(&mut self, app: AppId, name: &str) -> Result<Option<TagEntry>> {
+        let db = self.db;
+        self.tags.get((app, name.to_string()), || {
+            let row = db.query_opt(
+                "SELECT id, accounts FROM tags WHERE app = $1 AND name = $2",
+                &[&(app as i64), &name],
+            )?;
+            Ok(row.map(|row| TagEntry {
+                id: row.get::<_, i32>(0) as u32,
+                accounts: row.get::<_, i32>(1) as u32,
+            }))
+        })
+    }
+
+    fn tag_name(&mut self, app: AppId, id: u32) -> Result<Option<String>> {
+        let db = self.db;
+        self.tag_names.get((app, id), || {
+            let row = db.query_opt(
+                "SELECT name FROM tags WHERE app = $1 AND id = $2",
+                &[&(app as i64), &(id as i32)],
+            )?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn attr_schema(&mut self, app: AppId) -> Result<AttrSchema> {
+        let db = self.db;
+        let schema = self.schemas.get(app, || {
+            let rows = db.query(
+                "SELECT slot, name, account_type FROM attr_names WHERE app = $1",
+                &[&(app as i64)],
+            )?;
+            schema_of(app, &rows).map(Some)
+        })?;
+        Ok(schema.unwrap_or_default())
+    }
+
+    fn push_state(&mut self, app: AppId) -> Result<PushState> {
+        let db = self.db;
+        let state = self.push_states.get(app, || {
+            let row = db.query_opt(
+                "SELECT next_seq, day, today, last_ms FROM push_state WHERE app = $1",
+                &[&(app as i64)],
+            )?;
+            Ok(row.map(|row| PushState {
+                next_seq: row.get::<_, i64>(0) as u64,
+                day: row.get::<_, i32>(1) as u32,
+                today: row.get::<_, i32>(2) as u32,
+                last_ms: row.get::<_, i64>(3) as u64,
+            }))
+        })?;
+        Ok(state.unwrap_or_default())
+    }
+
+    fn msg_random(&mut self, app: AppId, msg_random: u32) -> Result<Option<SeenMsgRandom>> {
+        let db = self.db;
+        self.msg_randoms.get((app, msg_random), || {
+            let row = db.query_opt(
+                "SELECT seq, created_ms FROM msg_randoms WHERE app = $1 AND msg_random = $2",
+                &[&(app as i64), &i64::from(msg_random)],
+            )?;
+            Ok(row.map(|row| SeenMsgRandom {
+                seq: row.get::<_, i64>(0) as u64,
+                created_ms: row.get::<_, i64>(1) as u64,
+            }))
+        })
+    }
+
+    fn task(&mut self, app: AppId, seq: u64) -> Result<Option<TaskMeta>> {
+        let db = self.db;
+        self.tasks.get((app, seq), || {
+            let row = db.query_opt(
+                "SELECT meta::text FROM tasks WHERE app = $1 AND seq = $2",
+                &[&(app as i64), &(seq as i64)],
+            )?;
+            row.map(|row| meta_of(&row, (app, seq))).transpose()
+        })
+    }
+
+    fn task_audience(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
+        let db = self.db;
+        self.audiences.get((app, seq), || {
+            let row = db.query_opt(
+                "SELECT audience FROM task_audiences WHERE app = $1 AND seq = $2",
+                &[&(app as i64), &(seq as i64)],
+            )?;
+            row.map(|row| bitmap_of(&row, "task audience", (app, seq)))
+                .transpose()
+        })
+    }
+
+    fn tasks(&mut self, filter: TaskFilter) -> Result<Vec<(AppId, TaskMeta)>> {
+        self.flush_before_scan()?;
+        let rows = match filter {
+            TaskFilter::CreatedBetween {
+                app,
+                start_ms,
+                end_ms,
+            } => self.db.query(
+                "SELECT app, seq, meta::text FROM tasks \
+                 WHERE app = $1 AND created_ms >= $2 AND created_ms < $3 ORDER BY seq",
+                &[&(app as i64), &(start_ms as i64), &(end_ms as i64)],
+            )?,
+            TaskFilter::LiveAt { now_ms } => self.db.query(
+                "SELECT app, seq, meta::text FROM tasks \
+                 WHERE revoked_ms IS NULL AND expires_ms > $1 AND expires_ms > created_ms \
+                 ORDER BY app, seq",
+                &[&(now_ms as i64)],
+            )?,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let app = row.get::<_, i64>(0) as u64;
+            let seq = row.get::<_, i64>(1) as u64;
+            let meta = meta_of(&row, (app, seq))?;
+            if filter.admits(app, &meta) {
+                out.push((app, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>> {
+        let db = self.db;
+        let key = (app, seq, second);
+        self.delivered.get(key, || {
+            let row = db.query_opt(
+                "SELECT accounts FROM task_deliveries WHERE app = $1 AND seq = $2 AND second = $3",
+                &[&(app as i64), &(seq as i64), &(second as i64)],
+            )?;
+            row.map(|row| bitmap_of(&row, "delivery record", key))
+                .transpose()
+        })
+    }
+
+    fn deliveries(&mut self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT second, accounts FROM task_deliveries WHERE app = $1 AND seq = $2 \
+             ORDER BY second",
+            &[&(app as i64), &(seq as i64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let second = row.get::<_, i64>(0) as u64;
+                let accounts = bitmap_of(row, "delivery record", (app, seq, second))?;
+                Ok((second, accounts))
+            })
+            .collect()
+    }
+
+    fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
+        let db = self.db;
+        let seq = self.cursors.get((app, account), || {
+            let row = db.query_opt(
+                "SELECT seq FROM cursors WHERE app = $1 AND account = $2",
+                &[&(app as i64), &(account as i32)],
+            )?;
+            Ok(row.map(|row| row.get::<_, i64>(0) as u64))
+        })?;
+        Ok(seq.unwrap_or(0))
+    }
+}
+
+impl Tables for PgTables<'_> {
+    fn insert_account(&mut self, app: AppId, id: AccountId, name: &str) -> Result<()> {
+        self.account_ids.set((app, name.to_string()), Some(id));
+        self.account_names.set((app, id), Some(name.to_string()));
+        Ok(())
+    }
+
+    fn remove_account(&mut self, app: AppId, id: AccountId, name: &str) -> Result<()> {
+        self.account_ids.set((app, name.to_string()), None);
+        self.account_names.set((app, id), None);
+        Ok(())
+    }
+
+    fn set_account_tag_ids(&mut self, app: AppId, id: AccountId, ids: &[u32]) -> Result<()> {
+        let value = (!ids.is_empty()).then(|| ids.to_vec());
+        self.account_tags.set((app, id), value);
+        Ok(())
+    }
+
+    fn set_account_attrs(
+        &mut self,
+        app: AppId,
+        id: AccountId,
+        values: &BTreeMap<u8, String>,
+    ) -> Result<()> {
+        let value = (!values.is_empty()).then(|| values.clone());
+        self.account_attrs.set((app, id), value);
+        Ok(())
+    }
+
+    fn set_app_counters(&mut self, app: AppId, counters: AppCounters) -> Result<()> {
+        self.apps.set(app, Some(counters));
+        Ok(())
+    }
+
+    fn put_tag(&mut self, app: AppId, name: &str, entry: TagEntry) -> Result<()> {
+        self.tags.set((app, name.to_string()), Some(entry));
+        self.tag_names.set((app, entry.id), Some(name.to_string()));
+        Ok(())
+    }
+
+    fn remove_tag(&mut self, app: AppId, name: &str, id: u32) -> Result<()> {
+        self.tags.set((app, name.to_string()), None);
+        self.tag_names.set((app, id), None);
+        Ok(())
+    }
+
+    fn set_attr_schema(&mut self, app: AppId, schema: &AttrSchema) -> Result<()> {
+        self.schemas.set(app, Some(schema.clone()));
+        Ok(())
+    }
+
+    fn set_push_state(&mut self, app: AppId, state: PushState) -> Result<()> {
+        self.push_states.set(app, Some(state));
+        Ok(())
+    }
+
+    fn set_msg_random(&mut self, app: AppId, msg_random: u32, seen: SeenMsgRandom) -> Result<()> {
+        self.msg_randoms.set((app, msg_random), Some(seen));
+        Ok(())
+    }
+
+    fn put_task(&mut self, app: AppId, meta: &TaskMeta) -> Result<()> {
+        self.tasks.set((app, meta.seq), Some(meta.clone()));
+        Ok(())
+    }
+
+    fn put_task_audience(&mut self, app: AppId, seq: u64, audience: &RoaringBitmap) -> Result<()> {
+        self.audiences.set((app, seq), Some(audience.clone()));
+        Ok(())
+    }
+
+    fn set_delivered(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        second: u64,
+        accounts: &RoaringBitmap,
+    ) -> Result<()> {
+        self.delivered
+            .set((app, seq, second), Some(accounts.clone()));
+        Ok(())
+    }
+
+    fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()> {
+        self.cursors.set((app, account), Some(seq));
+        Ok(())
+    }
+}
+
+fn attrs_of(row: &Row, key: (AppId, AccountId)) -> Result<Option<BTreeMap<u8, String>>> {
+    let (Some(slots), Some(vals)) = (
+        row.get::<_, Option<Vec<i16>>>("slots"),
+        row.get::<_, Option<Vec<String>>>("vals"),
+    ) else {
+        return Ok(None);
+    };
+    if slots.len() != vals.len() {
+        return Err(StoreError::corrupt(
+            "account attributes",
+            key,
+            format!("{} slots for {} values", slots.len(), vals.len()),
+        ));
+    }
+    let mut attrs = BTreeMap::new();
+    for (slot, value) in slots.into_iter().zip(vals) {
+        attrs.insert(slot_of(slot, "account attributes", key)?, value);
+    }
+    Ok(Some(attrs))
+}
+
+fn slot_of(slot: i16, what: &'static str, key: impl std::fmt::Debug) -> Result<u8> {
+    match u8::try_from(slot) {
+        Ok(slot) if (slot as usize) < ATTR_SLOTS => Ok(slot),
+        _ => Err(StoreError::corrupt(
+            what,
+            key,
+            format!(
+                "attribute slot {slot} is not one of 0 to {}",
+                ATTR_SLOTS - 1
+            ),
+        )),
+    }
+}
+
+fn schema_of(app: AppId, rows: &[Row]) -> Result<AttrSchema> {
+    let mut schema = AttrSchema::default();
+    for row in rows {
+        let slot = slot_of(row.get(0), "attribute schema", app)?;
+        let account_type = row.get::<_, i16>(2) as u8;
+        schema.slots[slot as usize] = Some(AttrSlot {
+            name: row.get(1),
+            account_type,
+        });
+    }
+    Ok(schema)
+}
+
+fn meta_of(row: &Row, key: (AppId, u64)) -> Result<TaskMeta> {
+    let json: &str = row.get("meta");
+    decode_meta(json.as_bytes()).map_err(|e| e.at("push task", key))
+}
+
+fn bitmap_of(row: &Row, what: &'static str, key: impl std::fmt::Debug) -> Result<RoaringBitmap> {
+    let bytes: &[u8] = row.get(0);
+    decode_bitmap(bytes).map_err(|e| e.at(what, key))
+}
+
+/// A PostgreSQL array literal of integers, for a column of arrays filled from `unnest`.
+fn int_array(values: impl IntoIterator<Item = i64>) -> String {
+    let items: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// A PostgreSQL array literal of strings, each quoted and escaped.
+fn text_array<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
+    let items: Vec<String> = values
+        .into_iter()
+        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+fn apps_and_ids(keys: &[(AppId, AccountId)]) -> (Vec<i64>, Vec<i32>) {
+    keys.iter()
+        .map(|(app, id)| (*app as i64, *id as i32))
+        .unzip()
+}
+
+fn delete_pairs(db: Db<'_>, table: &str, id: &str, keys: &[(AppId, u32)]) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (apps, ids) = apps_and_ids(keys);
+    let sql = format!(
+        "DELETE FROM {table} WHERE ({table}.app, {table}.{id}) IN \
+         (SELECT * FROM unnest($1::int8[], $2::int4[]))"
+    );
+    db.execute(&sql, &[&apps, &ids])?;
+    Ok(())
+}
+
+fn upsert_apps(db: Db<'_>, rows: Vec<(AppId, AppCounters)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|(app, _)| *app as i64).collect();
+    let accounts: Vec<i32> = rows.iter().map(|(_, c)| c.next_account as i32).collect();
+    let tags: Vec<i32> = rows.iter().map(|(_, c)| c.next_tag as i32).collect();
+    let live: Vec<i32> = rows.iter().map(|(_, c)| c.live_tags as i32).collect();
+    db.execute(
+        "INSERT INTO apps (app, next_account, next_tag, live_tags) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[]) \
+         ON CONFLICT (app) DO UPDATE SET next_account = EXCLUDED.next_account, \
+         next_tag = EXCLUDED.next_tag, live_tags = EXCLUDED.live_tags",
+        &[&apps, &accounts, &tags, &live],
+    )?;
+    Ok(())
+}
+
+fn insert_accounts(db: Db<'_>, rows: Vec<((AppId, AccountId), String)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
+    let (apps, ids) = apps_and_ids(&keys);
+    let names: Vec<String> = rows.into_iter().map(|(_, name)| name).collect();
+    db.execute(
+        "INSERT INTO accounts (app, id, name) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[]) \
+         ON CONFLICT (app, id) DO UPDATE SET name = EXCLUDED.name",
+        &[&apps, &ids, &names],
+    )?;
+    Ok(())
+}
+
+/// Tags created or whose account count changed, as (app, name, entry).
+fn upsert_tags<'a>(
+    db: Db<'_>,
+    changed: impl Iterator<Item = (AppId, &'a str, &'a TagEntry)>,
+) -> Result<()> {
+    // Keyed by id: the primary key, and the order rows are locked in.
+    let mut rows: BTreeMap<(AppId, u32), (&str, u32)> = BTreeMap::new();
+    for (app, name, entry) in changed {
+        rows.insert((app, entry.id), (name, entry.accounts));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(AppId, u32)> = rows.keys().copied().collect();
+    let (apps, ids) = apps_and_ids(&keys);
+    let tag_names: Vec<&str> = rows.values().map(|(name, _)| *name).collect();
+    let accounts: Vec<i32> = rows.values().map(|(_, n)| *n as i32).collect();
+    db.execute(
+        "INSERT INTO tags (app, id, name, accounts) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[]) \
+         ON CONFLICT (app, id) DO UPDATE SET accounts = EXCLUDED.accounts",
+        &[&apps, &ids, &tag_names, &accounts],
+    )?;
+    Ok(())
+}
+
+fn upsert_account_tags(db: Db<'_>, rows: Vec<((AppId, AccountId), Vec<u32>)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
+    let (apps, ids) = apps_and_ids(&keys);
+    let lists: Vec<String> = rows
+        .iter()
+        .map(|(_, tags)| int_array(tags.iter().map(|t| i64::from(*t as i32))))
+        .collect();
+    db.execute(
+        "INSERT INTO account_tags (app, id, tag_ids) \
+         SELECT a, i, t::int4[] FROM unnest($1::int8[], $2::int4[], $3::text[]) AS u(a, i, t) \
+         ON CONFLICT (app, id) DO UPDATE SET tag_ids = EXCLUDED.tag_ids",
+        &[&apps, &ids, &lists],
+    )?;
+    Ok(())
+}
+
+fn upsert_account_attrs(
+    db: Db<'_>,
+    rows: Vec<((AppId, AccountId), BTreeMap<u8, String>)>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
+    let (apps, ids) = apps_and_ids(&keys);
+    let slots: Vec<String> = rows
+        .iter()
+        .map(|(_, attrs)| int_array(attrs.keys().map(|s| i64::from(*s))))
+        .collect();
+    let vals: Vec<String> = rows
+        .iter()
+        .map(|(_, attrs)| text_array(attrs.values()))
+        .collect();
+    db.execute(
+        "INSERT INTO account_attrs (app, id, slots, vals) \
+         SELECT a, i, s::int2[], v::text[] \
+         FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[]) AS u(a, i, s, v) \
+         ON CONFLICT (app, id) DO UPDATE SET slots = EXCLUDED.slots, vals = EXCLUDED.vals",
+        &[&apps, &ids, &slots, &vals],
+    )?;
+    Ok(())
+}
+
+fn write_schemas(db: Db<'_>, rows: Vec<(AppId, AttrSchema)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|(app, _)| *app as i64).collect();
+    db.execute("DELETE FROM attr_names WHERE app = ANY($1)", &[&apps])?;
+    let (mut slot_apps, mut slots, mut names, mut types) = (vec![], vec![], vec![], vec![]);
+    for (app, schema) in &rows {
+        for (slot, attr) in schema.named() {
+            slot_apps.push(*app as i64);
+            slots.push(i16::from(slot));
+            names.push(attr.name.clone());
+            types.push(i16::from(attr.account_type));
+        }
+    }
+    db.execute(
+        "INSERT INTO attr_names (app, slot, name, account_type) \
+         SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::int2[])",
+        &[&slot_apps, &slots, &names, &types],
+    )?;
+    Ok(())
+}
+
+fn upsert_push_states(db: Db<'_>, rows: Vec<(AppId, PushState)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|(app, _)| *app as i64).collect();
+    let seqs: Vec<i64> = rows.iter().map(|(_, s)| s.next_seq as i64).collect();
+    let days: Vec<i32> = rows.iter().map(|(_, s)| s.day as i32).collect();
+    let today: Vec<i32> = rows.iter().map(|(_, s)| s.today as i32).collect();
+    let last: Vec<i64> = rows.iter().map(|(_, s)| s.last_ms as i64).collect();
+    db.execute(
+        "INSERT INTO push_state (app, next_seq, day, today, last_ms) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::int4[], $5::int8[]) \
+         ON CONFLICT (app) DO UPDATE SET next_seq = EXCLUDED.next_seq, day = EXCLUDED.day, \
+         today = EXCLUDED.today, last_ms = EXCLUDED.last_ms",
+        &[&apps, &seqs, &days, &today, &last],
+    )?;
+    Ok(())
+}
+
+fn upsert_msg_randoms(db: Db<'_>, rows: Vec<((AppId, u32), SeenMsgRandom)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
+    let randoms: Vec<i64> = rows.iter().map(|((_, r), _)| i64::from(*r)).collect();
+    let seqs: Vec<i64> = rows.iter().map(|(_, s)| s.seq as i64).collect();
+    let created: Vec<i64> = rows.iter().map(|(_, s)| s.created_ms as i64).collect();
+    db.execute(
+        "INSERT INTO msg_randoms (app, msg_random, seq, created_ms) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
+         ON CONFLICT (app, msg_random) DO UPDATE SET seq = EXCLUDED.seq, \
+         created_ms = EXCLUDED.created_ms",
+        &[&apps, &randoms, &seqs, &created],
+    )?;
+    Ok(())
+}
+
+fn upsert_tasks(db: Db<'_>, rows: Vec<((AppId, u64), TaskMeta)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
+    let seqs: Vec<i64> = rows.iter().map(|((_, seq), _)| *seq as i64).collect();
+    let created: Vec<i64> = rows.iter().map(|(_, m)| m.created_ms as i64).collect();
+    let expires: Vec<i64> = rows.iter().map(|(_, m)| m.expires_ms as i64).collect();
+    let revoked: Vec<Option<i64>> = rows
+        .iter()
+        .map(|(_, m)| m.revoked_ms.map(|ms| ms as i64))
+        .collect();
+    let mut metas = Vec::with_capacity(rows.len());
+    for (_, meta) in &rows {
+        metas.push(String::from_utf8(encode_meta(meta)?).map_err(|e| {
+            StoreError::Storage(format!("push task {} is not UTF-8: {e}", meta.task_id))
+        })?);
+    }
+    db.execute(
+        "INSERT INTO tasks (app, seq, created_ms, expires_ms, revoked_ms, meta) \
+         SELECT a, s, c, e, r, m::jsonb \
+         FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[]) \
+         AS u(a, s, c, e, r, m) \
+         ON CONFLICT (app, seq) DO UPDATE SET revoked_ms = EXCLUDED.revoked_ms, \
+         expires_ms = EXCLUDED.expires_ms, meta = EXCLUDED.meta",
+        &[&apps, &seqs, &created, &expires, &revoked, &metas],
+    )?;
+    Ok(())
+}
+
+fn upsert_audiences(db: Db<'_>, rows: Vec<((AppId, u64), RoaringBitmap)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
+    let seqs: Vec<i64> = rows.iter().map(|((_, seq), _)| *seq as i64).collect();
+    let bitmaps: Vec<Vec<u8>> = rows.iter().map(|(_, b)| encode_bitmap(b)).collect();
+    db.execute(
+        "INSERT INTO task_audiences (app, seq, audience) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) \
+         ON CONFLICT (app, seq) DO UPDATE SET audience = EXCLUDED.audience",
+        &[&apps, &seqs, &bitmaps],
+    )?;
+    Ok(())
+}
+
+fn upsert_deliveries(db: Db<'_>, rows: Vec<((AppId, u64, u64), RoaringBitmap)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, ..), _)| *app as i64).collect();
+    let seqs: Vec<i64> = rows.iter().map(|((_, seq, _), _)| *seq as i64).collect();
+    let seconds: Vec<i64> = rows.iter().map(|((.., s), _)| *s as i64).collect();
+    let bitmaps: Vec<Vec<u8>> = rows.iter().map(|(_, b)| encode_bitmap(b)).collect();
+    db.execute(
+        "INSERT INTO task_deliveries (app, seq, second, accounts) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[]) \
+         ON CONFLICT (app, seq, second) DO UPDATE SET accounts = EXCLUDED.accounts",
+        &[&apps, &seqs, &seconds, &bitmaps],
+    )?;
+    Ok(())
+}
+
+fn upsert_cursors(db: Db<'_>, rows: Vec<((AppId, AccountId), u64)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
+    let (apps, accounts) = apps_and_ids(&keys);
+    let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq as i64).collect();
+    db.execute(
+        "INSERT INTO cursors (app, account, seq) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[]) \
+         ON CONFLICT (app, account) DO UPDATE SET seq = EXCLUDED.seq",
+        &[&apps, &accounts, &seqs],
+    )?;
+    Ok(())
+}
