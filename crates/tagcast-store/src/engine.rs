@@ -9,6 +9,7 @@ use tagcast_audience::Change;
 
 use crate::audience::{Audiences, IndexParts};
 use crate::health::HealthCell;
+use crate::migrate::{Record, RecordCounts};
 use crate::tables::{ReadTables, Result, Tables};
 use crate::{AppId, StoreError};
 
@@ -61,6 +62,12 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
     /// Reads every record the audience index is built from, in one snapshot.
     fn index_parts(&self) -> Result<IndexParts>;
+
+    /// How many records of each kind it holds.
+    fn counts(&self) -> Result<RecordCounts>;
+
+    /// Every record, from one snapshot, in an order a target can write them in.
+    fn dump(&self, sink: &mut dyn FnMut(Record) -> Result<()>) -> Result<()>;
 
     /// One attempt to make the engine commit again after a failure (reopening or reconnecting
     /// where needed, counted in `health`), proven by a write.

@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod faults;
 mod health;
+mod migrate;
 mod postgres;
 mod read;
 mod redb;
@@ -39,6 +40,7 @@ pub use crate::redb::FILE_NAME;
 pub use error::{ItemError, RequestError, StoreError};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
 pub use health::{Failure, HealthStatus, StoreHealth};
+pub use migrate::{Migrated, RecordCounts, migrate};
 pub use roaring::RoaringBitmap;
 pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
 pub use tasks::{

@@ -7,6 +7,7 @@
 //! (a connection within a shorter one); the writer's recovery reconnects by itself.
 
 mod connection;
+mod dump;
 mod log;
 mod migrations;
 mod scan;
@@ -19,6 +20,7 @@ use crate::StoreOptions;
 use crate::audience::{Audiences, IndexParts};
 use crate::engine::{Apply, Committed, Engine, Failed};
 use crate::health::HealthCell;
+use crate::migrate::{Record, RecordCounts};
 use crate::tables::{ReadTables, Result};
 use connection::Pg;
 use tables::{Db, PgTables};
@@ -141,6 +143,29 @@ impl Engine for PgEngine {
 
     fn index_parts(&self) -> Result<IndexParts> {
         scan::index_parts(&self.pg)
+    }
+
+    fn counts(&self) -> Result<RecordCounts> {
+        let conn = self.pg.connection()?;
+        let counts = dump::counts(Db {
+            pg: &self.pg,
+            client: conn.client(),
+        })?;
+        conn.done();
+        Ok(counts)
+    }
+
+    fn dump(&self, sink: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        let conn = self.pg.connection()?;
+        let db = Db {
+            pg: &self.pg,
+            client: conn.client(),
+        };
+        db.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        dump::dump(db, sink)?;
+        db.batch("COMMIT")?;
+        conn.done();
+        Ok(())
     }
 
     fn recover(&self, _health: &HealthCell) -> Result<()> {

@@ -109,7 +109,11 @@ fn app(row: &Row) -> AppId {
 
 /// Streams the rows of `sql` into `visit`, never holding them all; fails if PostgreSQL goes
 /// quiet for `STATEMENT_TIMEOUT` between two rows.
-fn each_row(db: Db<'_>, sql: &str, mut visit: impl FnMut(&Row) -> Result<()>) -> Result<()> {
+pub(crate) fn each_row(
+    db: Db<'_>,
+    sql: &str,
+    mut visit: impl FnMut(&Row) -> Result<()>,
+) -> Result<()> {
     db.pg.run(async {
         let stream: RowStream = quiet(db.client.query_raw(sql, std::iter::empty::<i32>()))
             .await?

@@ -429,7 +429,7 @@ impl ReadTables for PgTables<'_> {
                 "SELECT slot, name, account_type FROM attr_names WHERE app = $1",
                 &[&(app as i64)],
             )?;
-            schema_of(app, &rows).map(Some)
+            schema_of(app, &rows, 0).map(Some)
         })?;
         Ok(schema.unwrap_or_default())
     }
@@ -483,7 +483,7 @@ impl ReadTables for PgTables<'_> {
                 "SELECT audience FROM task_audiences WHERE app = $1 AND seq = $2",
                 &[&(app as i64), &(seq as i64)],
             )?;
-            row.map(|row| bitmap_of(&row, "task audience", (app, seq)))
+            row.map(|row| bitmap_of(&row, "audience", "task audience", (app, seq)))
                 .transpose()
         })
     }
@@ -527,7 +527,7 @@ impl ReadTables for PgTables<'_> {
                 "SELECT accounts FROM task_deliveries WHERE app = $1 AND seq = $2 AND second = $3",
                 &[&(app as i64), &(seq as i64), &(second as i64)],
             )?;
-            row.map(|row| bitmap_of(&row, "delivery record", key))
+            row.map(|row| bitmap_of(&row, "accounts", "delivery record", key))
                 .transpose()
         })
     }
@@ -542,7 +542,7 @@ impl ReadTables for PgTables<'_> {
         rows.iter()
             .map(|row| {
                 let second = row.get::<_, i64>(0) as u64;
-                let accounts = bitmap_of(row, "delivery record", (app, seq, second))?;
+                let accounts = bitmap_of(row, "accounts", "delivery record", (app, seq, second))?;
                 Ok((second, accounts))
             })
             .collect()
@@ -651,7 +651,7 @@ impl Tables for PgTables<'_> {
     }
 }
 
-fn attrs_of(row: &Row, key: (AppId, AccountId)) -> Result<Option<BTreeMap<u8, String>>> {
+pub(crate) fn attrs_of(row: &Row, key: (AppId, AccountId)) -> Result<Option<BTreeMap<u8, String>>> {
     let (Some(slots), Some(vals)) = (
         row.get::<_, Option<Vec<i16>>>("slots"),
         row.get::<_, Option<Vec<String>>>("vals"),
@@ -686,26 +686,32 @@ fn slot_of(slot: i16, what: &'static str, key: impl std::fmt::Debug) -> Result<u
     }
 }
 
-fn schema_of(app: AppId, rows: &[Row]) -> Result<AttrSchema> {
+/// The schema in `rows` of (slot, name, account_type), from column `first` on.
+pub(crate) fn schema_of(app: AppId, rows: &[Row], first: usize) -> Result<AttrSchema> {
     let mut schema = AttrSchema::default();
     for row in rows {
-        let slot = slot_of(row.get(0), "attribute schema", app)?;
-        let account_type = row.get::<_, i16>(2) as u8;
+        let slot = slot_of(row.get(first), "attribute schema", app)?;
+        let account_type = row.get::<_, i16>(first + 2) as u8;
         schema.slots[slot as usize] = Some(AttrSlot {
-            name: row.get(1),
+            name: row.get(first + 1),
             account_type,
         });
     }
     Ok(schema)
 }
 
-fn meta_of(row: &Row, key: (AppId, u64)) -> Result<TaskMeta> {
+pub(crate) fn meta_of(row: &Row, key: (AppId, u64)) -> Result<TaskMeta> {
     let json: &str = row.get("meta");
     decode_meta(json.as_bytes()).map_err(|e| e.at("push task", key))
 }
 
-fn bitmap_of(row: &Row, what: &'static str, key: impl std::fmt::Debug) -> Result<RoaringBitmap> {
-    let bytes: &[u8] = row.get(0);
+pub(crate) fn bitmap_of(
+    row: &Row,
+    column: &str,
+    what: &'static str,
+    key: impl std::fmt::Debug,
+) -> Result<RoaringBitmap> {
+    let bytes: &[u8] = row.get(column);
     decode_bitmap(bytes).map_err(|e| e.at(what, key))
 }
 

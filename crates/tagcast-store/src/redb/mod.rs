@@ -5,6 +5,7 @@
 //! failed handle, opens the file again, and proves with a probe write of `PROBE_BYTES` that it
 //! can commit.
 
+mod dump;
 mod error;
 mod schema;
 mod tables;
@@ -18,6 +19,7 @@ use crate::audience::IndexParts;
 use crate::codec::{attrs_in, tag_ids_in};
 use crate::engine::{Apply, Committed, Engine, Failed};
 use crate::health::HealthCell;
+use crate::migrate::{Record, RecordCounts};
 use crate::tables::{ReadTables, Result};
 use crate::{StoreError, StoreOptions};
 use schema::{ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, PROBE, TAG_NAMES};
@@ -128,6 +130,14 @@ impl Engine for RedbEngine {
             parts.tag_name(app, tag, name.value().to_string());
         }
         Ok(parts)
+    }
+
+    fn counts(&self) -> Result<RecordCounts> {
+        dump::counts(&self.db()?.begin_read()?)
+    }
+
+    fn dump(&self, sink: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        dump::dump(&self.db()?.begin_read()?, sink)
     }
 
     fn recover(&self, health: &HealthCell) -> Result<()> {
