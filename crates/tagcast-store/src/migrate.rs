@@ -19,7 +19,7 @@ pub(crate) enum Record {
     AccountTags(AppId, AccountId, Vec<u32>),
     AccountAttrs(AppId, AccountId, BTreeMap<u8, String>),
     Tag(AppId, String, TagEntry),
-    Schema(AppId, AttrSchema),
+    Schema(AppId, Box<AttrSchema>),
     PushState(AppId, PushState),
     MsgRandom(AppId, u32, SeenMsgRandom),
     Task(AppId, Box<TaskMeta>),

@@ -86,7 +86,7 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
         },
     )?;
     for (app, rows) in schemas {
-        sink(Record::Schema(app, schema_of(app, &rows, 1)?))?;
+        sink(Record::Schema(app, Box::new(schema_of(app, &rows, 1)?)))?;
     }
     each_row(
         db,

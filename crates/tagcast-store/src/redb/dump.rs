@@ -86,7 +86,7 @@ pub(crate) fn dump(
         let app = app.value();
         let schema = decode_schema(bytes.value()).map_err(|e| e.at("attribute schema", app))?;
         if schema.named().next().is_some() {
-            sink(Record::Schema(app, schema))?;
+            sink(Record::Schema(app, Box::new(schema)))?;
         }
     }
     for entry in txn.open_table(PUSH_STATE)?.iter()? {
