@@ -7,6 +7,10 @@
 #                                                 127.0.0.1, on the first free port from PORT
 #                                                 (default 25432), with the postgresql.conf lines
 #                                                 of file CONF added; prints the port it took
+#   scripts/postgres.sh ensure DIR [PORT] [CONF]  the cluster of DIR, started as `start` does
+#                                                 (DIR emptied first) unless it already runs;
+#                                                 prints its port. Callers at once (under a lock,
+#                                                 DIR.lock) share one cluster
 #   scripts/postgres.sh stop DIR                  stop the cluster of DIR (fast shutdown)
 #
 # As root, PostgreSQL's own commands run as the `postgres` user, which refuses to run as root.
@@ -58,9 +62,31 @@ stop() {
   as_pg "$pg_bin/pg_ctl" -D "$1/data" -m fast -w stop > /dev/null 2>&1 || true
 }
 
+ensure() {
+  local dir=$1 port
+  [[ -x $pg_bin/postgres ]] || {
+    echo "postgresql-15 is not installed: run scripts/postgres.sh install" >&2
+    exit 1
+  }
+  mkdir -p "$(dirname "$dir")"
+  exec 9>> "$dir.lock"
+  flock 9
+  if [[ -s $dir/port ]] && as_pg "$pg_bin/pg_ctl" -D "$dir/data" status > /dev/null 2>&1; then
+    cat "$dir/port"
+    return
+  fi
+  stop "$dir"
+  rm -rf "$dir"
+  # The server must not inherit the lock (fd 9): it would hold it as long as it runs.
+  port=$(start "$dir" "${2:-25432}" "${3:-}" 9>&-)
+  echo "$port" > "$dir/port"
+  echo "$port"
+}
+
 case ${1:-} in
   install) install ;;
   start) shift && start "$@" ;;
+  ensure) shift && ensure "$@" ;;
   stop) shift && stop "$@" ;;
-  *) sed -n '2,12p' "$0" >&2 && exit 2 ;;
+  *) sed -n '2,16p' "$0" >&2 && exit 2 ;;
 esac

@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tagcast_store::Location;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
+    /// Where the records are kept: the embedded store in the data directory, or PostgreSQL.
+    pub store: Location,
     pub tls: Option<TlsConfig>,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
@@ -32,6 +34,66 @@ impl ServerConfig {
             faults: self.faults.clone(),
         }
     }
+
+    /// Where the store is, for logs and messages; never shows a password.
+    pub fn store_description(&self) -> String {
+        describe_store(&self.store)
+    }
+}
+
+/// `location` for logs and messages: `embedded store in DIR/tagcast.redb` or
+/// `PostgreSQL store at postgres://user:***@host/db` (see [`redact_url`]).
+pub fn describe_store(location: &Location) -> String {
+    match location {
+        Location::Embedded(dir) => format!(
+            "embedded store in {}",
+            dir.join(tagcast_store::FILE_NAME).display()
+        ),
+        Location::Postgres(url) => format!("PostgreSQL store at {}", redact_url(url)),
+    }
+}
+
+/// `url` with its password replaced by `***`: the one in `user:password@`, and the value of a
+/// `password=` parameter (`?password=...` or a `key=value` connection string).
+pub fn redact_url(url: &str) -> String {
+    let mut out = match url.split_once("://") {
+        // From the user's ':' to the last '@': a password holding an unescaped '@', '/' or '?'
+        // is hidden whole (at worst, more than the password is).
+        Some((scheme, rest)) => match (rest.find(':'), rest.rfind('@')) {
+            (Some(colon), Some(at)) if colon < at => {
+                format!("{scheme}://{}:***@{}", &rest[..colon], &rest[at + 1..])
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    let mut from = 0;
+    while let Some(found) = out[from..].find("password=") {
+        let start = from + found + "password=".len();
+        let end = out[start..]
+            .find(|c: char| c == '&' || c == '#' || c.is_whitespace())
+            .map_or(out.len(), |n| start + n);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
+}
+
+/// The schemes of a PostgreSQL connection URL.
+const POSTGRES_SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
+
+/// Checks a `[store] url` before anything connects; the message never shows a password.
+fn validate_store_url(url: &str) -> Result<(), String> {
+    if !POSTGRES_SCHEMES
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        return Err(format!(
+            "url: '{}' is not a PostgreSQL URL (postgres://user@host:port/db or postgresql://...)",
+            redact_url(url)
+        ));
+    }
+    Ok(())
 }
 
 /// Limits of the listener against idle, slow and too many connections (`[http]`).
@@ -273,6 +335,9 @@ impl Default for Limits {
 impl ServerConfig {
     /// Checks what types alone cannot; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        if let Location::Postgres(url) = &self.store {
+            validate_store_url(url).map_err(|e| format!("store.{e}"))?;
+        }
         self.http.validate().map_err(|e| format!("http.{e}"))?;
         self.websocket
             .validate()
@@ -357,5 +422,61 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (url, shown) in [
+            (
+                "postgres://tagcast:s3cret@db.example:5432/tagcast",
+                "postgres://tagcast:***@db.example:5432/tagcast",
+            ),
+            // A password with unescaped '@' or '/' is hidden whole.
+            ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+            ("postgres://u:pa/ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u@[::1]:5432/db", "postgres://u@[::1]:5432/db"),
+            (
+                "postgres://u:p@[::1]:5432/db",
+                "postgres://u:***@[::1]:5432/db",
+            ),
+            ("postgres://u@h:5432/db", "postgres://u@h:5432/db"),
+            (
+                "postgres://tagcast@db/tagcast",
+                "postgres://tagcast@db/tagcast",
+            ),
+            ("postgres://db/tagcast", "postgres://db/tagcast"),
+            (
+                "postgres://u@h/db?sslmode=disable&password=s3cret&x=1",
+                "postgres://u@h/db?sslmode=disable&password=***&x=1",
+            ),
+            ("mysql://root:hunter2@h/db", "mysql://root:***@h/db"),
+            (
+                "host=h user=u password=s3cret dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_store_url_needs_a_postgres_scheme() {
+        assert!(validate_store_url("postgres://u@h:5432/db").is_ok());
+        assert!(validate_store_url("postgresql://u@h/db").is_ok());
+        for url in [
+            "",
+            "mysql://root:hunter2@h/db",
+            "host=h user=u",
+            "Postgres://h/db",
+        ] {
+            let err = validate_store_url(url).unwrap_err();
+            assert!(err.starts_with("url: "), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 }

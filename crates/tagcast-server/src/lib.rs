@@ -29,7 +29,7 @@ use axum::http::{HeaderValue, Method, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tagcast_proto::{ApiError, Code, Envelope};
-use tagcast_store::{HealthStatus, Store};
+use tagcast_store::{HealthStatus, Location, Store};
 
 use crate::api::{Ctx, Reply};
 use crate::config::{HttpConfig, ServerConfig};
@@ -43,9 +43,10 @@ pub use transport::ServerHandle;
 /// address at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot open the store in {path}: {source}")]
+    /// `store` says where, as `ServerConfig::store_description` does (no password).
+    #[error("cannot open the {store}: {source}")]
     Store {
-        path: String,
+        store: String,
         source: tagcast_store::StoreError,
     },
     #[error(transparent)]
@@ -74,16 +75,22 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = config.tls.as_ref().map(transport::load_tls).transpose()?;
     let listener = transport::bind(config.listen).await?;
+    let described = config.store_description();
     let store_error = |source| ServeError::Store {
-        path: config.data_dir.display().to_string(),
+        store: described.clone(),
         source,
     };
     let opening = Instant::now();
-    let store = Store::open_with(&config.data_dir, config.store_options()).map_err(store_error)?;
-    metrics::store_opened(
-        config.data_dir.join(tagcast_store::FILE_NAME),
-        opening.elapsed().as_secs_f64(),
-    );
+    let store = Store::open_at(&config.store, config.store_options())
+        .await
+        .map_err(store_error)?;
+    let file = match &config.store {
+        Location::Embedded(dir) => Some(dir.join(tagcast_store::FILE_NAME)),
+        Location::Postgres(_) => None,
+    };
+    let seconds = opening.elapsed().as_secs_f64();
+    metrics::store_opened(file, seconds);
+    tracing::info!(store = %described, seconds, "store opened");
     let state = shared_state(&config, store).await.map_err(store_error)?;
     let mut http = config.http.clone();
     http.max_connections = transport::connection_cap(http.max_connections);

@@ -35,7 +35,7 @@ struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-/// The store's file, whose size is reported.
+/// The embedded store's file, whose size is reported (none with PostgreSQL).
 static STORE_FILE: OnceLock<PathBuf> = OnceLock::new();
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> C {
@@ -117,7 +117,10 @@ impl Metrics {
                 "tagcast_callback_dropped_events_total",
                 "Callback events dropped: queue full, or every attempt failed",
             ),
-            store_bytes: gauge("tagcast_store_bytes", "Size of the store's file"),
+            store_bytes: gauge(
+                "tagcast_store_bytes",
+                "Size of the embedded store's file (0 with PostgreSQL)",
+            ),
             store_healthy: gauge(
                 "tagcast_store_healthy",
                 "1 while the store commits writes, 0 while it is failing",
@@ -214,9 +217,12 @@ pub fn callback_events_dropped(count: usize) {
     METRICS.callback_dropped.inc_by(count as u64);
 }
 
-/// Records the start-up facts: where the store's file is and how long opening it took.
-pub fn store_opened(file: PathBuf, seconds: f64) {
-    let _ = STORE_FILE.set(file);
+/// Records the start-up facts: where the embedded store's file is (none with PostgreSQL) and how
+/// long opening the store took.
+pub fn store_opened(file: Option<PathBuf>, seconds: f64) {
+    if let Some(file) = file {
+        let _ = STORE_FILE.set(file);
+    }
     METRICS.index_rebuild_seconds.set(seconds);
 }
 

@@ -42,9 +42,21 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "TAGCAST_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory of the durable store [default: ./tagcast-data].
+    /// Directory of the embedded store and of the development app's key
+    /// [default: ./tagcast-data].
     #[arg(long, env = "TAGCAST_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the records in PostgreSQL instead of the embedded store:
+    /// postgres://user[:password]@host[:port]/db (or postgresql://). A password on the command
+    /// line is visible to other users of this machine (e.g. in `ps`): prefer TAGCAST_STORE_URL
+    /// or the config file's `[store] url`.
+    #[arg(
+        long,
+        env = "TAGCAST_STORE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store_url: Option<String>,
     /// PEM certificate chain; with --tls-key, serve HTTPS.
     #[arg(long, env = "TAGCAST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

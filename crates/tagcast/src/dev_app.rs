@@ -92,8 +92,9 @@ fn random_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Prints the app's credentials and a ready-to-paste `curl` line for the bound address.
-pub fn print_banner(info: &DevAppInfo, listen: SocketAddr, tls: bool) {
+/// Prints the app's credentials, where the store is (`store`, without a password) and a
+/// ready-to-paste `curl` line for the bound address.
+pub fn print_banner(info: &DevAppInfo, listen: SocketAddr, tls: bool, store: &str) {
     let (app, path) = (&info.app, &info.path);
     let sig = tagcast_usersig::sign(
         app.sdkappid,
@@ -111,6 +112,7 @@ pub fn print_banner(info: &DevAppInfo, listen: SocketAddr, tls: bool) {
     println!("  admin:      {}", app.admin);
     println!("  secret key: {}", app.secret_key);
     println!("  usersig:    {sig}");
+    println!("  store:      {store}");
     println!("Try:");
     println!(
         "  curl -s -X POST '{scheme}://{listen}/v4/im_open_login_svc/account_import?sdkappid={}&identifier={}&usersig={sig}&random=1&contenttype=json' -d '{{\"UserID\":\"xiaoming\"}}'",

@@ -73,7 +73,8 @@ fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         let handle = ServerHandle::new();
         let tls = config.tls.is_some();
-        let announce = tokio::spawn(announce_when_listening(handle.clone(), tls, dev_app));
+        let store = config.store_description();
+        let announce = tokio::spawn(announce_when_listening(handle.clone(), tls, dev_app, store));
         tokio::spawn(shutdown_on_signal(handle.clone()));
         let served = tagcast_server::serve(config, handle).await;
         // The server is past start-up once it listened: a failure then is a runtime one.
@@ -89,13 +90,14 @@ fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
     })
 }
 
-/// Once listening: keeps a new development app's key, prints its banner, then prints the bound
-/// address on stdout (with `--listen 127.0.0.1:0` this is how a caller learns the port).
-/// Returns whether the server listened.
+/// Once listening: keeps a new development app's key, prints its banner (with `store`, where
+/// the records are), then prints the bound address on stdout (with `--listen 127.0.0.1:0` this
+/// is how a caller learns the port). Returns whether the server listened.
 async fn announce_when_listening(
     handle: ServerHandle,
     tls: bool,
     dev_app: Option<DevAppInfo>,
+    store: String,
 ) -> Result<bool, Failure> {
     let Some(addr) = handle.listening().await else {
         return Ok(false);
@@ -105,7 +107,7 @@ async fn announce_when_listening(
             handle.graceful_shutdown(None);
             return Err(Failure::config(error));
         }
-        dev_app::print_banner(info, addr, tls);
+        dev_app::print_banner(info, addr, tls, &store);
     }
     let scheme = if tls { "https" } else { "http" };
     println!("tagcast listening on {scheme}://{addr}");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use tagcast_server::config::{AppConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig};
+use tagcast_store::Location;
 
 use crate::cli::ServeArgs;
 use crate::dev_app::{self, DevAppInfo};
@@ -19,6 +20,8 @@ const DEFAULT_DATA_DIR: &str = "tagcast-data";
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    #[serde(default)]
+    store: StoreFileConfig,
     tls: Option<TlsConfig>,
     cache_mb: Option<usize>,
     /// Test-only fault injection (`[[testing.faults]]`, see `tagcast_store::FaultPlan`).
@@ -30,6 +33,14 @@ struct FileConfig {
     websocket: WsConfig,
     #[serde(default)]
     apps: Vec<AppConfig>,
+}
+
+/// The `[store]` table: without `url`, the embedded store in `data_dir`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFileConfig {
+    /// A PostgreSQL connection URL (`postgres://user@host:port/db`).
+    url: Option<String>,
 }
 
 /// File < environment < flags; with no config file, the development app.
@@ -50,12 +61,17 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
         .clone()
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let store = match args.store_url.clone().or(file.store.url) {
+        Some(url) => Location::Postgres(url),
+        None => Location::Embedded(data_dir.clone()),
+    };
     let listen = match args.listen.or(file.listen) {
         Some(listen) => listen,
         None => DEFAULT_LISTEN.parse()?,
     };
     let (apps, dev_app) = match args.config {
         Some(_) => (file.apps, None),
+        // The development app's key is kept in `data_dir`, whichever store keeps the records.
         None => {
             let (app, info) = dev_app::load_or_generate(&data_dir)?;
             (vec![app], Some(info))
@@ -66,7 +82,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
         .unwrap_or(tagcast_store::DEFAULT_CACHE_BYTES >> 20);
     let config = ServerConfig {
         listen,
-        data_dir,
+        store,
         tls,
         cache_mb,
         faults: file.testing,
@@ -114,6 +130,15 @@ mod tests {
         let text = "[[apps]]\nsdkappid = 1\nsecret_key = \"k\"\nadmins = [\"a\"]\n[apps.limits]\ntags_per_ap = 5\n";
         let err = toml::from_str::<FileConfig>(text).unwrap_err();
         assert!(err.to_string().contains("tags_per_ap"), "{err}");
+    }
+
+    #[test]
+    fn the_store_table_takes_a_url_and_nothing_else() {
+        let file: FileConfig = toml::from_str("[store]\nurl = \"postgres://u@h/db\"\n").unwrap();
+        assert_eq!(file.store.url.as_deref(), Some("postgres://u@h/db"));
+        let err =
+            toml::from_str::<FileConfig>("[store]\nuri = \"postgres://u@h/db\"\n").unwrap_err();
+        assert!(err.to_string().contains("uri"), "{err}");
     }
 
     #[test]

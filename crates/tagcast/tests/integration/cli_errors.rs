@@ -189,7 +189,8 @@ async fn serve_and_stop(command: &mut Command) -> String {
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut command = serve_config(dir.path(), "json", &data, "");
+    let store = TestStore::fresh();
+    let mut command = serve_config(dir.path(), "json", &data, &store.toml());
     command.args(["--log-format", "json"]);
     let stderr = serve_and_stop(&mut command).await;
     let lines: Vec<&str> = stderr.lines().collect();
@@ -226,10 +227,113 @@ async fn json_logs_are_one_object_per_line() {
 async fn text_logs_are_not_coloured_when_piped() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let stderr = serve_and_stop(&mut serve_config(dir.path(), "text", &data, "")).await;
+    let store = TestStore::fresh();
+    let stderr = serve_and_stop(&mut serve_config(dir.path(), "text", &data, &store.toml())).await;
     assert!(stderr.contains("INFO"), "{stderr}");
     assert!(stderr.contains("listening"), "{stderr}");
     assert!(!stderr.contains("\x1b["), "ANSI codes: {stderr:?}");
+}
+
+#[tokio::test]
+async fn the_log_says_which_store_is_used_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = TestStore::fresh();
+    // On PostgreSQL, the test cluster trusts every local connection, so the URL may carry any
+    // password: the log must show it as ***.
+    let (top, expected) = match store.url() {
+        Some(url) => {
+            let with_password = url.replacen("://postgres@", "://postgres:hunter2@", 1);
+            let shown = url.replacen("://postgres@", "://postgres:***@", 1);
+            (
+                format!("[store]\nurl = {with_password:?}\n"),
+                format!("PostgreSQL store at {shown}"),
+            )
+        }
+        None => (
+            String::new(),
+            format!("embedded store in {}", data.join("tagcast.redb").display()),
+        ),
+    };
+    let stderr = serve_and_stop(&mut serve_config(dir.path(), "store", &data, &top)).await;
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("store opened"))
+        .unwrap_or_else(|| panic!("no `store opened` line: {stderr}"));
+    assert!(line.contains(&expected), "{expected:?} in {line}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is shown: {stderr}"
+    );
+}
+
+/// `tagcast serve` on a config whose `[store] url` is `file_url`, with `TAGCAST_STORE_URL` set
+/// to `env_url` and `--store-url` to `flag_url` where given.
+fn serve_store_url(
+    dir: &Path,
+    file_url: &str,
+    env_url: Option<&str>,
+    flag_url: Option<&str>,
+) -> Command {
+    let data = dir.join("data");
+    let top = format!("[store]\nurl = {file_url:?}\n");
+    let mut command = serve_config(dir, "store_url", &data, &top);
+    if let Some(url) = env_url {
+        command.env("TAGCAST_STORE_URL", url);
+    }
+    if let Some(url) = flag_url {
+        command.args(["--store-url", url]);
+    }
+    command
+}
+
+#[test]
+fn a_store_url_that_is_not_postgres_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "mysql://root:hunter2@db.example:3306/tagcast";
+    let line = assert_start_error(&mut serve_store_url(dir.path(), url, None, None));
+    assert!(line.contains("store.url"), "the key is named: {line}");
+    assert!(
+        line.contains("mysql://root:***@db.example:3306/tagcast"),
+        "the URL is shown, redacted: {line}"
+    );
+    assert!(line.contains("postgres://"), "what is expected: {line}");
+    assert!(!line.contains("hunter2"), "the password is shown: {line}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "the data dir was created"
+    );
+}
+
+#[test]
+fn the_store_url_comes_from_the_flag_the_variable_or_the_file() {
+    // Each place holds a different wrong URL: the error names the one that was used.
+    let dir = tempfile::tempdir().unwrap();
+    let (file, env, flag) = ("mysql://file@h/db", "redis://env@h/db", "http://flag@h/db");
+    for (env_url, flag_url, used) in [
+        (Some(env), Some(flag), flag),
+        (None, Some(flag), flag),
+        (Some(env), None, env),
+        (None, None, file),
+    ] {
+        let mut command = serve_store_url(dir.path(), file, env_url, flag_url);
+        let line = assert_start_error(&mut command);
+        assert!(
+            line.contains(used),
+            "{used} expected ({env_url:?}, {flag_url:?}): {line}"
+        );
+    }
+    // `--store-url` alone, without a config file (the development app) is checked too.
+    let mut command = clean_tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
+    command
+        .arg(dir.path().join("dev-data"))
+        .args(["--store-url", "sqlite://x.db"]);
+    let line = assert_start_error(&mut command);
+    assert!(line.contains("sqlite://x.db"), "{line}");
+    assert!(
+        !dir.path().join("dev-data").exists(),
+        "the data dir was created"
+    );
 }
 
 /// Runs `tagcast usersig` for sdkappid 1400000001 and identifier `a` with `extra` arguments.

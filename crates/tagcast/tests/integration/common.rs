@@ -1,9 +1,15 @@
 //! The harness: starts the real `tagcast` binary on a loopback port with a temp data dir and
 //! drives it over HTTP(S) with a real client.
+//!
+//! The store backend is chosen by `TAGCAST_TEST_STORE` (see [`backend`]): the embedded store
+//! by default, or `postgres`: then every server also gets a fresh PostgreSQL database of its
+//! own (see [`TestStore`]) on one cluster shared by the whole run.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
@@ -86,6 +92,7 @@ pub fn tls_toml(cert: &Path, key: &Path) -> String {
 
 fn config_toml(
     data_dir: &Path,
+    store: &TestStore,
     tls: Option<&(PathBuf, PathBuf)>,
     callback: Option<&str>,
 ) -> String {
@@ -122,7 +129,8 @@ fn config_toml(
         1,
     );
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {data_dir:?}\n{tls}\n{}\n{}\n{}\n{push_app}\n{}\n{no_push}",
+        "listen = \"127.0.0.1:0\"\ndata_dir = {data_dir:?}\n{}{tls}\n{}\n{}\n{}\n{push_app}\n{}\n{no_push}",
+        store.toml(),
         app_toml(&APP, &["second_admin"], generous),
         app_toml(&OTHER_APP, &[], generous),
         app_toml(&TIGHT_APP, &[], &tight),
@@ -147,13 +155,16 @@ fn app_toml(app: &TestApp, more_admins: &[&str], limits: &str) -> String {
     )
 }
 
-/// A running server process with its own temp directory.
+/// A running server process with its own temp directory (and, on PostgreSQL, its own database,
+/// kept across restarts and dropped after the process).
 pub struct Server {
     child: Child,
     pub base: String,
     dir: TempDir,
     tls: Option<(PathBuf, PathBuf)>,
     client: reqwest::Client,
+    /// Held for its database, dropped after the process (see `Drop`).
+    _store: TestStore,
 }
 
 impl Server {
@@ -181,7 +192,8 @@ impl Server {
     fn start_in(dir: TempDir, tls: Option<(PathBuf, PathBuf)>, callback: Option<&str>) -> Server {
         let data_dir = dir.path().join("data");
         let config = dir.path().join("tagcast.toml");
-        let text = config_toml(&data_dir, tls.as_ref(), callback);
+        let store = TestStore::fresh();
+        let text = config_toml(&data_dir, &store, tls.as_ref(), callback);
         std::fs::write(&config, text).expect("write config");
         let (child, base) = spawn(&config);
         Server {
@@ -190,6 +202,7 @@ impl Server {
             dir,
             tls,
             client: client(),
+            _store: store,
         }
     }
 
@@ -200,13 +213,14 @@ impl Server {
         Self::start_custom(None, extra, nofile)
     }
 
-    /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its store in
+    /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its data dir in
     /// `data_dir` (default: inside its temp dir) and its descriptor limit `nofile` if given.
     fn start_custom(data_dir: Option<&Path>, extra: &str, nofile: Option<u64>) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tagcast.toml");
         let default_data = dir.path().join("data");
-        let text = config_toml(data_dir.unwrap_or(&default_data), None, None);
+        let store = TestStore::fresh();
+        let text = config_toml(data_dir.unwrap_or(&default_data), &store, None, None);
         // Top-level keys of `extra` go first, its tables after the standard ones.
         let lines: Vec<&str> = extra.lines().collect();
         let split = lines
@@ -223,10 +237,12 @@ impl Server {
             dir,
             tls: None,
             client: client(),
+            _store: store,
         }
     }
 
-    /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data.
+    /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data
+    /// (the same config file, hence the same database on PostgreSQL).
     pub fn crash_and_restart(&mut self) {
         self.kill9();
         let (child, base) = spawn(&self.dir.path().join("tagcast.toml"));
@@ -318,17 +334,19 @@ fn spawn(config: &Path) -> (Child, String) {
     spawn_limited(config, None)
 }
 
-/// `spawn`, with the server's descriptor limit set to `nofile` if given.
+/// `spawn`, with the server's descriptor limit set to `nofile` if given. None of the developer's
+/// `TAGCAST_*` variables reach the server: they would override its config (a
+/// `TAGCAST_STORE_URL` would point every test at the developer's database).
 fn spawn_limited(config: &Path, nofile: Option<u64>) -> (Child, String) {
     let mut command = match nofile {
         Some(limit) => {
-            let mut command = Command::new("prlimit");
+            let mut command = clean_command("prlimit");
             command
                 .arg(format!("--nofile={limit}:{limit}"))
                 .arg(env!("CARGO_BIN_EXE_tagcast"));
             command
         }
-        None => Command::new(env!("CARGO_BIN_EXE_tagcast")),
+        None => clean_command(env!("CARGO_BIN_EXE_tagcast")),
     };
     command
         .args(["serve", "--config"])
@@ -838,10 +856,185 @@ pub fn assert_no_error_list(response: &Value) {
 // --- Servers with their store in a given place or with a fault plan (faults.rs). ------------
 
 impl Server {
-    /// Starts a server over plain HTTP whose store lives in `data_dir` (e.g. on a small
-    /// filesystem), with `extra` TOML appended to the standard config (e.g. a
-    /// `[[testing.faults]]` fault plan; the test binary is built with fault injection).
+    /// Starts a server over plain HTTP whose data dir is `data_dir` (e.g. on a small
+    /// filesystem: the embedded store's file is there, a PostgreSQL store is not), with `extra`
+    /// TOML appended to the standard config (e.g. a `[[testing.faults]]` fault plan; the test
+    /// binary is built with fault injection; faults apply on either backend).
     pub fn start_with_store(data_dir: &Path, extra: &str) -> Server {
         Self::start_custom(Some(data_dir), extra, None)
+    }
+}
+
+// --- The store backend of the test servers: TAGCAST_TEST_STORE. -------------------------------
+//
+// `TAGCAST_TEST_STORE=postgres` runs every test server on PostgreSQL, each with a database of its
+// own (`CREATE DATABASE t_<pid>_<n>_<nanos>` through `psql`, dropped when the server is), all on
+// one cluster for the whole run:
+//
+// - `TAGCAST_TEST_PG_PORT` set (scripts/test.sh sets it): the cluster scripts/test.sh started on
+//   127.0.0.1 at that port, user `postgres`, trust authentication; it stops it afterwards.
+// - unset: the harness starts one itself, once, with `scripts/postgres.sh ensure` in
+//   `$TMPDIR/tagcast-test-pg-<uid>`: under a lock, so the test processes of a run (nextest runs
+//   each test as a process of its own) and later runs all share it. It is left running for the
+//   next run; `scripts/postgres.sh stop $TMPDIR/tagcast-test-pg-$(id -u)` stops it.
+//
+// Unset or `embedded`: the embedded store in each server's temp data dir.
+
+/// The store backend the test servers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Postgres,
+}
+
+/// The backend of this run, from `TAGCAST_TEST_STORE` (`embedded`, the default, or `postgres`).
+pub fn backend() -> Backend {
+    static BACKEND: LazyLock<Backend> =
+        LazyLock::new(|| match std::env::var("TAGCAST_TEST_STORE").as_deref() {
+            Err(_) | Ok("" | "embedded") => Backend::Embedded,
+            Ok("postgres") => Backend::Postgres,
+            Ok(other) => panic!("TAGCAST_TEST_STORE={other:?}: expected embedded or postgres"),
+        });
+    *BACKEND
+}
+
+/// True on the embedded backend. Otherwise notes on stderr that `test` is skipped because it is
+/// about the embedded store's file (`why`), so a PostgreSQL run says what it did not test.
+pub fn embedded_only(test: &str, why: &str) -> bool {
+    let embedded = backend() == Backend::Embedded;
+    if !embedded {
+        eprintln!("SKIPPED on PostgreSQL: {test}: {why}");
+    }
+    embedded
+}
+
+/// PostgreSQL 15's programs, as Debian installs them (scripts/postgres.sh).
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The port of the run's PostgreSQL cluster on 127.0.0.1 (see the notes above).
+fn pg_port() -> u16 {
+    static PORT: LazyLock<u16> = LazyLock::new(|| {
+        if let Ok(port) = std::env::var("TAGCAST_TEST_PG_PORT") {
+            return port
+                .parse()
+                .unwrap_or_else(|e| panic!("TAGCAST_TEST_PG_PORT={port:?}: {e}"));
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let uid = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata("/proc/self").expect("/proc/self"),
+        );
+        let dir = std::env::temp_dir().join(format!("tagcast-test-pg-{uid}"));
+        let output = Command::new(root.join("scripts/postgres.sh"))
+            .arg("ensure")
+            .arg(&dir)
+            .arg("25432")
+            .arg(root.join("scripts/postgres-test.conf"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/postgres.sh");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "scripts/postgres.sh ensure {}: {}",
+            dir.display(),
+            output.status
+        );
+        let port = stdout.trim().parse().unwrap_or_else(|e| {
+            panic!("scripts/postgres.sh ensure printed {stdout:?}, not a port: {e}")
+        });
+        eprintln!(
+            "PostgreSQL for the tests on 127.0.0.1:{port}, in {} (left running; stop it with \
+             scripts/postgres.sh stop {0})",
+            dir.display()
+        );
+        port
+    });
+    *PORT
+}
+
+/// Runs one SQL statement as `postgres` in the cluster's `postgres` database.
+fn psql(sql: &str) -> Result<(), String> {
+    let output = Command::new(Path::new(PG_BIN).join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-d", "postgres", "-p", &pg_port().to_string(), "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {PG_BIN}/psql: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+    }
+}
+
+/// Where one test server keeps its records: nothing of its own on the embedded backend (the
+/// store is in the server's data dir), a fresh database on PostgreSQL. The database is dropped
+/// with the `TestStore`: keep it as long as any server uses it (restarts included).
+pub struct TestStore {
+    database: Option<PgDatabase>,
+}
+
+struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+impl TestStore {
+    /// A new store on this run's backend: on PostgreSQL, a new empty database.
+    pub fn fresh() -> TestStore {
+        static CREATED: AtomicUsize = AtomicUsize::new(0);
+        let database = (backend() == Backend::Postgres).then(|| {
+            let n = CREATED.fetch_add(1, Ordering::SeqCst);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            let name = format!("t_{}_{n}_{nanos}", std::process::id());
+            psql(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+            let url = format!("postgres://postgres@127.0.0.1:{}/{name}", pg_port());
+            PgDatabase { name, url }
+        });
+        TestStore { database }
+    }
+
+    /// The database's URL on PostgreSQL (`postgres://postgres@127.0.0.1:PORT/t_...`).
+    pub fn url(&self) -> Option<&str> {
+        self.database.as_ref().map(|db| db.url.as_str())
+    }
+
+    /// The config file's `[store]` table, or nothing for the embedded store. Being a table, it
+    /// goes after the top-level keys.
+    pub fn toml(&self) -> String {
+        self.url()
+            .map_or(String::new(), |url| format!("[store]\nurl = {url:?}\n"))
+    }
+
+    /// The `tagcast serve` flags that select this store (none for the embedded store).
+    pub fn args(&self) -> Vec<String> {
+        self.url()
+            .map_or(Vec::new(), |url| vec!["--store-url".into(), url.into()])
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // FORCE: a server killed a moment ago may still hold connections the cluster has not
+        // noticed closing. A leftover database is harmless (the cluster is temporary): warn only.
+        if let Err(e) = psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )) {
+            eprintln!("warning: cannot drop test database {}: {e}", self.name);
+        }
     }
 }

@@ -124,14 +124,16 @@ impl Drop for Served {
     }
 }
 
-/// A config serving PUSH_APP over HTTPS with `cert` and `key`, on data dir `data`.
-fn tls_push_config(dir: &Path, cert: &Path, key: &Path) -> PathBuf {
+/// A config serving PUSH_APP over HTTPS with `cert` and `key`, on data dir `dir/data` and
+/// `store`.
+fn tls_push_config(dir: &Path, store: &TestStore, cert: &Path, key: &Path) -> PathBuf {
     let app = &PUSH_APP;
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}\n[[apps]]\nsdkappid = {}\nsecret_key = {:?}\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{}{}\n[[apps]]\nsdkappid = {}\nsecret_key = {:?}\n\
          admins = [{:?}]\n[apps.limits]\napi_calls_per_second = 100000\n\
          push_min_interval_ms = 0\npush_daily_quota = 100000\n",
         dir.join("data").display().to_string(),
+        store.toml(),
         tls_toml(cert, key),
         app.sdkappid,
         app.key,
@@ -198,7 +200,8 @@ fn listen_command(base: &str, identifier: &str, extra: &[&str]) -> Command {
 async fn listen_over_tls_with_a_private_ca_reconnects_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = write_self_signed_cert(dir.path());
-    let config = tls_push_config(dir.path(), &cert, &key);
+    let store = TestStore::fresh();
+    let config = tls_push_config(dir.path(), &store, &cert, &key);
     let (server, base) = serve(&config, None);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     let key_file = dir.path().join("app.key");

@@ -259,16 +259,21 @@ fn spawn_running(command: &mut Command) -> (Running, Vec<String>, String) {
     (Running(child), banner, base)
 }
 
-/// Serves the development app (no config file) on data dir `data`.
-fn serve_dev(data: &Path) -> (Running, Vec<String>, String) {
-    spawn_running(clean_tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data))
+/// Serves the development app (no config file) on data dir `data` and `store`.
+fn serve_dev(data: &Path, store: &TestStore) -> (Running, Vec<String>, String) {
+    spawn_running(
+        clean_tagcast(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(store.args()),
+    )
 }
 
 #[tokio::test]
 async fn without_a_config_the_dev_app_is_served_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut child, banner, base) = serve_dev(&data);
+    let store = TestStore::fresh();
+    let (mut child, banner, base) = serve_dev(&data, &store);
     let sdkappid: u64 = banner_value(&banner, "sdkappid").parse().unwrap();
     let admin = banner_value(&banner, "admin");
     let key = banner_value(&banner, "secret key");
@@ -288,10 +293,19 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
     ] {
         assert!(curl.contains(part), "{curl} should contain {part}");
     }
+    // On PostgreSQL too, the key is kept in the data dir.
     assert!(
         data.join("dev-app.toml").is_file(),
         "the key is kept in the data dir"
     );
+    let shown = banner_value(&banner, "store");
+    match store.url() {
+        Some(url) => assert_eq!(shown, format!("PostgreSQL store at {url}")),
+        None => assert_eq!(
+            shown,
+            format!("embedded store in {}", data.join("tagcast.redb").display())
+        ),
+    }
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(data.join("dev-app.toml"))
             .expect("dev-app.toml")
@@ -329,7 +343,7 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
 
     // Restarted on the same data: same app, same key, so the old UserSig still works, and the
     // imported account is still there.
-    let (_running, banner, base) = serve_dev(&data);
+    let (_running, banner, base) = serve_dev(&data, &store);
     assert_eq!(banner_value(&banner, "sdkappid"), sdkappid.to_string());
     assert_eq!(banner_value(&banner, "secret key"), key);
     let r = post(
@@ -342,6 +356,6 @@ async fn without_a_config_the_dev_app_is_served_and_kept() {
     assert_eq!(r["ResultItem"][1]["AccountStatus"], "NotImported", "{r}");
 
     // Another data dir is another key.
-    let (_other, banner, _) = serve_dev(&dir.path().join("other"));
+    let (_other, banner, _) = serve_dev(&dir.path().join("other"), &TestStore::fresh());
     assert_ne!(banner_value(&banner, "secret key"), key);
 }

@@ -194,10 +194,12 @@ fn check_run(run: &str, responses: &[Value]) -> [String; 2] {
 #[test]
 fn the_walkthrough_works_twice_in_a_row() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let store = TestStore::fresh();
     let (server, banner, base) = spawn_listening(
         clean_tagcast(&[])
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("tagcast-data")),
+            .arg(dir.path().join("tagcast-data"))
+            .args(store.args()),
     );
     let _server = Running(server);
     let sdkappid = banner_value(&banner, "sdkappid");
