@@ -32,6 +32,26 @@ pub enum Command {
     /// stops with exit status 1 when retrying cannot help (login refused, TLS certificate not
     /// trusted), and with 0 when a newer session of the account replaces this one.
     Listen(ListenArgs),
+    /// Copy an embedded store into an empty PostgreSQL database (or back), then verify it.
+    ///
+    /// Stop tagcast first: the copy reads one snapshot of the source. Every record is copied as
+    /// it is (account ids, tags, attributes, attribute names, push tasks with their audiences,
+    /// deliveries, cursors); at the end the records of each kind are counted on both sides, and
+    /// the command fails unless they match. The target must hold no tagcast data.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The store to copy: a data directory, or a postgres:// URL.
+    #[arg(long, value_name = "DATA_DIR|URL")]
+    pub from: String,
+    /// The empty store to copy into: a postgres:// URL, or a data directory.
+    #[arg(long, value_name = "URL|DATA_DIR")]
+    pub to: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

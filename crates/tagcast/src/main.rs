@@ -1,5 +1,5 @@
 //! The `tagcast` command: `serve` runs the server, `usersig` prints a UserSig, `listen` prints
-//! what an account receives.
+//! what an account receives, `migrate` copies a store into another.
 //!
 //! Exit status: 0 on success, 1 on a failure while running, 2 on a usage, config or start-up
 //! error. An error is one line on stderr, without a backtrace.
@@ -10,6 +10,7 @@ mod failure;
 mod key;
 mod listen;
 mod logging;
+mod migrate;
 mod settings;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             .map_err(Failure::runtime)
             .and_then(|runtime| runtime.block_on(listen::listen(args))),
         Command::Usersig(args) => print_usersig(&args),
+        Command::Migrate(args) => migrate::migrate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,7 +48,7 @@ fn note_key_source(command: &mut Command, matches: &ArgMatches) {
     let (keys, name): (&mut KeyArgs, _) = match command {
         Command::Usersig(args) => (&mut args.key, "usersig"),
         Command::Listen(args) => (&mut args.key, "listen"),
-        Command::Serve(_) => return,
+        Command::Serve(_) | Command::Migrate(_) => return,
     };
     keys.key_from_env = matches
         .subcommand_matches(name)

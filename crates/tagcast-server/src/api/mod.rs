@@ -117,6 +117,14 @@ impl Ctx<'_> {
                 format!("invalid request body: {e}"),
             )
         })?;
+        // PostgreSQL's text cannot hold U+0000; refuse it on every backend alike, before any
+        // write can fail the requests it is batched with.
+        if has_escaped_nul(body) {
+            return Err(ApiError::new(
+                self.parse_error_code(),
+                "invalid request body: strings may not contain U+0000",
+            ));
+        }
         Ok(value)
     }
 
@@ -260,9 +268,33 @@ pub fn shown(value: &str) -> std::borrow::Cow<'_, str> {
     format!("{}...", &value[..end]).into()
 }
 
+/// Whether the JSON text `body` has a string holding U+0000: valid JSON can only write it as the
+/// escape `\u0000`, and a backslash outside a string is not valid JSON.
+fn has_escaped_nul(body: &[u8]) -> bool {
+    let mut rest = body;
+    while let Some(at) = rest.iter().position(|b| *b == b'\\') {
+        let escape = &rest[at..];
+        if escape[1..].starts_with(b"u0000") {
+            return true;
+        }
+        // Skip the escaped character too, so `\\u0000` (a backslash, then text) is not one.
+        rest = escape.get(2..).unwrap_or_default();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{has_escaped_nul, shown};
+
+    #[test]
+    fn only_an_escaped_nul_is_a_nul() {
+        assert!(has_escaped_nul(br#"{"Tags":["a\u0000"]}"#));
+        assert!(has_escaped_nul(br#"{"a":"\\\u0000"}"#));
+        assert!(!has_escaped_nul(br#"{"a":"\\u0000"}"#));
+        assert!(!has_escaped_nul(br#"{"a":"\u0001\n"}"#));
+        assert!(!has_escaped_nul(br#"{"a":"\"}"#));
+    }
 
     #[test]
     fn long_values_are_cut_on_a_char_boundary() {

@@ -145,6 +145,31 @@ async fn malformed_json_is_refused() {
     .await;
 }
 
+/// PostgreSQL's text cannot hold U+0000, so no backend takes it: refused like a parse error,
+/// before anything is written (and before it could fail the writes batched with it).
+#[tokio::test]
+async fn strings_holding_nul_are_refused() {
+    let nul = "U+0000";
+    expect_parse_failures(&[
+        case(
+            "timpush/add_tag",
+            &format!(r#"{{"UserTags":[{{"To_Account":"{KEEP}","Tags":["a\u0000b"]}}]}}"#),
+            nul,
+        ),
+        case(
+            "timpush/set_attr",
+            &format!(r#"{{"UserAttrs":[{{"To_Account":"{KEEP}","Attrs":{{"city":"\u0000"}}}}]}}"#),
+            nul,
+        ),
+        case(
+            "im_open_login_svc/account_import",
+            r#"{"UserID":"x\u0000"}"#,
+            nul,
+        ),
+    ])
+    .await;
+}
+
 #[tokio::test]
 async fn wrong_types_are_refused_naming_the_field_path() {
     expect_parse_failures(&[
