@@ -12,6 +12,9 @@
 #                                                 prints its port. Callers at once (under a lock,
 #                                                 DIR.lock) share one cluster
 #   scripts/postgres.sh stop DIR                  stop the cluster of DIR (fast shutdown)
+#   scripts/postgres.sh crash DIR                 stop it as a crash would (immediate shutdown:
+#                                                 no checkpoint, recovery from the WAL at start)
+#   scripts/postgres.sh resume DIR                start the stopped cluster of DIR again
 #
 # As root, PostgreSQL's own commands run as the `postgres` user, which refuses to run as root.
 set -euo pipefail
@@ -62,6 +65,17 @@ stop() {
   as_pg "$pg_bin/pg_ctl" -D "$1/data" -m fast -w stop > /dev/null 2>&1 || true
 }
 
+crash() {
+  as_pg "$pg_bin/pg_ctl" -D "$1/data" -m immediate -w stop > /dev/null
+}
+
+resume() {
+  if ! as_pg "$pg_bin/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 120 start > /dev/null; then
+    cat "$1/server.log" >&2
+    exit 1
+  fi
+}
+
 ensure() {
   local dir=$1 port
   [[ -x $pg_bin/postgres ]] || {
@@ -88,5 +102,7 @@ case ${1:-} in
   start) shift && start "$@" ;;
   ensure) shift && ensure "$@" ;;
   stop) shift && stop "$@" ;;
-  *) sed -n '2,16p' "$0" >&2 && exit 2 ;;
+  crash) shift && crash "$@" ;;
+  resume) shift && resume "$@" ;;
+  *) sed -n '2,19p' "$0" >&2 && exit 2 ;;
 esac

@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio::runtime::Handle;
 use tokio_postgres::NoTls;
 
@@ -92,8 +94,15 @@ impl Pg {
     /// A connection from the pool, opened if needed. It is closed instead of reused unless
     /// `Conn::done` is called: after a failure its state is unknown.
     pub fn connection(&self) -> Result<Conn> {
-        let object = self.handle.block_on(self.pool.get()).map_err(|e| {
-            StoreError::Storage(format!("PostgreSQL at {}: {e}", self.redacted_url))
+        let object = self.handle.block_on(self.pool.get()).map_err(|error| {
+            let why = match error {
+                PoolError::Backend(error) => pg_message(&error),
+                PoolError::Timeout(_) => {
+                    format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())
+                }
+                other => other.to_string(),
+            };
+            StoreError::Storage(format!("PostgreSQL at {}: {why}", self.redacted_url))
         })?;
         Ok(Conn {
             object: Some(object),
@@ -130,22 +139,26 @@ impl Drop for Conn {
 
 /// A PostgreSQL error as the store's, with the server's message when it sent one.
 pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Storage(pg_message(&error))
+}
+
+fn pg_message(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => StoreError::Storage(format!(
+        Some(db) => format!(
             "PostgreSQL: {}: {} ({})",
             db.severity(),
             db.message(),
             db.code().code()
-        )),
+        ),
         None if error.is_closed() => {
-            StoreError::Storage("PostgreSQL closed the connection (is the server down?)".into())
+            "PostgreSQL closed the connection (is the server down?)".into()
         }
         None => {
             let mut message = format!("PostgreSQL: {error}");
-            if let Some(source) = std::error::Error::source(&error) {
+            if let Some(source) = std::error::Error::source(error) {
                 message.push_str(&format!(": {source}"));
             }
-            StoreError::Storage(message)
+            message
         }
     }
 }

@@ -210,16 +210,26 @@ impl Server {
     /// keys, then tables such as `[http]`, `[websocket]` or more `[[apps]]`), its descriptor
     /// limit set to `nofile` if given.
     pub fn start_with(extra: &str, nofile: Option<u64>) -> Server {
-        Self::start_custom(None, extra, nofile)
+        Self::start_custom(TestStore::fresh(), None, extra, nofile)
+    }
+
+    /// Starts a plain-HTTP server on `store` whatever this run's backend, with `extra` TOML
+    /// (see `start_with`).
+    pub fn start_on(store: TestStore, extra: &str) -> Server {
+        Self::start_custom(store, None, extra, None)
     }
 
     /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its data dir in
     /// `data_dir` (default: inside its temp dir) and its descriptor limit `nofile` if given.
-    fn start_custom(data_dir: Option<&Path>, extra: &str, nofile: Option<u64>) -> Server {
+    fn start_custom(
+        store: TestStore,
+        data_dir: Option<&Path>,
+        extra: &str,
+        nofile: Option<u64>,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tagcast.toml");
         let default_data = dir.path().join("data");
-        let store = TestStore::fresh();
         let text = config_toml(data_dir.unwrap_or(&default_data), &store, None, None);
         // Top-level keys of `extra` go first, its tables after the standard ones.
         let lines: Vec<&str> = extra.lines().collect();
@@ -658,12 +668,27 @@ impl Server {
     /// Stops the server with SIGTERM, as an orderly shutdown would, waits for it to exit, and
     /// starts it again on the same data. Returns how the stopped process exited.
     pub fn graceful_restart(&mut self) -> std::process::ExitStatus {
+        let status = self.stop();
+        self.restart();
+        status
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit; `restart` starts it again.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
         send_signal(self.pid(), "TERM");
-        let status = self.child.wait().expect("wait for tagcast");
+        self.child.wait().expect("wait for tagcast")
+    }
+
+    /// Starts the (stopped) server again on the same config and data.
+    pub fn restart(&mut self) {
         let (child, base) = spawn(&self.dir.path().join("tagcast.toml"));
         self.child = child;
         self.base = base;
-        status
+    }
+
+    /// The server's data directory (the embedded store's file is in it).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 }
 
@@ -861,7 +886,7 @@ impl Server {
     /// TOML appended to the standard config (e.g. a `[[testing.faults]]` fault plan; the test
     /// binary is built with fault injection; faults apply on either backend).
     pub fn start_with_store(data_dir: &Path, extra: &str) -> Server {
-        Self::start_custom(Some(data_dir), extra, None)
+        Self::start_custom(TestStore::fresh(), Some(data_dir), extra, None)
     }
 }
 
@@ -908,6 +933,16 @@ pub fn embedded_only(test: &str, why: &str) -> bool {
     embedded
 }
 
+/// True on the PostgreSQL backend. Otherwise notes on stderr that `test` runs in the PostgreSQL
+/// pass only (scripts/test.sh runs both), being about the PostgreSQL store (`why`).
+pub fn postgres_only(test: &str, why: &str) -> bool {
+    let postgres = backend() == Backend::Postgres;
+    if !postgres {
+        eprintln!("runs in the PostgreSQL pass only: {test}: {why}");
+    }
+    postgres
+}
+
 /// PostgreSQL 15's programs, as Debian installs them (scripts/postgres.sh).
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -952,8 +987,14 @@ fn pg_port() -> u16 {
     *PORT
 }
 
-/// Runs one SQL statement as `postgres` in the cluster's `postgres` database.
+/// Runs one SQL statement as `postgres` in the run cluster's `postgres` database.
 fn psql(sql: &str) -> Result<(), String> {
+    psql_at(pg_port(), "postgres", sql).map(drop)
+}
+
+/// Runs `sql` as `postgres` in `database` of the cluster on `port`; returns what it printed
+/// (unaligned, tuples only: one line per row, columns separated by `|`).
+pub fn psql_at(port: u16, database: &str, sql: &str) -> Result<String, String> {
     let output = Command::new(Path::new(PG_BIN).join("psql"))
         .args([
             "-X",
@@ -964,13 +1005,15 @@ fn psql(sql: &str) -> Result<(), String> {
             "127.0.0.1",
             "-U",
             "postgres",
+            "-A",
+            "-t",
         ])
-        .args(["-d", "postgres", "-p", &pg_port().to_string(), "-c", sql])
+        .args(["-d", database, "-p", &port.to_string(), "-c", sql])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {PG_BIN}/psql: {e}"))?;
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
     }
@@ -981,6 +1024,8 @@ fn psql(sql: &str) -> Result<(), String> {
 /// with the `TestStore`: keep it as long as any server uses it (restarts included).
 pub struct TestStore {
     database: Option<PgDatabase>,
+    /// A database the test manages itself (`TestStore::at`).
+    external: Option<String>,
 }
 
 struct PgDatabase {
@@ -1004,12 +1049,39 @@ impl TestStore {
             let url = format!("postgres://postgres@127.0.0.1:{}/{name}", pg_port());
             PgDatabase { name, url }
         });
-        TestStore { database }
+        TestStore {
+            database,
+            external: None,
+        }
+    }
+
+    /// The database at `url`, which the test created and removes.
+    pub fn at(url: String) -> TestStore {
+        TestStore {
+            database: None,
+            external: Some(url),
+        }
+    }
+
+    /// The database name and port of this run's cluster, on PostgreSQL.
+    pub fn database(&self) -> Option<(u16, &str)> {
+        self.database
+            .as_ref()
+            .map(|db| (pg_port(), db.name.as_str()))
+    }
+
+    /// The embedded store in the server's data dir, whatever this run's backend.
+    pub fn embedded() -> TestStore {
+        TestStore {
+            database: None,
+            external: None,
+        }
     }
 
     /// The database's URL on PostgreSQL (`postgres://postgres@127.0.0.1:PORT/t_...`).
     pub fn url(&self) -> Option<&str> {
-        self.database.as_ref().map(|db| db.url.as_str())
+        let url = self.database.as_ref().map(|db| db.url.as_str());
+        url.or(self.external.as_deref())
     }
 
     /// The config file's `[store]` table, or nothing for the embedded store. Being a table, it
@@ -1037,4 +1109,68 @@ impl Drop for PgDatabase {
             eprintln!("warning: cannot drop test database {}: {e}", self.name);
         }
     }
+}
+
+/// A PostgreSQL cluster of one test's own, for tests that stop or crash PostgreSQL (the run's
+/// cluster is shared by every test running alongside). Stopped and removed when dropped.
+pub struct OwnCluster {
+    dir: TempDir,
+    pub port: u16,
+}
+
+impl OwnCluster {
+    pub fn start() -> OwnCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // PostgreSQL runs as `postgres` when the tests run as root: it must reach its directory.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let stdout = postgres_script(&["start", &pg_dir(&dir), "27432"]);
+        let port = stdout.trim().parse().expect("the cluster's port");
+        OwnCluster { dir, port }
+    }
+
+    /// A new database in the cluster; its URL.
+    pub fn database(&self, name: &str) -> String {
+        psql_at(self.port, "postgres", &format!("CREATE DATABASE {name}")).expect("createdb");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Stops PostgreSQL as a crash would.
+    pub fn crash(&self) {
+        postgres_script(&["crash", &pg_dir(&self.dir)]);
+    }
+
+    /// Starts it again on its data (the same port).
+    pub fn resume(&self) {
+        postgres_script(&["resume", &pg_dir(&self.dir)]);
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        postgres_script(&["stop", &pg_dir(&self.dir)]);
+    }
+}
+
+fn pg_dir(dir: &TempDir) -> String {
+    dir.path().join("pg").to_string_lossy().into_owned()
+}
+
+/// Runs scripts/postgres.sh with `args`; returns its stdout.
+fn postgres_script(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres.sh");
+    let output = Command::new(script)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/postgres.sh");
+    assert!(
+        output.status.success(),
+        "scripts/postgres.sh {args:?}: {}",
+        output.status
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -11,6 +11,7 @@ mod faults;
 mod limits;
 mod listen;
 mod ops;
+mod postgres;
 mod props;
 mod push;
 mod samples;

@@ -1,0 +1,339 @@
+//! What only the PostgreSQL store has: outages of PostgreSQL, the change log the index follows,
+//! and moving an embedded store onto it with `tagcast migrate`. These tests run in the
+//! PostgreSQL pass of scripts/test.sh (TAGCAST_TEST_STORE=postgres); the rest of the suite runs
+//! on both stores.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const ACCOUNTS: usize = 20;
+
+fn account(n: usize) -> String {
+    format!("u{}", n % ACCOUNTS)
+}
+
+/// One add_tag of the stream: tag `t{n}` for account `u{n % ACCOUNTS}`.
+#[derive(Debug)]
+struct Outcome {
+    n: usize,
+    code: Option<u64>,
+    info: String,
+    took: Duration,
+}
+
+/// Sends add_tag requests one after the other until `stop`, recording each outcome.
+async fn write_stream(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let tag = format!("t{n}");
+        let body = tag_body(&account(n), &[&tag]);
+        let started = Instant::now();
+        let answer = client.post(&url).json(&body).send().await;
+        let r: Option<Value> = match answer {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        outcomes.push(Outcome {
+            n,
+            code: r.as_ref().and_then(|r| r["ErrorCode"].as_u64()),
+            info: r.map(|r| r["ErrorInfo"].to_string()).unwrap_or_default(),
+            took: started.elapsed(),
+        });
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    outcomes
+}
+
+/// Each account's tags, read back with get_tag.
+async fn stored_tags(server: &Server) -> BTreeMap<String, BTreeSet<String>> {
+    let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    let r = server
+        .ok(&APP, "timpush/get_tag", accounts_body(&as_strs(&names)))
+        .await;
+    r["UserTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| {
+            let tags = user["Tags"].as_array().unwrap();
+            let tags = tags.iter().map(|t| t.as_str().unwrap().to_string());
+            (
+                user["To_Account"].as_str().unwrap().to_string(),
+                tags.collect(),
+            )
+        })
+        .collect()
+}
+
+/// How many accounts the index says have `tag`.
+async fn indexed_count(server: &Server, tag: &str) -> u64 {
+    let body = json!({ "Audience": { "Tag": tag } });
+    let r = server.ok(&APP, "tagcast/audience_count", body).await;
+    r["Count"].as_u64().unwrap()
+}
+
+/// The index agrees with the tables: every tag written (or tried) in `0..written` is counted by
+/// the index exactly as often as get_tag finds it.
+async fn assert_index_matches_tables(server: &Server, written: usize) {
+    let stored = stored_tags(server).await;
+    for n in 0..written {
+        let tag = format!("t{n}");
+        let holders = stored.values().filter(|tags| tags.contains(&tag)).count() as u64;
+        assert_eq!(indexed_count(server, &tag).await, holders, "{tag}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_requests_fast_and_tagcast_recovers_without_a_restart() {
+    if !postgres_only("outage", "it crashes PostgreSQL") {
+        return;
+    }
+    let cluster = OwnCluster::start();
+    let server = Server::start_on(TestStore::at(cluster.database("outage")), "");
+    let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    import(&server, &APP, &as_strs(&names)).await;
+    let pid = server.pid();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = server.url(&APP, "timpush/add_tag");
+    let stream = tokio::spawn(write_stream(server.client().clone(), url, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cluster.crash();
+    let crashed_at = Instant::now();
+    // Requests now fail: /healthz says why, naming PostgreSQL.
+    let health_url = format!("{}/healthz", server.base);
+    let mut health = (0, String::new());
+    for _ in 0..100 {
+        let response = server.client().get(&health_url).send().await.unwrap();
+        health = (response.status().as_u16(), response.text().await.unwrap());
+        if health.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(health.0, 503, "{health:?}");
+    assert!(health.1.contains("PostgreSQL"), "{health:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.resume();
+    let resumed_at = Instant::now();
+    // Served again by the same process, with no restart.
+    let mut recovered = false;
+    for _ in 0..300 {
+        let r = server
+            .call(&APP, "timpush/add_tag", tag_body("u0", &["after"]))
+            .await;
+        if r["ErrorCode"] == 0 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "tagcast never served again after PostgreSQL came back"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = stream.await.unwrap();
+    assert_eq!(server.pid(), pid);
+    let health = server.client().get(&health_url).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.code != Some(0)).collect();
+    assert!(!failed.is_empty(), "no request saw the outage");
+    for outcome in &failed {
+        // The documented internal error, with a reason, and never a hang.
+        assert_eq!(outcome.code, Some(91000), "{outcome:?}");
+        assert!(outcome.info.contains("retry"), "{outcome:?}");
+        assert!(outcome.took < Duration::from_secs(10), "{outcome:?}");
+    }
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.code == Some(0) && o.n > failed[0].n),
+        "no write succeeded after the outage"
+    );
+    eprintln!(
+        "outage: {} writes, {} failed; PostgreSQL down {:.1} s, served again {:.1} s after it",
+        outcomes.len(),
+        failed.len(),
+        (resumed_at - crashed_at).as_secs_f64(),
+        resumed_at.elapsed().as_secs_f64()
+    );
+
+    // Everything acknowledged is there; the index counts every tag as the tables hold it
+    // (including writes whose commit outcome the outage hid).
+    let stored = stored_tags(&server).await;
+    for outcome in outcomes.iter().filter(|o| o.code == Some(0)) {
+        let tag = format!("t{}", outcome.n);
+        assert!(stored[&account(outcome.n)].contains(&tag), "{tag} lost");
+    }
+    assert_index_matches_tables(&server, outcomes.len()).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_the_change_log_continues_with_no_gap() {
+    if !postgres_only("change log", "it reads the PostgreSQL change log") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let (port, database) = store.database().map(|(p, d)| (p, d.to_string())).unwrap();
+    let mut server = Server::start_on(store, "");
+    let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    import(&server, &APP, &as_strs(&names)).await;
+    for n in 0..10 {
+        server
+            .ok(
+                &APP,
+                "timpush/add_tag",
+                tag_body(&account(n), &[&format!("t{n}")]),
+            )
+            .await;
+    }
+    server.crash_and_restart();
+    // The index was rebuilt from the tables...
+    assert_index_matches_tables(&server, 10).await;
+    for n in 10..20 {
+        server
+            .ok(
+                &APP,
+                "timpush/add_tag",
+                tag_body(&account(n), &[&format!("t{n}")]),
+            )
+            .await;
+    }
+    server.graceful_restart();
+    for n in 20..30 {
+        server
+            .ok(
+                &APP,
+                "timpush/add_tag",
+                tag_body(&account(n), &[&format!("t{n}")]),
+            )
+            .await;
+    }
+    assert_index_matches_tables(&server, 30).await;
+    // ...and the log goes on from where it was: positions 1..=head, each once.
+    let app = APP.sdkappid;
+    let sql = format!(
+        "SELECT count(*), min(position), max(position), \
+         (SELECT position FROM change_log_heads WHERE app = {app}) \
+         FROM change_log WHERE app = {app}"
+    );
+    let row = psql_at(port, &database, &sql).unwrap();
+    let fields: Vec<u64> = row.split('|').map(|f| f.parse().unwrap()).collect();
+    let (count, first, last, head) = (fields[0], fields[1], fields[2], fields[3]);
+    // An import and 30 add_tags, each its own commit at least.
+    assert!(count >= 31, "{row}");
+    assert_eq!((first, last, head), (1, count, count), "{row}");
+}
+
+#[tokio::test]
+async fn migrate_moves_an_embedded_store_onto_postgresql_unchanged() {
+    if !postgres_only("migrate", "it needs a PostgreSQL database") {
+        return;
+    }
+    let mut embedded = Server::start_on(TestStore::embedded(), "");
+    let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    import(&embedded, &APP, &as_strs(&names)).await;
+    import(&embedded, &OTHER_APP, &["other1", "other2"]).await;
+    name_attrs(&embedded, &APP, json!({"0": "city", "3": "level"})).await;
+    for n in 0..ACCOUNTS {
+        let tags = [format!("t{}", n % 3), format!("x{}", n % 5)];
+        add_tags(&embedded, &APP, &account(n), &as_strs(&tags)).await;
+        let attrs = json!({ "city": format!("c{}", n % 4), "level": "7" });
+        set_attrs(&embedded, &APP, &account(n), attrs).await;
+    }
+    add_tags(&embedded, &OTHER_APP, "other1", &["gold"]).await;
+    delete_account(&embedded, &APP, "u7").await;
+    let before = snapshot(&embedded).await;
+    embedded.stop();
+
+    let target = TestStore::fresh();
+    let url = target.url().unwrap().to_string();
+    let data_dir = embedded.data_dir();
+    let output = wait_for_exit(&mut clean_tagcast(&[
+        "migrate",
+        "--from",
+        data_dir.to_str().unwrap(),
+        "--to",
+        &url,
+        "--quiet",
+    ]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("counts verified"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["accounts", "21", "21"])),
+        "{stdout}"
+    );
+
+    // A second migration into the same database is refused: it is no longer empty.
+    let again = wait_for_exit(&mut clean_tagcast(&[
+        "migrate",
+        "--from",
+        data_dir.to_str().unwrap(),
+        "--to",
+        &url,
+        "--quiet",
+    ]));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds tagcast data"));
+
+    let migrated = Server::start_on(target, "");
+    assert_eq!(snapshot(&migrated).await, before);
+    // Account ids go on where they were: a new account gets the next id, not a reused one.
+    import(&migrated, &APP, &["newcomer"]).await;
+    add_tags(&migrated, &APP, "newcomer", &["t0"]).await;
+    assert_eq!(indexed_count(&migrated, "t0").await, 8);
+}
+
+/// What the API answers about the migrated data: tags, attributes, names and counts.
+async fn snapshot(server: &Server) -> Vec<Value> {
+    let mut names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    names.push("never".into());
+    let body = accounts_body(&as_strs(&names));
+    let mut out = vec![
+        server.ok(&APP, "timpush/get_tag", body.clone()).await["UserTags"].clone(),
+        server.ok(&APP, "timpush/get_attr", body).await["UserAttrs"].clone(),
+        server.ok(&APP, "timpush/get_attr_name", json!({})).await["AttrNames"].clone(),
+        server
+            .ok(
+                &OTHER_APP,
+                "timpush/get_tag",
+                accounts_body(&["other1", "other2"]),
+            )
+            .await["UserTags"]
+            .clone(),
+    ];
+    for audience in [
+        json!({"Tag": "t0"}),
+        json!({"Or": [{"Tag": "x1"}, {"Attr": "city", "Eq": "c2"}]}),
+        json!({"Attr": "level", "Ge": 7}),
+        json!({"Not": {"Tag": "t1"}}),
+    ] {
+        let r = server
+            .ok(
+                &APP,
+                "tagcast/audience_count",
+                json!({ "Audience": audience }),
+            )
+            .await;
+        out.push(r["Count"].clone());
+    }
+    out
+}
