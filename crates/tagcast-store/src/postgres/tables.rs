@@ -78,6 +78,20 @@ impl<K: Hash + Eq + Ord + Clone, V: Clone> Cached<K, V> {
         Ok(value)
     }
 
+    /// `get`, fetching the one row `sql` finds with `params` and reading it with `read`.
+    fn row(
+        &mut self,
+        key: K,
+        db: Db<'_>,
+        sql: &str,
+        params: &Params<'_>,
+        read: impl FnOnce(&Row) -> Result<V>,
+    ) -> Result<Option<V>> {
+        self.get(key, || {
+            db.query_opt(sql, params)?.as_ref().map(read).transpose()
+        })
+    }
+
     fn contains(&self, key: &K) -> bool {
         self.values.contains_key(key)
     }
@@ -330,39 +344,38 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn account_id(&mut self, app: AppId, name: &str) -> Result<Option<AccountId>> {
-        let db = self.db;
-        self.account_ids.get((app, name.to_string()), || {
-            let row = db.query_opt(
-                "SELECT id FROM accounts WHERE app = $1 AND name = $2",
-                &[&(app as i64), &name],
-            )?;
-            Ok(row.map(|row| row.get::<_, i32>(0) as u32))
-        })
+        self.account_ids.row(
+            (app, name.to_string()),
+            self.db,
+            "SELECT id FROM accounts WHERE app = $1 AND name = $2",
+            &[&(app as i64), &name],
+            |row| Ok(row.get::<_, i32>(0) as u32),
+        )
     }
 
     fn account_name(&mut self, app: AppId, id: AccountId) -> Result<Option<String>> {
-        let db = self.db;
-        self.account_names.get((app, id), || {
-            let row = db.query_opt(
-                "SELECT name FROM accounts WHERE app = $1 AND id = $2",
-                &[&(app as i64), &(id as i32)],
-            )?;
-            Ok(row.map(|row| row.get(0)))
-        })
+        self.account_names.row(
+            (app, id),
+            self.db,
+            "SELECT name FROM accounts WHERE app = $1 AND id = $2",
+            &[&(app as i64), &(id as i32)],
+            |row| Ok(row.get(0)),
+        )
     }
 
     fn account_tag_ids(&mut self, app: AppId, id: AccountId) -> Result<Vec<u32>> {
-        let db = self.db;
-        let ids = self.account_tags.get((app, id), || {
-            let row = db.query_opt(
-                "SELECT tag_ids FROM account_tags WHERE app = $1 AND id = $2",
-                &[&(app as i64), &(id as i32)],
-            )?;
-            Ok(row.map(|row| {
-                let ids: Vec<i32> = row.get(0);
-                ids.into_iter().map(|id| id as u32).collect()
-            }))
-        })?;
+        let ids = self.account_tags.row(
+            (app, id),
+            self.db,
+            "SELECT tag_ids FROM account_tags WHERE app = $1 AND id = $2",
+            &[&(app as i64), &(id as i32)],
+            |row| {
+                Ok({
+                    let ids: Vec<i32> = row.get(0);
+                    ids.into_iter().map(|id| id as u32).collect()
+                })
+            },
+        )?;
         Ok(ids.unwrap_or_default())
     }
 
@@ -382,44 +395,45 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn app_counters(&mut self, app: AppId) -> Result<AppCounters> {
-        let db = self.db;
-        let counters = self.apps.get(app, || {
-            let row = db.query_opt(
-                "SELECT next_account, next_tag, live_tags FROM apps WHERE app = $1",
-                &[&(app as i64)],
-            )?;
-            Ok(row.map(|row| AppCounters {
-                next_account: row.get::<_, i32>(0) as u32,
-                next_tag: row.get::<_, i32>(1) as u32,
-                live_tags: row.get::<_, i32>(2) as u32,
-            }))
-        })?;
+        let counters = self.apps.row(
+            app,
+            self.db,
+            "SELECT next_account, next_tag, live_tags FROM apps WHERE app = $1",
+            &[&(app as i64)],
+            |row| {
+                Ok(AppCounters {
+                    next_account: row.get::<_, i32>(0) as u32,
+                    next_tag: row.get::<_, i32>(1) as u32,
+                    live_tags: row.get::<_, i32>(2) as u32,
+                })
+            },
+        )?;
         Ok(counters.unwrap_or_default())
     }
 
     fn tag(&mut self, app: AppId, name: &str) -> Result<Option<TagEntry>> {
-        let db = self.db;
-        self.tags.get((app, name.to_string()), || {
-            let row = db.query_opt(
-                "SELECT id, accounts FROM tags WHERE app = $1 AND name = $2",
-                &[&(app as i64), &name],
-            )?;
-            Ok(row.map(|row| TagEntry {
-                id: row.get::<_, i32>(0) as u32,
-                accounts: row.get::<_, i32>(1) as u32,
-            }))
-        })
+        self.tags.row(
+            (app, name.to_string()),
+            self.db,
+            "SELECT id, accounts FROM tags WHERE app = $1 AND name = $2",
+            &[&(app as i64), &name],
+            |row| {
+                Ok(TagEntry {
+                    id: row.get::<_, i32>(0) as u32,
+                    accounts: row.get::<_, i32>(1) as u32,
+                })
+            },
+        )
     }
 
     fn tag_name(&mut self, app: AppId, id: u32) -> Result<Option<String>> {
-        let db = self.db;
-        self.tag_names.get((app, id), || {
-            let row = db.query_opt(
-                "SELECT name FROM tags WHERE app = $1 AND id = $2",
-                &[&(app as i64), &(id as i32)],
-            )?;
-            Ok(row.map(|row| row.get(0)))
-        })
+        self.tag_names.row(
+            (app, id),
+            self.db,
+            "SELECT name FROM tags WHERE app = $1 AND id = $2",
+            &[&(app as i64), &(id as i32)],
+            |row| Ok(row.get(0)),
+        )
     }
 
     fn attr_schema(&mut self, app: AppId) -> Result<AttrSchema> {
@@ -435,57 +449,56 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn push_state(&mut self, app: AppId) -> Result<PushState> {
-        let db = self.db;
-        let state = self.push_states.get(app, || {
-            let row = db.query_opt(
-                "SELECT next_seq, day, today, last_ms FROM push_state WHERE app = $1",
-                &[&(app as i64)],
-            )?;
-            Ok(row.map(|row| PushState {
-                next_seq: row.get::<_, i64>(0) as u64,
-                day: row.get::<_, i32>(1) as u32,
-                today: row.get::<_, i32>(2) as u32,
-                last_ms: row.get::<_, i64>(3) as u64,
-            }))
-        })?;
+        let state = self.push_states.row(
+            app,
+            self.db,
+            "SELECT next_seq, day, today, last_ms FROM push_state WHERE app = $1",
+            &[&(app as i64)],
+            |row| {
+                Ok(PushState {
+                    next_seq: row.get::<_, i64>(0) as u64,
+                    day: row.get::<_, i32>(1) as u32,
+                    today: row.get::<_, i32>(2) as u32,
+                    last_ms: row.get::<_, i64>(3) as u64,
+                })
+            },
+        )?;
         Ok(state.unwrap_or_default())
     }
 
     fn msg_random(&mut self, app: AppId, msg_random: u32) -> Result<Option<SeenMsgRandom>> {
-        let db = self.db;
-        self.msg_randoms.get((app, msg_random), || {
-            let row = db.query_opt(
-                "SELECT seq, created_ms FROM msg_randoms WHERE app = $1 AND msg_random = $2",
-                &[&(app as i64), &i64::from(msg_random)],
-            )?;
-            Ok(row.map(|row| SeenMsgRandom {
-                seq: row.get::<_, i64>(0) as u64,
-                created_ms: row.get::<_, i64>(1) as u64,
-            }))
-        })
+        self.msg_randoms.row(
+            (app, msg_random),
+            self.db,
+            "SELECT seq, created_ms FROM msg_randoms WHERE app = $1 AND msg_random = $2",
+            &[&(app as i64), &i64::from(msg_random)],
+            |row| {
+                Ok(SeenMsgRandom {
+                    seq: row.get::<_, i64>(0) as u64,
+                    created_ms: row.get::<_, i64>(1) as u64,
+                })
+            },
+        )
     }
 
     fn task(&mut self, app: AppId, seq: u64) -> Result<Option<TaskMeta>> {
-        let db = self.db;
-        self.tasks.get((app, seq), || {
-            let row = db.query_opt(
-                "SELECT meta::text FROM tasks WHERE app = $1 AND seq = $2",
-                &[&(app as i64), &(seq as i64)],
-            )?;
-            row.map(|row| meta_of(&row, (app, seq))).transpose()
-        })
+        self.tasks.row(
+            (app, seq),
+            self.db,
+            "SELECT meta::text FROM tasks WHERE app = $1 AND seq = $2",
+            &[&(app as i64), &(seq as i64)],
+            |row| meta_of(row, (app, seq)),
+        )
     }
 
     fn task_audience(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
-        let db = self.db;
-        self.audiences.get((app, seq), || {
-            let row = db.query_opt(
-                "SELECT audience FROM task_audiences WHERE app = $1 AND seq = $2",
-                &[&(app as i64), &(seq as i64)],
-            )?;
-            row.map(|row| bitmap_of(&row, "audience", "task audience", (app, seq)))
-                .transpose()
-        })
+        self.audiences.row(
+            (app, seq),
+            self.db,
+            "SELECT audience FROM task_audiences WHERE app = $1 AND seq = $2",
+            &[&(app as i64), &(seq as i64)],
+            |row| bitmap_of(row, "audience", "task audience", (app, seq)),
+        )
     }
 
     fn tasks(&mut self, filter: TaskFilter) -> Result<Vec<(AppId, TaskMeta)>> {
@@ -520,16 +533,14 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>> {
-        let db = self.db;
         let key = (app, seq, second);
-        self.delivered.get(key, || {
-            let row = db.query_opt(
-                "SELECT accounts FROM task_deliveries WHERE app = $1 AND seq = $2 AND second = $3",
-                &[&(app as i64), &(seq as i64), &(second as i64)],
-            )?;
-            row.map(|row| bitmap_of(&row, "accounts", "delivery record", key))
-                .transpose()
-        })
+        self.delivered.row(
+            key,
+            self.db,
+            "SELECT accounts FROM task_deliveries WHERE app = $1 AND seq = $2 AND second = $3",
+            &[&(app as i64), &(seq as i64), &(second as i64)],
+            |row| bitmap_of(row, "accounts", "delivery record", key),
+        )
     }
 
     fn deliveries(&mut self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>> {
@@ -549,14 +560,13 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
-        let db = self.db;
-        let seq = self.cursors.get((app, account), || {
-            let row = db.query_opt(
-                "SELECT seq FROM cursors WHERE app = $1 AND account = $2",
-                &[&(app as i64), &(account as i32)],
-            )?;
-            Ok(row.map(|row| row.get::<_, i64>(0) as u64))
-        })?;
+        let seq = self.cursors.row(
+            (app, account),
+            self.db,
+            "SELECT seq FROM cursors WHERE app = $1 AND account = $2",
+            &[&(app as i64), &(account as i32)],
+            |row| Ok(row.get::<_, i64>(0) as u64),
+        )?;
         Ok(seq.unwrap_or(0))
     }
 }
