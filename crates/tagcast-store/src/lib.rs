@@ -136,7 +136,8 @@ impl Store {
         Self::start(Box::new(engine), faults)
     }
 
-    /// Opens the store at `location`. PostgreSQL needs a tokio runtime: call it from within one.
+    /// Opens the store at `location`. PostgreSQL needs a multi-threaded tokio runtime: call it
+    /// from within one.
     pub async fn open_at(location: &Location, options: StoreOptions) -> Result<Self, StoreError> {
         match location {
             Location::Embedded(data_dir) => {

@@ -33,9 +33,17 @@ pub(crate) struct Pg {
 impl Pg {
     /// A pool for `url`; connects lazily. Needs the tokio runtime whose handle it keeps.
     pub fn new(url: &str) -> Result<Self> {
-        let handle = Handle::try_current().map_err(|_| {
-            StoreError::Options("the PostgreSQL store must be opened inside a tokio runtime".into())
-        })?;
+        // Its connections are driven by the runtime's workers while the store's threads wait
+        // for them, which a current-thread runtime cannot do.
+        let handle = Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread)
+            .ok_or_else(|| {
+                StoreError::Options(
+                    "the PostgreSQL store must be opened inside a multi-threaded tokio runtime"
+                        .into(),
+                )
+            })?;
         let redacted_url = redact(url);
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Options(format!("invalid PostgreSQL URL {redacted_url}: {e}"))

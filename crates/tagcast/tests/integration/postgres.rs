@@ -337,3 +337,56 @@ async fn snapshot(server: &Server) -> Vec<Value> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_schema_newer_than_tagcast_knows_is_refused_at_start() {
+    if !postgres_only("schema version", "it edits the PostgreSQL schema version") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let url = store.url().unwrap().to_string();
+    let (port, database) = store.database().map(|(p, d)| (p, d.to_string())).unwrap();
+    let mut server = Server::start_on(store, "");
+    import(&server, &APP, &["kept"]).await;
+    server.stop();
+    psql_at(
+        port,
+        &database,
+        "UPDATE tagcast_schema SET version = version + 1",
+    )
+    .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--store-url",
+        &url,
+    ];
+    let output = wait_for_exit(&mut clean_tagcast(&args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("newer than this tagcast knows"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Put back, the same database serves again, data intact.
+    psql_at(
+        port,
+        &database,
+        "UPDATE tagcast_schema SET version = version - 1",
+    )
+    .unwrap();
+    server.restart();
+    let r = server
+        .ok(
+            &APP,
+            "im_open_login_svc/account_check",
+            json!({"CheckItem": [{"UserID": "kept"}]}),
+        )
+        .await;
+    assert_eq!(r["ResultItem"][0]["AccountStatus"], "Imported", "{r}");
+}
