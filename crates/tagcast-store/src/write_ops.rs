@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tagcast_audience::Change;
 
-use crate::tables::Result;
+use crate::tables::{ReadTables, Result};
 use crate::tags::{account_tags, set_account_tags};
 use crate::writer::WriteCtx;
 use crate::{
@@ -48,10 +48,9 @@ impl Store {
         accounts: Vec<BulkAccount>,
         limits: TagLimits,
     ) -> Result<Vec<ItemResult>> {
+        let names = accounts.iter().map(|a| a.name.clone()).collect();
         self.writer
-            .write("bulk_load", move |ctx| {
-                let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
-                ctx.tables.prefetch_accounts(app, &names)?;
+            .write_prefetched("bulk_load", prefetch_names(app, names), move |ctx| {
                 let mut results = Vec::with_capacity(accounts.len());
                 for account in accounts {
                     let id = import_account(ctx, app, &account.name)?;
@@ -95,8 +94,7 @@ impl Store {
         write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool>,
     ) -> Result<Vec<bool>> {
         self.writer
-            .write(op, move |ctx| {
-                ctx.tables.prefetch_accounts(app, &names)?;
+            .write_prefetched(op, prefetch_names(app, names.clone()), move |ctx| {
                 names.iter().map(|name| write(ctx, app, name)).collect()
             })
             .await
@@ -110,16 +108,15 @@ impl Store {
         items: Vec<(String, Vec<String>)>,
         limits: TagLimits,
     ) -> Result<Vec<ItemResult>> {
+        let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
+        let tags: Vec<String> = items.iter().flat_map(|(_, t)| t).cloned().collect();
+        let prefetch = move |t: &mut dyn ReadTables| {
+            t.prefetch_accounts(app, &names)?;
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            t.prefetch_tags(app, &tags)
+        };
         self.writer
-            .write("edit_tags", move |ctx| {
-                let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
-                ctx.tables.prefetch_accounts(app, &names)?;
-                let tags: Vec<&str> = items
-                    .iter()
-                    .flat_map(|(_, t)| t)
-                    .map(String::as_str)
-                    .collect();
-                ctx.tables.prefetch_tags(app, &tags)?;
+            .write_prefetched("edit_tags", prefetch, move |ctx| {
                 items
                     .iter()
                     .map(|(name, tags)| edit_account_tags(ctx, app, name, edit, tags, &limits))
@@ -165,11 +162,10 @@ impl Store {
         app: AppId,
         items: Vec<(String, BTreeMap<String, String>)>,
     ) -> Result<Result<Vec<ItemResult>, RequestError>> {
+        let names = items.iter().map(|(name, _)| name.clone()).collect();
         self.writer
-            .write("set_attrs", move |ctx| {
+            .write_prefetched("set_attrs", prefetch_names(app, names), move |ctx| {
                 let schema = ctx.tables.attr_schema(app)?;
-                let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
-                ctx.tables.prefetch_accounts(app, &names)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
                     return Ok(Err(e));
                 }
@@ -189,11 +185,10 @@ impl Store {
         app: AppId,
         items: Vec<(String, Vec<String>)>,
     ) -> Result<Result<Vec<ItemResult>, RequestError>> {
+        let names = items.iter().map(|(name, _)| name.clone()).collect();
         self.writer
-            .write("remove_attrs", move |ctx| {
+            .write_prefetched("remove_attrs", prefetch_names(app, names), move |ctx| {
                 let schema = ctx.tables.attr_schema(app)?;
-                let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
-                ctx.tables.prefetch_accounts(app, &names)?;
                 if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
                     return Ok(Err(e));
                 }
@@ -205,6 +200,14 @@ impl Store {
             })
             .await
     }
+}
+
+/// A prefetch of the named accounts.
+fn prefetch_names(
+    app: AppId,
+    names: Vec<String>,
+) -> impl FnOnce(&mut dyn ReadTables) -> Result<()> + Send + 'static {
+    move |t: &mut dyn ReadTables| t.prefetch_accounts(app, &names)
 }
 
 /// The account's id, importing it first if it does not exist.

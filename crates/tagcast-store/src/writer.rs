@@ -25,7 +25,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Changes, Committed, Failed};
-use crate::tables::Tables;
+use crate::tables::{ReadTables, Tables};
 use crate::{AppId, Shared, StoreError};
 
 /// Most writes folded into one commit, so one commit's latency stays bounded.
@@ -58,6 +58,9 @@ impl WriteCtx<'_> {
 trait Job: Send {
     /// The store operation, for fault plans and logs.
     fn op(&self) -> &'static str;
+    /// Tells the transaction what the write will read (see `ReadTables::prefetch_accounts`);
+    /// every job of a batch does before any applies, so an engine can fetch for all at once.
+    fn prefetch(&mut self, tables: &mut dyn Tables) -> Result<(), StoreError>;
     /// Applies the write inside the batch's transaction, keeping its value for `answer`.
     fn apply(&mut self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError>;
     /// The batch committed: the caller gets its value.
@@ -66,20 +69,29 @@ trait Job: Send {
     fn fail(self: Box<Self>, error: StoreError);
 }
 
-struct Typed<T, F> {
+struct Typed<T, P, F> {
     op: &'static str,
+    prefetch: Option<P>,
     apply: Option<F>,
     value: Option<T>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
-impl<T, F> Job for Typed<T, F>
+impl<T, P, F> Job for Typed<T, P, F>
 where
     T: Send,
+    P: FnOnce(&mut dyn ReadTables) -> Result<(), StoreError> + Send,
     F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send,
 {
     fn op(&self) -> &'static str {
         self.op
+    }
+
+    fn prefetch(&mut self, tables: &mut dyn Tables) -> Result<(), StoreError> {
+        match self.prefetch.take() {
+            Some(prefetch) => prefetch(tables),
+            None => Ok(()),
+        }
     }
 
     fn apply(&mut self, ctx: &mut WriteCtx<'_>) -> Result<(), StoreError> {
@@ -123,9 +135,26 @@ impl WriterHandle {
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_prefetched(op, |_: &mut dyn ReadTables| Ok(()), apply)
+            .await
+    }
+
+    /// `write`, telling the transaction first with `prefetch` what `apply` will read.
+    pub(crate) async fn write_prefetched<T, P, F>(
+        &self,
+        op: &'static str,
+        prefetch: P,
+        apply: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        P: FnOnce(&mut dyn ReadTables) -> Result<(), StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, answered) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Typed {
             op,
+            prefetch: Some(prefetch),
             apply: Some(apply),
             value: None,
             reply,
@@ -147,6 +176,7 @@ impl WriterHandle {
         let (reply, _) = oneshot::channel::<Result<(), StoreError>>();
         let job: Box<dyn Job> = Box::new(Typed {
             op: CHECK,
+            prefetch: None::<fn(&mut dyn ReadTables) -> Result<(), StoreError>>,
             apply: Some(|_: &mut WriteCtx<'_>| Ok(())),
             value: None,
             reply,
@@ -395,6 +425,9 @@ impl Writer {
 
 fn apply_and_commit(shared: &Shared, batch: &mut [Box<dyn Job>]) -> Result<Committed, Failed> {
     shared.engine.write(&mut |tables, changes| {
+        for job in batch.iter_mut() {
+            job.prefetch(tables)?;
+        }
         let mut ctx = WriteCtx { tables, changes };
         for job in batch.iter_mut() {
             shared.faults.before_write(job.op())?;

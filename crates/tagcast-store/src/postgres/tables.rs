@@ -120,9 +120,19 @@ impl<K: Hash + Eq + Ord + Clone, V: Clone> Cached<K, V> {
     }
 }
 
+/// Prefetch hints not acted on yet: what they name is fetched together, at the first read that
+/// needs it, so the hints of a whole batch cost one query.
+#[derive(Default)]
+struct Pending {
+    accounts: BTreeMap<AppId, BTreeSet<String>>,
+    tags: BTreeMap<AppId, BTreeSet<String>>,
+    cursors: BTreeMap<AppId, BTreeSet<AccountId>>,
+}
+
 /// A transaction's records, cached.
 pub(crate) struct PgTables<'c> {
     db: Db<'c>,
+    pending: Pending,
     account_ids: Cached<(AppId, String), AccountId>,
     account_names: Cached<(AppId, AccountId), String>,
     account_tags: Cached<(AppId, AccountId), Vec<u32>>,
@@ -143,6 +153,7 @@ impl<'c> PgTables<'c> {
     pub fn new(db: Db<'c>) -> Self {
         Self {
             db,
+            pending: Pending::default(),
             account_ids: Cached::default(),
             account_names: Cached::default(),
             account_tags: Cached::default(),
@@ -160,6 +171,108 @@ impl<'c> PgTables<'c> {
         }
     }
 
+    /// Fetches the accounts of every prefetch hint so far, in one query per app.
+    fn fetch_pending_accounts(&mut self) -> Result<()> {
+        for (app, names) in std::mem::take(&mut self.pending.accounts) {
+            let wanted: Vec<&str> = names
+                .iter()
+                .filter(|name| !self.account_ids.contains(&(app, name.to_string())))
+                .map(String::as_str)
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let rows = self.db.query(
+                "SELECT a.name, a.id, t.tag_ids, x.slots, x.vals \
+                 FROM unnest($2::text[]) AS n(name) \
+                 JOIN accounts a ON a.app = $1 AND a.name = n.name \
+                 LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
+                 LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id",
+                &[&(app as i64), &wanted],
+            )?;
+            for name in &wanted {
+                self.account_ids.fill((app, name.to_string()), None);
+            }
+            let mut tag_ids = Vec::new();
+            for row in rows {
+                let name: String = row.get("name");
+                let id = row.get::<_, i32>("id") as u32;
+                let tags = row
+                    .get::<_, Option<Vec<i32>>>("tag_ids")
+                    .map(|ids| ids.into_iter().map(|id| id as u32).collect::<Vec<_>>());
+                tag_ids.extend(tags.iter().flatten().copied());
+                let attrs = attrs_of(&row, (app, id))?;
+                self.account_ids
+                    .values
+                    .insert((app, name.clone()), Some(id));
+                self.account_names.fill((app, id), Some(name));
+                self.account_tags.fill((app, id), tags);
+                self.account_attrs.fill((app, id), attrs);
+            }
+            self.prefetch_tag_ids(app, tag_ids.into_iter())?;
+        }
+        Ok(())
+    }
+
+    /// Fetches the tags of every prefetch hint so far, in one query per app.
+    fn fetch_pending_tags(&mut self) -> Result<()> {
+        for (app, tags) in std::mem::take(&mut self.pending.tags) {
+            let wanted: Vec<&str> = tags
+                .iter()
+                .filter(|tag| !self.tags.contains(&(app, tag.to_string())))
+                .map(String::as_str)
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let rows = self.db.query(
+                "SELECT t.id, t.name, t.accounts FROM unnest($2::text[]) AS n(name) \
+                 JOIN tags t ON t.app = $1 AND t.name = n.name",
+                &[&(app as i64), &wanted],
+            )?;
+            for tag in &wanted {
+                self.tags.fill((app, tag.to_string()), None);
+            }
+            for row in rows {
+                let name: String = row.get("name");
+                let id = row.get::<_, i32>("id") as u32;
+                let accounts = row.get::<_, i32>("accounts") as u32;
+                let entry = Some(TagEntry { id, accounts });
+                self.tags.values.insert((app, name.clone()), entry);
+                self.tag_names.fill((app, id), Some(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the cursors of every prefetch hint so far, in one query per app.
+    fn fetch_pending_cursors(&mut self) -> Result<()> {
+        for (app, accounts) in std::mem::take(&mut self.pending.cursors) {
+            let wanted: Vec<i32> = accounts
+                .iter()
+                .filter(|id| !self.cursors.contains(&(app, **id)))
+                .map(|id| *id as i32)
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let rows = self.db.query(
+                "SELECT c.account, c.seq FROM unnest($2::int4[]) AS n(account) \
+                 JOIN cursors c ON c.app = $1 AND c.account = n.account",
+                &[&(app as i64), &wanted],
+            )?;
+            for id in &wanted {
+                self.cursors.fill((app, *id as u32), None);
+            }
+            for row in rows {
+                let account = row.get::<_, i32>("account") as u32;
+                let seq = row.get::<_, i64>("seq") as u64;
+                self.cursors.values.insert((app, account), Some(seq));
+            }
+        }
+        Ok(())
+    }
+
     /// Fills the tag caches with the tags of these ids not known yet.
     fn prefetch_tag_ids(&mut self, app: AppId, ids: impl Iterator<Item = u32>) -> Result<()> {
         let wanted: Vec<i32> = ids
@@ -172,7 +285,8 @@ impl<'c> PgTables<'c> {
             return Ok(());
         }
         let rows = self.db.query(
-            "SELECT id, name, accounts FROM tags WHERE app = $1 AND id = ANY($2)",
+            "SELECT t.id, t.name, t.accounts FROM unnest($2::int4[]) AS n(id) \
+             JOIN tags t ON t.app = $1 AND t.id = n.id",
             &[&(app as i64), &wanted],
         )?;
         for row in rows {
@@ -248,102 +362,34 @@ impl<'c> PgTables<'c> {
 
 impl ReadTables for PgTables<'_> {
     fn prefetch_accounts(&mut self, app: AppId, names: &[String]) -> Result<()> {
-        let wanted: Vec<&str> = names
+        let cached = &self.account_ids;
+        let wanted = names
             .iter()
-            .filter(|name| !self.account_ids.contains(&(app, name.to_string())))
-            .map(String::as_str)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let rows = self.db.query(
-            "SELECT a.name, a.id, t.tag_ids, x.slots, x.vals FROM accounts a \
-             LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
-             LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id \
-             WHERE a.app = $1 AND a.name = ANY($2)",
-            &[&(app as i64), &wanted],
-        )?;
-        for name in &wanted {
-            self.account_ids.fill((app, name.to_string()), None);
-        }
-        let mut tag_ids = Vec::new();
-        for row in rows {
-            let name: String = row.get("name");
-            let id = row.get::<_, i32>("id") as u32;
-            let tags = row
-                .get::<_, Option<Vec<i32>>>("tag_ids")
-                .map(|ids| ids.into_iter().map(|id| id as u32).collect::<Vec<_>>());
-            tag_ids.extend(tags.iter().flatten().copied());
-            let attrs = attrs_of(&row, (app, id))?;
-            self.account_ids
-                .values
-                .insert((app, name.clone()), Some(id));
-            self.account_names.fill((app, id), Some(name));
-            self.account_tags.fill((app, id), tags);
-            self.account_attrs.fill((app, id), attrs);
-        }
-        self.prefetch_tag_ids(app, tag_ids.into_iter())
+            .filter(|n| !cached.contains(&(app, n.to_string())));
+        let pending = self.pending.accounts.entry(app).or_default();
+        pending.extend(wanted.cloned());
+        Ok(())
     }
 
     fn prefetch_tags(&mut self, app: AppId, tags: &[&str]) -> Result<()> {
-        let wanted: Vec<&str> = tags
+        let cached = &self.tags;
+        let wanted = tags
             .iter()
-            .copied()
-            .filter(|tag| !self.tags.contains(&(app, tag.to_string())))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let rows = self.db.query(
-            "SELECT id, name, accounts FROM tags WHERE app = $1 AND name = ANY($2)",
-            &[&(app as i64), &wanted],
-        )?;
-        for tag in &wanted {
-            self.tags.fill((app, tag.to_string()), None);
-        }
-        for row in rows {
-            let name: String = row.get("name");
-            let id = row.get::<_, i32>("id") as u32;
-            let accounts = row.get::<_, i32>("accounts") as u32;
-            self.tags
-                .values
-                .insert((app, name.clone()), Some(TagEntry { id, accounts }));
-            self.tag_names.fill((app, id), Some(name));
-        }
+            .filter(|t| !cached.contains(&(app, t.to_string())));
+        let pending = self.pending.tags.entry(app).or_default();
+        pending.extend(wanted.map(|t| t.to_string()));
         Ok(())
     }
 
     fn prefetch_cursors(&mut self, app: AppId, accounts: &[AccountId]) -> Result<()> {
-        let wanted: Vec<i32> = accounts
-            .iter()
-            .filter(|id| !self.cursors.contains(&(app, **id)))
-            .map(|id| *id as i32)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let rows = self.db.query(
-            "SELECT account, seq FROM cursors WHERE app = $1 AND account = ANY($2)",
-            &[&(app as i64), &wanted],
-        )?;
-        for id in &wanted {
-            self.cursors.fill((app, *id as u32), None);
-        }
-        for row in rows {
-            let account = row.get::<_, i32>("account") as u32;
-            let seq = row.get::<_, i64>("seq") as u64;
-            self.cursors.values.insert((app, account), Some(seq));
-        }
+        let cached = &self.cursors;
+        let wanted = accounts.iter().filter(|a| !cached.contains(&(app, **a)));
+        self.pending.cursors.entry(app).or_default().extend(wanted);
         Ok(())
     }
 
     fn account_id(&mut self, app: AppId, name: &str) -> Result<Option<AccountId>> {
+        self.fetch_pending_accounts()?;
         self.account_ids.row(
             (app, name.to_string()),
             self.db,
@@ -354,6 +400,7 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn account_name(&mut self, app: AppId, id: AccountId) -> Result<Option<String>> {
+        self.fetch_pending_accounts()?;
         self.account_names.row(
             (app, id),
             self.db,
@@ -364,6 +411,7 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn account_tag_ids(&mut self, app: AppId, id: AccountId) -> Result<Vec<u32>> {
+        self.fetch_pending_accounts()?;
         let ids = self.account_tags.row(
             (app, id),
             self.db,
@@ -380,6 +428,7 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn account_attrs(&mut self, app: AppId, id: AccountId) -> Result<BTreeMap<u8, String>> {
+        self.fetch_pending_accounts()?;
         let db = self.db;
         let attrs = self.account_attrs.get((app, id), || {
             let row = db.query_opt(
@@ -412,6 +461,7 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn tag(&mut self, app: AppId, name: &str) -> Result<Option<TagEntry>> {
+        self.fetch_pending_tags()?;
         self.tags.row(
             (app, name.to_string()),
             self.db,
@@ -427,6 +477,7 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn tag_name(&mut self, app: AppId, id: u32) -> Result<Option<String>> {
+        self.fetch_pending_accounts()?;
         self.tag_names.row(
             (app, id),
             self.db,
@@ -560,6 +611,7 @@ impl ReadTables for PgTables<'_> {
     }
 
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
+        self.fetch_pending_cursors()?;
         let seq = self.cursors.row(
             (app, account),
             self.db,
