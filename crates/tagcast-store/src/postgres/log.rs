@@ -14,8 +14,9 @@ use crate::health::now_ms;
 use crate::tables::Result;
 use crate::{AppId, StoreError};
 
-/// How long entries are kept: a node that falls further behind rebuilds its index instead.
-pub(crate) const RETENTION_MS: u64 = 60 * 60 * 1000;
+/// How long entries are kept: long enough to catch up after an outage, short enough that a
+/// write-heavy app's log stays small; an index further behind is rebuilt instead.
+pub(crate) const RETENTION_MS: u64 = 10 * 60 * 1000;
 
 /// Appends `changes` (one entry per app they touch); returns the position taken in each app.
 pub(crate) fn append(db: Db<'_>, changes: &Changes) -> Result<Vec<(AppId, u64)>> {
