@@ -180,3 +180,58 @@ impl IndexParts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(account: u32) -> Vec<(AppId, Change)> {
+        let tag = "t".to_string();
+        vec![
+            (7, Change::AccountAdded(account)),
+            (7, Change::TagAdded { account, tag }),
+        ]
+    }
+
+    fn tagged_count(audiences: &Audiences) -> u64 {
+        audiences.read(7, |index| index.accounts().len())
+    }
+
+    #[test]
+    fn changes_apply_in_log_order_only() {
+        let audiences = Audiences::default();
+        audiences.apply(&tagged(1), &[(7, 1)]).unwrap();
+        audiences.apply(&tagged(2), &[(7, 2)]).unwrap();
+        // Position 3 is missing: 4 is refused and not applied.
+        let gap = audiences.apply(&tagged(4), &[(7, 4)]).unwrap_err();
+        assert_eq!(
+            gap,
+            OutOfOrder {
+                app: 7,
+                applied: 2,
+                position: 4
+            }
+        );
+        assert_eq!(tagged_count(&audiences), 2);
+        // A replay of an applied position is refused too (no double apply).
+        assert!(audiences.apply(&tagged(9), &[(7, 2)]).is_err());
+        audiences.apply(&tagged(3), &[(7, 3)]).unwrap();
+        assert_eq!(audiences.positions()[&7], 3);
+        assert_eq!(tagged_count(&audiences), 3);
+        // An engine without a log passes no positions: always applied.
+        audiences.apply(&tagged(5), &[]).unwrap();
+        assert_eq!(tagged_count(&audiences), 4);
+    }
+
+    #[test]
+    fn a_rebuild_starts_at_the_positions_it_was_read_at() {
+        let mut parts = IndexParts::default();
+        parts.account(7, 1);
+        parts.position(7, 41);
+        parts.position(8, 5);
+        let audiences = parts.finish();
+        assert_eq!(audiences.positions(), HashMap::from([(7, 41), (8, 5)]));
+        audiences.apply(&tagged(2), &[(7, 42)]).unwrap();
+        assert_eq!(tagged_count(&audiences), 2);
+    }
+}
