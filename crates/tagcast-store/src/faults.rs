@@ -23,7 +23,7 @@ pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
 ///
 /// ```toml
 /// [[testing.faults]]
-/// action = "fail_write"   # or "fail_read", "panic_writer"
+/// action = "fail_write"   # or "fail_read", "panic_writer", "lose_commit"
 /// op = "import_accounts"  # a store operation; absent = any operation of that kind
 /// skip = 0                # matching operations let through first
 /// times = 1               # how many matching operations then fail
@@ -86,6 +86,10 @@ pub enum FaultAction {
     /// The writer thread panics while applying the write; the commit is aborted, the writer
     /// carries on with the next one.
     PanicWriter,
+    /// The write's commit succeeds but the writer is told it failed, as when the connection to
+    /// PostgreSQL breaks during `COMMIT`: its callers get an error, the index has not learnt it,
+    /// and the store must bring the index level with what was stored.
+    LoseCommit,
 }
 
 /// The plan at run time.
@@ -128,7 +132,8 @@ impl Faults {
 
     /// Fails or panics the write `op` if the plan says so. Runs on the writer thread.
     pub fn before_write(&self, op: &str) -> Result<(), StoreError> {
-        match self.fire(op, |a| a != FaultAction::FailRead) {
+        let before = |a| !matches!(a, FaultAction::FailRead | FaultAction::LoseCommit);
+        match self.fire(op, before) {
             Some(FaultAction::PanicWriter) => {
                 panic!("fault plan: the writer panics applying {op}")
             }
@@ -137,6 +142,12 @@ impl Faults {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Whether the plan hides the commit of the write `op` (`LoseCommit`). Runs on the writer
+    /// thread, after the commit.
+    pub fn lose_commit(&self, op: &str) -> bool {
+        self.fire(op, |a| a == FaultAction::LoseCommit).is_some()
     }
 
     /// Fails the read `op` if the plan says so.

@@ -424,7 +424,7 @@ impl Writer {
 }
 
 fn apply_and_commit(shared: &Shared, batch: &mut [Box<dyn Job>]) -> Result<Committed, Failed> {
-    shared.engine.write(&mut |tables, changes| {
+    let committed = shared.engine.write(&mut |tables, changes| {
         for job in batch.iter_mut() {
             job.prefetch(tables)?;
         }
@@ -434,7 +434,12 @@ fn apply_and_commit(shared: &Shared, batch: &mut [Box<dyn Job>]) -> Result<Commi
             job.apply(&mut ctx)?;
         }
         Ok(())
-    })
+    })?;
+    if let Some(job) = batch.iter().find(|job| shared.faults.lose_commit(job.op())) {
+        let lost = format!("the fault plan hid the commit of {}", job.op());
+        return Err(Failed::at_commit(StoreError::Injected(lost)));
+    }
+    Ok(committed)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

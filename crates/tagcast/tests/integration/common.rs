@@ -639,6 +639,13 @@ pub async fn tags_of(server: &Server, app: &TestApp, account: &str) -> Value {
     r["UserTags"][0]["Tags"].clone()
 }
 
+/// How many accounts of `app` the audience index says have `tag` (`tagcast/audience_count`).
+pub async fn tag_count(server: &Server, app: &TestApp, tag: &str) -> u64 {
+    let body = json!({ "Audience": { "Tag": tag } });
+    let r = server.ok(app, "tagcast/audience_count", body).await;
+    r["Count"].as_u64().expect("a count")
+}
+
 /// The `Attrs` that `timpush/get_attr` reports for `account`, or `Value::Null` for an unknown one.
 pub async fn attrs_of(server: &Server, app: &TestApp, account: &str) -> Value {
     let r = server

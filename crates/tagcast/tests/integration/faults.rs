@@ -155,6 +155,32 @@ async fn a_writer_panic_fails_its_write_and_the_writer_carries_on() {
     assert_healthy(&server).await;
 }
 
+/// A commit that succeeded while its callers were told it failed (the connection broke during
+/// `COMMIT`): once the store has recovered, the index counts what was stored, on either backend
+/// (the embedded store rebuilds the index, PostgreSQL catches it up from its change log).
+#[tokio::test]
+async fn a_commit_whose_outcome_was_lost_is_learnt_by_the_index() {
+    let (_data, server) = server_with_faults(&fault("lose_commit", "edit_tags"));
+    import(&server, &APP, &["u"]).await;
+    let r = server
+        .call(&APP, "timpush/add_tag", tag_body("u", &["hidden"]))
+        .await;
+    assert_internal(&r, 91000, "hid the commit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tag_count(&server, &APP, "hidden").await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the index never learnt the lost commit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(tags_of(&server, &APP, "u").await, json!(["hidden"]));
+    add_tags(&server, &APP, "u", &["after"]).await;
+    assert_eq!(tag_count(&server, &APP, "after").await, 1);
+    assert_eq!(tag_count(&server, &APP, "hidden").await, 1);
+    assert_healthy(&server).await;
+}
+
 /// `/healthz` answers 200.
 async fn assert_healthy(server: &Server) {
     let url = format!("{}/healthz", server.base);

@@ -73,13 +73,6 @@ async fn stored_tags(server: &Server) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-/// How many accounts the index says have `tag`.
-async fn indexed_count(server: &Server, tag: &str) -> u64 {
-    let body = json!({ "Audience": { "Tag": tag } });
-    let r = server.ok(&APP, "tagcast/audience_count", body).await;
-    r["Count"].as_u64().unwrap()
-}
-
 /// The index agrees with the tables: every tag written (or tried) in `0..written` is counted by
 /// the index exactly as often as get_tag finds it.
 async fn assert_index_matches_tables(server: &Server, written: usize) {
@@ -87,7 +80,7 @@ async fn assert_index_matches_tables(server: &Server, written: usize) {
     for n in 0..written {
         let tag = format!("t{n}");
         let holders = stored.values().filter(|tags| tags.contains(&tag)).count() as u64;
-        assert_eq!(indexed_count(server, &tag).await, holders, "{tag}");
+        assert_eq!(tag_count(server, &APP, &tag).await, holders, "{tag}");
     }
 }
 
@@ -299,7 +292,7 @@ async fn migrate_moves_an_embedded_store_onto_postgresql_unchanged() {
     // Account ids go on where they were: a new account gets the next id, not a reused one.
     import(&migrated, &APP, &["newcomer"]).await;
     add_tags(&migrated, &APP, "newcomer", &["t0"]).await;
-    assert_eq!(indexed_count(&migrated, "t0").await, 8);
+    assert_eq!(tag_count(&migrated, &APP, "t0").await, 8);
 }
 
 /// What the API answers about the migrated data: tags, attributes, names and counts.
