@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::tables::{ReadTables, Result};
+use crate::tables::{ReadTables, Result, With};
 use crate::{AccountId, AppId, AttrSchema, Store};
 
 impl Store {
@@ -11,7 +11,7 @@ impl Store {
     pub async fn get_tags(&self, app: AppId, names: &[String]) -> Result<Vec<Option<Vec<String>>>> {
         let names = names.to_vec();
         self.read("get_tags", move |t| {
-            per_account(t, app, &names, |t, id| {
+            per_account(t, app, &names, With::TAGS, |t, id| {
                 let ids = t.account_tag_ids(app, id)?;
                 let mut tags = Vec::with_capacity(ids.len());
                 for tag in ids {
@@ -32,7 +32,7 @@ impl Store {
         let names = names.to_vec();
         self.read("get_attrs", move |t| {
             let schema = t.attr_schema(app)?;
-            per_account(t, app, &names, |t, id| {
+            per_account(t, app, &names, With::ATTRS, |t, id| {
                 Ok(t.account_attrs(app, id)?
                     .into_iter()
                     .filter_map(|(slot, value)| {
@@ -58,7 +58,7 @@ impl Store {
     ) -> Result<Vec<Option<AccountId>>> {
         let names = names.to_vec();
         self.read("account_ids", move |t| {
-            t.prefetch_accounts(app, &names)?;
+            t.prefetch_accounts(app, &names, With::ID)?;
             names.iter().map(|name| t.account_id(app, name)).collect()
         })
         .await
@@ -83,9 +83,10 @@ fn per_account<T>(
     t: &mut dyn ReadTables,
     app: AppId,
     names: &[String],
+    with: With,
     mut read: impl FnMut(&mut dyn ReadTables, AccountId) -> Result<T>,
 ) -> Result<Vec<Option<T>>> {
-    t.prefetch_accounts(app, names)?;
+    t.prefetch_accounts(app, names, with)?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         let value = match t.account_id(app, name)? {

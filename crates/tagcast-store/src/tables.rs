@@ -60,6 +60,39 @@ pub(crate) struct SeenMsgRandom {
     pub created_ms: u64,
 }
 
+/// Which of an account's records a prefetch brings besides its id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct With {
+    pub tags: bool,
+    pub attrs: bool,
+}
+
+impl With {
+    pub const ID: With = With {
+        tags: false,
+        attrs: false,
+    };
+    pub const TAGS: With = With {
+        tags: true,
+        attrs: false,
+    };
+    pub const ATTRS: With = With {
+        tags: false,
+        attrs: true,
+    };
+    pub const ALL: With = With {
+        tags: true,
+        attrs: true,
+    };
+
+    pub fn and(self, other: With) -> With {
+        With {
+            tags: self.tags || other.tags,
+            attrs: self.attrs || other.attrs,
+        }
+    }
+}
+
 /// Which tasks a scan returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TaskFilter {
@@ -92,9 +125,9 @@ impl TaskFilter {
 /// Reading records, in one consistent snapshot (or inside a write transaction, seeing its own
 /// writes).
 pub(crate) trait ReadTables {
-    /// A hint that the named accounts' ids, tags and attributes are about to be read, so an
-    /// engine can fetch them together. Reading without it is correct, only slower.
-    fn prefetch_accounts(&mut self, _app: AppId, _names: &[String]) -> Result<()> {
+    /// A hint that the named accounts' ids, and the records `with` says, are about to be read,
+    /// so an engine can fetch them together. Reading without it is correct, only slower.
+    fn prefetch_accounts(&mut self, _app: AppId, _names: &[String], _with: With) -> Result<()> {
         Ok(())
     }
     /// A hint that these tags' entries are about to be read.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tagcast_audience::Change;
 
-use crate::tables::{ReadTables, Result};
+use crate::tables::{ReadTables, Result, With};
 use crate::tags::{account_tags, set_account_tags};
 use crate::writer::WriteCtx;
 use crate::{
@@ -50,29 +50,34 @@ impl Store {
     ) -> Result<Vec<ItemResult>> {
         let names = accounts.iter().map(|a| a.name.clone()).collect();
         self.writer
-            .write_prefetched("bulk_load", prefetch_names(app, names), move |ctx| {
-                let mut results = Vec::with_capacity(accounts.len());
-                for account in accounts {
-                    let id = import_account(ctx, app, &account.name)?;
-                    let tags = &account.tags;
-                    results.push(set_account_tags(
-                        ctx.tables,
-                        app,
-                        id,
-                        tags,
-                        &limits,
-                        ctx.changes,
-                    )?);
-                    write_account_attrs(ctx, app, id, account.attrs)?;
-                }
-                Ok(results)
-            })
+            .write_prefetched(
+                "bulk_load",
+                prefetch_names(app, names, With::ALL),
+                move |ctx| {
+                    let mut results = Vec::with_capacity(accounts.len());
+                    for account in accounts {
+                        let id = import_account(ctx, app, &account.name)?;
+                        let tags = &account.tags;
+                        results.push(set_account_tags(
+                            ctx.tables,
+                            app,
+                            id,
+                            tags,
+                            &limits,
+                            ctx.changes,
+                        )?);
+                        write_account_attrs(ctx, app, id, account.attrs)?;
+                    }
+                    Ok(results)
+                },
+            )
             .await
     }
 
     /// Imports accounts; returns, for each, whether it was new. Importing twice is harmless.
     pub async fn import_accounts(&self, app: AppId, names: Vec<String>) -> Result<Vec<bool>> {
-        self.for_each_account("import_accounts", app, names, |ctx, app, name| {
+        let with = With::ID;
+        self.for_each_account("import_accounts", app, names, with, |ctx, app, name| {
             let existed = ctx.tables.account_id(app, name)?.is_some();
             import_account(ctx, app, name)?;
             Ok(!existed)
@@ -82,7 +87,7 @@ impl Store {
 
     /// Deletes accounts with their tags and attributes; returns, for each, whether it existed.
     pub async fn delete_accounts(&self, app: AppId, names: Vec<String>) -> Result<Vec<bool>> {
-        self.for_each_account("delete_accounts", app, names, delete_account)
+        self.for_each_account("delete_accounts", app, names, With::ALL, delete_account)
             .await
     }
 
@@ -91,10 +96,11 @@ impl Store {
         op: &'static str,
         app: AppId,
         names: Vec<String>,
+        with: With,
         write: fn(&mut WriteCtx<'_>, AppId, &str) -> Result<bool>,
     ) -> Result<Vec<bool>> {
         self.writer
-            .write_prefetched(op, prefetch_names(app, names.clone()), move |ctx| {
+            .write_prefetched(op, prefetch_names(app, names.clone(), with), move |ctx| {
                 names.iter().map(|name| write(ctx, app, name)).collect()
             })
             .await
@@ -111,7 +117,7 @@ impl Store {
         let names: Vec<String> = items.iter().map(|(name, _)| name.clone()).collect();
         let tags: Vec<String> = items.iter().flat_map(|(_, t)| t).cloned().collect();
         let prefetch = move |t: &mut dyn ReadTables| {
-            t.prefetch_accounts(app, &names)?;
+            t.prefetch_accounts(app, &names, With::TAGS)?;
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             t.prefetch_tags(app, &tags)
         };
@@ -164,17 +170,21 @@ impl Store {
     ) -> Result<Result<Vec<ItemResult>, RequestError>> {
         let names = items.iter().map(|(name, _)| name.clone()).collect();
         self.writer
-            .write_prefetched("set_attrs", prefetch_names(app, names), move |ctx| {
-                let schema = ctx.tables.attr_schema(app)?;
-                if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
-                    return Ok(Err(e));
-                }
-                let results = items
-                    .iter()
-                    .map(|(name, attrs)| set_account_attrs(ctx, &schema, app, name, attrs))
-                    .collect::<Result<_, _>>()?;
-                Ok(Ok(results))
-            })
+            .write_prefetched(
+                "set_attrs",
+                prefetch_names(app, names, With::ATTRS),
+                move |ctx| {
+                    let schema = ctx.tables.attr_schema(app)?;
+                    if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.keys())) {
+                        return Ok(Err(e));
+                    }
+                    let results = items
+                        .iter()
+                        .map(|(name, attrs)| set_account_attrs(ctx, &schema, app, name, attrs))
+                        .collect::<Result<_, _>>()?;
+                    Ok(Ok(results))
+                },
+            )
             .await
     }
 
@@ -187,27 +197,32 @@ impl Store {
     ) -> Result<Result<Vec<ItemResult>, RequestError>> {
         let names = items.iter().map(|(name, _)| name.clone()).collect();
         self.writer
-            .write_prefetched("remove_attrs", prefetch_names(app, names), move |ctx| {
-                let schema = ctx.tables.attr_schema(app)?;
-                if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
-                    return Ok(Err(e));
-                }
-                let results = items
-                    .iter()
-                    .map(|(name, attrs)| remove_account_attrs(ctx, &schema, app, name, attrs))
-                    .collect::<Result<_, _>>()?;
-                Ok(Ok(results))
-            })
+            .write_prefetched(
+                "remove_attrs",
+                prefetch_names(app, names, With::ATTRS),
+                move |ctx| {
+                    let schema = ctx.tables.attr_schema(app)?;
+                    if let Err(e) = check_names(&schema, items.iter().flat_map(|(_, a)| a.iter())) {
+                        return Ok(Err(e));
+                    }
+                    let results = items
+                        .iter()
+                        .map(|(name, attrs)| remove_account_attrs(ctx, &schema, app, name, attrs))
+                        .collect::<Result<_, _>>()?;
+                    Ok(Ok(results))
+                },
+            )
             .await
     }
 }
 
-/// A prefetch of the named accounts.
+/// A prefetch of the named accounts, `with` those of their records.
 fn prefetch_names(
     app: AppId,
     names: Vec<String>,
+    with: With,
 ) -> impl FnOnce(&mut dyn ReadTables) -> Result<()> + Send + 'static {
-    move |t: &mut dyn ReadTables| t.prefetch_accounts(app, &names)
+    move |t: &mut dyn ReadTables| t.prefetch_accounts(app, &names, with)
 }
 
 /// The account's id, importing it first if it does not exist.

@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use super::connection::Pg;
 use crate::codec::{decode_bitmap, decode_meta, encode_bitmap, encode_meta};
 use crate::tables::{
-    AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter,
+    AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter, With,
 };
 use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, StoreError, TaskMeta};
 
@@ -124,7 +124,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Clone> Cached<K, V> {
 /// needs it, so the hints of a whole batch cost one query.
 #[derive(Default)]
 struct Pending {
-    accounts: BTreeMap<AppId, BTreeSet<String>>,
+    accounts: BTreeMap<AppId, BTreeMap<String, With>>,
     tags: BTreeMap<AppId, BTreeSet<String>>,
     cursors: BTreeMap<AppId, BTreeSet<AccountId>>,
 }
@@ -174,22 +174,20 @@ impl<'c> PgTables<'c> {
     /// Fetches the accounts of every prefetch hint so far, in one query per app.
     fn fetch_pending_accounts(&mut self) -> Result<()> {
         for (app, names) in std::mem::take(&mut self.pending.accounts) {
-            let wanted: Vec<&str> = names
-                .iter()
-                .filter(|name| !self.account_ids.contains(&(app, name.to_string())))
-                .map(String::as_str)
-                .collect();
+            let mut with = With::ID;
+            let mut wanted: Vec<&str> = Vec::with_capacity(names.len());
+            for (name, records) in &names {
+                if !self.account_ids.contains(&(app, name.to_string())) {
+                    with = with.and(*records);
+                    wanted.push(name);
+                }
+            }
             if wanted.is_empty() {
                 continue;
             }
-            let rows = self.db.query(
-                "SELECT a.name, a.id, t.tag_ids, x.slots, x.vals \
-                 FROM unnest($2::text[]) AS n(name) \
-                 JOIN accounts a ON a.app = $1 AND a.name = n.name \
-                 LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
-                 LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id",
-                &[&(app as i64), &wanted],
-            )?;
+            let rows = self
+                .db
+                .query(accounts_query(with), &[&(app as i64), &wanted])?;
             for name in &wanted {
                 self.account_ids.fill((app, name.to_string()), None);
             }
@@ -197,17 +195,21 @@ impl<'c> PgTables<'c> {
             for row in rows {
                 let name: String = row.get("name");
                 let id = row.get::<_, i32>("id") as u32;
-                let tags = row
-                    .get::<_, Option<Vec<i32>>>("tag_ids")
-                    .map(|ids| ids.into_iter().map(|id| id as u32).collect::<Vec<_>>());
-                tag_ids.extend(tags.iter().flatten().copied());
-                let attrs = attrs_of(&row, (app, id))?;
+                if with.tags {
+                    let tags = row
+                        .get::<_, Option<Vec<i32>>>("tag_ids")
+                        .map(|ids| ids.into_iter().map(|id| id as u32).collect::<Vec<_>>());
+                    tag_ids.extend(tags.iter().flatten().copied());
+                    self.account_tags.fill((app, id), tags);
+                }
+                if with.attrs {
+                    let attrs = attrs_of(&row, (app, id))?;
+                    self.account_attrs.fill((app, id), attrs);
+                }
                 self.account_ids
                     .values
                     .insert((app, name.clone()), Some(id));
                 self.account_names.fill((app, id), Some(name));
-                self.account_tags.fill((app, id), tags);
-                self.account_attrs.fill((app, id), attrs);
             }
             self.prefetch_tag_ids(app, tag_ids.into_iter())?;
         }
@@ -361,13 +363,16 @@ impl<'c> PgTables<'c> {
 }
 
 impl ReadTables for PgTables<'_> {
-    fn prefetch_accounts(&mut self, app: AppId, names: &[String]) -> Result<()> {
+    fn prefetch_accounts(&mut self, app: AppId, names: &[String], with: With) -> Result<()> {
         let cached = &self.account_ids;
-        let wanted = names
-            .iter()
-            .filter(|n| !cached.contains(&(app, n.to_string())));
         let pending = self.pending.accounts.entry(app).or_default();
-        pending.extend(wanted.cloned());
+        for name in names
+            .iter()
+            .filter(|n| !cached.contains(&(app, n.to_string())))
+        {
+            let wanted = pending.entry(name.clone()).or_default();
+            *wanted = wanted.and(with);
+        }
         Ok(())
     }
 
@@ -775,6 +780,32 @@ pub(crate) fn bitmap_of(
 ) -> Result<RoaringBitmap> {
     let bytes: &[u8] = row.get(column);
     decode_bitmap(bytes).map_err(|e| e.at(what, key))
+}
+
+/// The prefetch query of accounts (by name, `$2`, in app `$1`) with the records `with` says.
+fn accounts_query(with: With) -> &'static str {
+    match (with.tags, with.attrs) {
+        (false, false) => {
+            "SELECT a.name, a.id FROM unnest($2::text[]) AS n(name) \
+             JOIN accounts a ON a.app = $1 AND a.name = n.name"
+        }
+        (true, false) => {
+            "SELECT a.name, a.id, t.tag_ids FROM unnest($2::text[]) AS n(name) \
+             JOIN accounts a ON a.app = $1 AND a.name = n.name \
+             LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id"
+        }
+        (false, true) => {
+            "SELECT a.name, a.id, x.slots, x.vals FROM unnest($2::text[]) AS n(name) \
+             JOIN accounts a ON a.app = $1 AND a.name = n.name \
+             LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id"
+        }
+        (true, true) => {
+            "SELECT a.name, a.id, t.tag_ids, x.slots, x.vals FROM unnest($2::text[]) AS n(name) \
+             JOIN accounts a ON a.app = $1 AND a.name = n.name \
+             LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
+             LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id"
+        }
+    }
 }
 
 /// A PostgreSQL array literal of integers, for a column of arrays filled from `unnest`.
