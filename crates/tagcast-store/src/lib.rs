@@ -1,14 +1,18 @@
-//! The durable embedded store of tagcast: accounts with dense per-app ids, their tags and
-//! attributes, and each app's attribute names, kept in one redb file.
+//! The durable store of tagcast: accounts with dense per-app ids, their tags and attributes,
+//! each app's attribute names, push tasks with their frozen audiences, deliveries and cursors;
+//! and the in-memory audience index of every app, kept exact with every acknowledged write.
 //!
-//! Reads run on their own MVCC snapshot, on tokio's blocking pool so that redb's synchronous
-//! I/O never stalls the async runtime's workers. Writes go to a single writer thread that
-//! applies every write waiting in its queue inside one transaction and makes them durable with
-//! one commit (group commit); each caller is answered only after that commit.
+//! Two engines keep the records, behind one seam (`engine::Engine`, `tables`): the embedded
+//! redb file (the default) and PostgreSQL (`Location`). Everything else is the same for both:
+//! the domain logic (`write_ops`, `tags`, `tasks`, `read`) is written once against the record
+//! traits, and one writer thread applies every write waiting in its queue inside one
+//! transaction and commits once (group commit); each caller is answered only after that commit,
+//! and after the index has learnt it. Reads run on one consistent snapshot each, on tokio's
+//! blocking pool, so that no engine's I/O stalls the async runtime's workers.
 //!
 //! The writer is supervised: a panic fails only the batch it happened in, and a storage failure
-//! (a full disk, an I/O error after which redb must be reopened) is recovered from in the
-//! background, reopening the database when needed. `Store::health` tells which state the store
+//! (a full disk, an I/O error after which redb must be reopened, a lost connection to
+//! PostgreSQL) is recovered from in the background. `Store::health` tells which state the store
 //! is in. Corrupt stored data is reported (`StoreError::Corrupt`), never read as a default.
 
 mod audience;
