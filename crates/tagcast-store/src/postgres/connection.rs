@@ -147,7 +147,11 @@ impl Drop for Conn {
 
 /// A PostgreSQL error as the store's, with the server's message when it sent one.
 pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Storage(pg_message(&error))
+    pg_error_ref(&error)
+}
+
+pub(crate) fn pg_error_ref(error: &tokio_postgres::Error) -> StoreError {
+    StoreError::Storage(pg_message(error))
 }
 
 fn pg_message(error: &tokio_postgres::Error) -> String {

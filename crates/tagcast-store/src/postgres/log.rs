@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use tagcast_audience::Change;
 
-use super::tables::Db;
+use tokio_postgres::Row;
+
+use super::tables::{Db, Pipeline};
 use crate::codec::{decode_changes, encode_changes};
 use crate::engine::Changes;
 use crate::health::now_ms;
@@ -18,38 +20,38 @@ use crate::{AppId, StoreError};
 /// write-heavy app's log stays small; an index further behind is rebuilt instead.
 pub(crate) const RETENTION_MS: u64 = 10 * 60 * 1000;
 
-/// Appends `changes` (one entry per app they touch); returns the position taken in each app.
-pub(crate) fn append(db: Db<'_>, changes: &Changes) -> Result<Vec<(AppId, u64)>> {
+/// Adds to `pipeline` the statements that append `changes` to the log, one entry per app they
+/// touch; returns those apps, in the order of the statements (each answers with its position).
+pub(crate) fn append(pipeline: &mut Pipeline, changes: &Changes) -> Vec<AppId> {
     let mut by_app: BTreeMap<AppId, Vec<&Change>> = BTreeMap::new();
     for (app, change) in changes {
         by_app.entry(*app).or_default().push(change);
     }
-    let mut positions = Vec::with_capacity(by_app.len());
-    let (mut apps, mut numbers, mut entries) = (vec![], vec![], vec![]);
-    for (app, changes) in by_app {
-        let head = db.query(
-            "INSERT INTO change_log_heads (app, position) VALUES ($1, 1) \
-             ON CONFLICT (app) DO UPDATE SET position = change_log_heads.position + 1 \
-             RETURNING position",
-            &[&(app as i64)],
-        )?;
-        let position: i64 = head
-            .first()
-            .ok_or_else(|| StoreError::Storage("the change log head returned no row".into()))?
-            .get(0);
-        positions.push((app, position as u64));
-        apps.push(app as i64);
-        numbers.push(position);
-        entries.push(encode_changes(changes));
+    let committed_ms = now_ms() as i64;
+    for (app, changes) in &by_app {
+        pipeline.push(
+            "WITH head AS (\
+               INSERT INTO change_log_heads (app, position) VALUES ($1, 1) \
+               ON CONFLICT (app) DO UPDATE SET position = change_log_heads.position + 1 \
+               RETURNING app, position) \
+             INSERT INTO change_log (app, position, committed_ms, changes) \
+             SELECT app, position, $2, $3 FROM head RETURNING position",
+            vec![
+                Box::new(*app as i64),
+                Box::new(committed_ms),
+                Box::new(encode_changes(changes.iter().copied())),
+            ],
+        );
     }
-    if !positions.is_empty() {
-        db.execute(
-            "INSERT INTO change_log (app, position, committed_ms, changes) \
-             SELECT a, p, $3, c FROM unnest($1::int8[], $2::int8[], $4::bytea[]) AS u(a, p, c)",
-            &[&apps, &numbers, &(now_ms() as i64), &entries],
-        )?;
-    }
-    Ok(positions)
+    by_app.into_keys().collect()
+}
+
+/// The position an append statement of `append` answered with.
+pub(crate) fn position_of(rows: &[Row]) -> Result<u64> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Storage("a change log append returned no position".into()))?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
 /// Every app's last position.

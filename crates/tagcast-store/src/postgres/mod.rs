@@ -120,6 +120,8 @@ impl Engine for PgEngine {
         Ok(())
     }
 
+    /// One round trip for `BEGIN`, those the reads of the batch need, and one more for all its
+    /// writes, its change log entries and the `COMMIT`, sent together.
     fn write(&self, apply: &mut Apply<'_>) -> std::result::Result<Committed, Failed> {
         let conn = self.pg.connection().map_err(Failed::before_commit)?;
         let db = Db {
@@ -131,11 +133,31 @@ impl Engine for PgEngine {
             db.batch("BEGIN")?;
             let mut tables = PgTables::new(db);
             apply(&mut tables, &mut committed.changes)?;
-            tables.flush()?;
-            log::append(db, &committed.changes)
+            tables.changes()
         })();
-        committed.positions = prepared.map_err(Failed::before_commit)?;
-        db.batch("COMMIT").map_err(Failed::at_commit)?;
+        let mut pipeline = prepared.map_err(Failed::before_commit)?;
+        let apps = log::append(&mut pipeline, &committed.changes);
+        pipeline.push("COMMIT", vec![]);
+        // Unanswered, the COMMIT may have happened.
+        let mut outcomes = db.send(&pipeline).map_err(Failed::at_commit)?;
+        let commit = outcomes.pop();
+        // A failed statement aborts the transaction: its COMMIT then rolls back.
+        for outcome in &outcomes {
+            if let Err(error) = outcome {
+                return Err(Failed::before_commit(connection::pg_error_ref(error)));
+            }
+        }
+        if let Some(Err(error)) = &commit {
+            return Err(Failed::at_commit(connection::pg_error_ref(error)));
+        }
+        let appended = &outcomes[outcomes.len() - apps.len()..];
+        for (app, outcome) in apps.into_iter().zip(appended) {
+            let rows = outcome
+                .as_ref()
+                .map_err(|e| Failed::at_commit(connection::pg_error_ref(e)))?;
+            let position = log::position_of(rows).map_err(Failed::at_commit)?;
+            committed.positions.push((app, position));
+        }
         conn.done();
         self.trim_if_due();
         Ok(committed)

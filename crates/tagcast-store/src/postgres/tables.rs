@@ -5,14 +5,19 @@
 //! statements (deletes first, then upserts), so a batch of many requests costs a handful of
 //! round trips rather than one per record.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 
 use roaring::RoaringBitmap;
-use tokio_postgres::Row;
+use tokio_postgres::{Error as PgError, Row};
+
+type PgResult<T> = std::result::Result<T, PgError>;
 use tokio_postgres::types::ToSql;
 
-use super::connection::Pg;
+use futures_util::future::{join_all, try_join_all};
+
+use super::connection::{Pg, pg_error};
 use crate::codec::{decode_bitmap, decode_meta, encode_bitmap, encode_meta};
 use crate::tables::{
     AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter, With,
@@ -21,6 +26,21 @@ use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, StoreError, Task
 
 /// One statement's parameters.
 type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// A parameter a pipeline owns.
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// Statements to send together: PostgreSQL runs them in order while the client waits once.
+#[derive(Default)]
+pub(crate) struct Pipeline {
+    statements: Vec<(Cow<'static, str>, Vec<Param>)>,
+}
+
+impl Pipeline {
+    pub fn push(&mut self, sql: impl Into<Cow<'static, str>>, params: Vec<Param>) {
+        self.statements.push((sql.into(), params));
+    }
+}
 
 /// A connection's client and the bridge that runs its statements.
 #[derive(Clone, Copy)]
@@ -41,6 +61,40 @@ impl Db<'_> {
         self.pg.block(async {
             let statement = self.client.prepare_cached(sql).await?;
             self.client.execute(&statement, params).await
+        })
+    }
+
+    /// Runs `pipeline`'s statements, sent together; fails with the first that failed.
+    pub fn run(&self, pipeline: &Pipeline) -> Result<()> {
+        for outcome in self.send(pipeline)? {
+            outcome.map_err(pg_error)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `pipeline`'s statements together and returns each one's rows or error, in order
+    /// (after a failed statement, the rest of the transaction fails too). Fails as a whole if
+    /// PostgreSQL does not answer them all within `STATEMENT_TIMEOUT`.
+    pub fn send(&self, pipeline: &Pipeline) -> Result<Vec<PgResult<Vec<Row>>>> {
+        self.pg.block(async {
+            let prepared = try_join_all(
+                pipeline
+                    .statements
+                    .iter()
+                    .map(|(sql, _)| self.client.prepare_cached(sql)),
+            )
+            .await?;
+            let runs = prepared
+                .iter()
+                .zip(&pipeline.statements)
+                .map(|(statement, (_, params))| {
+                    let params: Vec<&(dyn ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    async move { self.client.query(statement, &params).await }
+                });
+            Ok(join_all(runs).await)
         })
     }
 
@@ -307,7 +361,14 @@ impl<'c> PgTables<'c> {
 
     /// Writes every changed record; the cache stays valid.
     pub fn flush(&mut self) -> Result<()> {
-        let db = self.db;
+        let changes = self.changes()?;
+        self.db.run(&changes)
+    }
+
+    /// The statements that write every changed record (deletes first, then upserts), sent
+    /// together by the caller; the cache stays valid.
+    pub fn changes(&mut self) -> Result<Pipeline> {
+        let mut p = Pipeline::default();
         let (accounts, removed_accounts) = self.account_names.take_changed();
         self.account_ids.take_changed();
         // Tag rows are written from the entries by name; the changes by id only tell which
@@ -316,25 +377,26 @@ impl<'c> PgTables<'c> {
         let tag_entries = std::mem::take(&mut self.tags.dirty);
         let (account_tags, untagged) = self.account_tags.take_changed();
         let (account_attrs, unattributed) = self.account_attrs.take_changed();
-        delete_pairs(db, "accounts", "id", &removed_accounts)?;
-        delete_pairs(db, "tags", "id", &removed_tags)?;
-        delete_pairs(db, "account_tags", "id", &untagged)?;
-        delete_pairs(db, "account_attrs", "id", &unattributed)?;
-        upsert_apps(db, self.apps.take_changed().0)?;
-        insert_accounts(db, accounts)?;
+        delete_pairs(&mut p, "accounts", "id", &removed_accounts)?;
+        delete_pairs(&mut p, "tags", "id", &removed_tags)?;
+        delete_pairs(&mut p, "account_tags", "id", &untagged)?;
+        delete_pairs(&mut p, "account_attrs", "id", &unattributed)?;
+        upsert_apps(&mut p, self.apps.take_changed().0)?;
+        insert_accounts(&mut p, accounts)?;
         let entries = tag_entries
             .iter()
             .filter_map(|key| Some((key.0, key.1.as_str(), self.tags.values.get(key)?.as_ref()?)));
-        upsert_tags(db, entries)?;
-        upsert_account_tags(db, account_tags)?;
-        upsert_account_attrs(db, account_attrs)?;
-        write_schemas(db, self.schemas.take_changed().0)?;
-        upsert_push_states(db, self.push_states.take_changed().0)?;
-        upsert_msg_randoms(db, self.msg_randoms.take_changed().0)?;
-        upsert_tasks(db, self.tasks.take_changed().0)?;
-        upsert_audiences(db, self.audiences.take_changed().0)?;
-        upsert_deliveries(db, self.delivered.take_changed().0)?;
-        upsert_cursors(db, self.cursors.take_changed().0)
+        upsert_tags(&mut p, entries)?;
+        upsert_account_tags(&mut p, account_tags)?;
+        upsert_account_attrs(&mut p, account_attrs)?;
+        write_schemas(&mut p, self.schemas.take_changed().0)?;
+        upsert_push_states(&mut p, self.push_states.take_changed().0)?;
+        upsert_msg_randoms(&mut p, self.msg_randoms.take_changed().0)?;
+        upsert_tasks(&mut p, self.tasks.take_changed().0)?;
+        upsert_audiences(&mut p, self.audiences.take_changed().0)?;
+        upsert_deliveries(&mut p, self.delivered.take_changed().0)?;
+        upsert_cursors(&mut p, self.cursors.take_changed().0)?;
+        Ok(p)
     }
 
     fn has_changes(&self) -> bool {
@@ -829,7 +891,7 @@ fn apps_and_ids(keys: &[(AppId, AccountId)]) -> (Vec<i64>, Vec<i32>) {
         .unzip()
 }
 
-fn delete_pairs(db: Db<'_>, table: &str, id: &str, keys: &[(AppId, u32)]) -> Result<()> {
+fn delete_pairs(p: &mut Pipeline, table: &str, id: &str, keys: &[(AppId, u32)]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -838,11 +900,11 @@ fn delete_pairs(db: Db<'_>, table: &str, id: &str, keys: &[(AppId, u32)]) -> Res
         "DELETE FROM {table} WHERE ({table}.app, {table}.{id}) IN \
          (SELECT * FROM unnest($1::int8[], $2::int4[]))"
     );
-    db.execute(&sql, &[&apps, &ids])?;
+    p.push(sql, vec![Box::new(apps), Box::new(ids)]);
     Ok(())
 }
 
-fn upsert_apps(db: Db<'_>, rows: Vec<(AppId, AppCounters)>) -> Result<()> {
+fn upsert_apps(p: &mut Pipeline, rows: Vec<(AppId, AppCounters)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -850,35 +912,40 @@ fn upsert_apps(db: Db<'_>, rows: Vec<(AppId, AppCounters)>) -> Result<()> {
     let accounts: Vec<i32> = rows.iter().map(|(_, c)| c.next_account as i32).collect();
     let tags: Vec<i32> = rows.iter().map(|(_, c)| c.next_tag as i32).collect();
     let live: Vec<i32> = rows.iter().map(|(_, c)| c.live_tags as i32).collect();
-    db.execute(
+    p.push(
         "INSERT INTO apps (app, next_account, next_tag, live_tags) \
          SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::int4[]) \
          ON CONFLICT (app) DO UPDATE SET next_account = EXCLUDED.next_account, \
          next_tag = EXCLUDED.next_tag, live_tags = EXCLUDED.live_tags",
-        &[&apps, &accounts, &tags, &live],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(accounts),
+            Box::new(tags),
+            Box::new(live),
+        ],
+    );
     Ok(())
 }
 
-fn insert_accounts(db: Db<'_>, rows: Vec<((AppId, AccountId), String)>) -> Result<()> {
+fn insert_accounts(p: &mut Pipeline, rows: Vec<((AppId, AccountId), String)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
     let (apps, ids) = apps_and_ids(&keys);
     let names: Vec<String> = rows.into_iter().map(|(_, name)| name).collect();
-    db.execute(
+    p.push(
         "INSERT INTO accounts (app, id, name) \
          SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[]) \
          ON CONFLICT (app, id) DO UPDATE SET name = EXCLUDED.name",
-        &[&apps, &ids, &names],
-    )?;
+        vec![Box::new(apps), Box::new(ids), Box::new(names)],
+    );
     Ok(())
 }
 
 /// Tags created or whose account count changed, as (app, name, entry).
 fn upsert_tags<'a>(
-    db: Db<'_>,
+    p: &mut Pipeline,
     changed: impl Iterator<Item = (AppId, &'a str, &'a TagEntry)>,
 ) -> Result<()> {
     // Keyed by id: the primary key, and the order rows are locked in.
@@ -891,18 +958,23 @@ fn upsert_tags<'a>(
     }
     let keys: Vec<(AppId, u32)> = rows.keys().copied().collect();
     let (apps, ids) = apps_and_ids(&keys);
-    let tag_names: Vec<&str> = rows.values().map(|(name, _)| *name).collect();
+    let tag_names: Vec<String> = rows.values().map(|(name, _)| name.to_string()).collect();
     let accounts: Vec<i32> = rows.values().map(|(_, n)| *n as i32).collect();
-    db.execute(
+    p.push(
         "INSERT INTO tags (app, id, name, accounts) \
          SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[]) \
          ON CONFLICT (app, id) DO UPDATE SET accounts = EXCLUDED.accounts",
-        &[&apps, &ids, &tag_names, &accounts],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(ids),
+            Box::new(tag_names),
+            Box::new(accounts),
+        ],
+    );
     Ok(())
 }
 
-fn upsert_account_tags(db: Db<'_>, rows: Vec<((AppId, AccountId), Vec<u32>)>) -> Result<()> {
+fn upsert_account_tags(p: &mut Pipeline, rows: Vec<((AppId, AccountId), Vec<u32>)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -912,17 +984,17 @@ fn upsert_account_tags(db: Db<'_>, rows: Vec<((AppId, AccountId), Vec<u32>)>) ->
         .iter()
         .map(|(_, tags)| int_array(tags.iter().map(|t| i64::from(*t as i32))))
         .collect();
-    db.execute(
+    p.push(
         "INSERT INTO account_tags (app, id, tag_ids) \
          SELECT a, i, t::int4[] FROM unnest($1::int8[], $2::int4[], $3::text[]) AS u(a, i, t) \
          ON CONFLICT (app, id) DO UPDATE SET tag_ids = EXCLUDED.tag_ids",
-        &[&apps, &ids, &lists],
-    )?;
+        vec![Box::new(apps), Box::new(ids), Box::new(lists)],
+    );
     Ok(())
 }
 
 fn upsert_account_attrs(
-    db: Db<'_>,
+    p: &mut Pipeline,
     rows: Vec<((AppId, AccountId), BTreeMap<u8, String>)>,
 ) -> Result<()> {
     if rows.is_empty() {
@@ -938,22 +1010,30 @@ fn upsert_account_attrs(
         .iter()
         .map(|(_, attrs)| text_array(attrs.values()))
         .collect();
-    db.execute(
+    p.push(
         "INSERT INTO account_attrs (app, id, slots, vals) \
          SELECT a, i, s::int2[], v::text[] \
          FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[]) AS u(a, i, s, v) \
          ON CONFLICT (app, id) DO UPDATE SET slots = EXCLUDED.slots, vals = EXCLUDED.vals",
-        &[&apps, &ids, &slots, &vals],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(ids),
+            Box::new(slots),
+            Box::new(vals),
+        ],
+    );
     Ok(())
 }
 
-fn write_schemas(db: Db<'_>, rows: Vec<(AppId, AttrSchema)>) -> Result<()> {
+fn write_schemas(p: &mut Pipeline, rows: Vec<(AppId, AttrSchema)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let apps: Vec<i64> = rows.iter().map(|(app, _)| *app as i64).collect();
-    db.execute("DELETE FROM attr_names WHERE app = ANY($1)", &[&apps])?;
+    p.push(
+        "DELETE FROM attr_names WHERE app = ANY($1)",
+        vec![Box::new(apps)],
+    );
     let (mut slot_apps, mut slots, mut names, mut types) = (vec![], vec![], vec![], vec![]);
     for (app, schema) in &rows {
         for (slot, attr) in schema.named() {
@@ -963,15 +1043,20 @@ fn write_schemas(db: Db<'_>, rows: Vec<(AppId, AttrSchema)>) -> Result<()> {
             types.push(i16::from(attr.account_type));
         }
     }
-    db.execute(
+    p.push(
         "INSERT INTO attr_names (app, slot, name, account_type) \
          SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::int2[])",
-        &[&slot_apps, &slots, &names, &types],
-    )?;
+        vec![
+            Box::new(slot_apps),
+            Box::new(slots),
+            Box::new(names),
+            Box::new(types),
+        ],
+    );
     Ok(())
 }
 
-fn upsert_push_states(db: Db<'_>, rows: Vec<(AppId, PushState)>) -> Result<()> {
+fn upsert_push_states(p: &mut Pipeline, rows: Vec<(AppId, PushState)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -980,17 +1065,23 @@ fn upsert_push_states(db: Db<'_>, rows: Vec<(AppId, PushState)>) -> Result<()> {
     let days: Vec<i32> = rows.iter().map(|(_, s)| s.day as i32).collect();
     let today: Vec<i32> = rows.iter().map(|(_, s)| s.today as i32).collect();
     let last: Vec<i64> = rows.iter().map(|(_, s)| s.last_ms as i64).collect();
-    db.execute(
+    p.push(
         "INSERT INTO push_state (app, next_seq, day, today, last_ms) \
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::int4[], $5::int8[]) \
          ON CONFLICT (app) DO UPDATE SET next_seq = EXCLUDED.next_seq, day = EXCLUDED.day, \
          today = EXCLUDED.today, last_ms = EXCLUDED.last_ms",
-        &[&apps, &seqs, &days, &today, &last],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(seqs),
+            Box::new(days),
+            Box::new(today),
+            Box::new(last),
+        ],
+    );
     Ok(())
 }
 
-fn upsert_msg_randoms(db: Db<'_>, rows: Vec<((AppId, u32), SeenMsgRandom)>) -> Result<()> {
+fn upsert_msg_randoms(p: &mut Pipeline, rows: Vec<((AppId, u32), SeenMsgRandom)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -998,17 +1089,22 @@ fn upsert_msg_randoms(db: Db<'_>, rows: Vec<((AppId, u32), SeenMsgRandom)>) -> R
     let randoms: Vec<i64> = rows.iter().map(|((_, r), _)| i64::from(*r)).collect();
     let seqs: Vec<i64> = rows.iter().map(|(_, s)| s.seq as i64).collect();
     let created: Vec<i64> = rows.iter().map(|(_, s)| s.created_ms as i64).collect();
-    db.execute(
+    p.push(
         "INSERT INTO msg_randoms (app, msg_random, seq, created_ms) \
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
          ON CONFLICT (app, msg_random) DO UPDATE SET seq = EXCLUDED.seq, \
          created_ms = EXCLUDED.created_ms",
-        &[&apps, &randoms, &seqs, &created],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(randoms),
+            Box::new(seqs),
+            Box::new(created),
+        ],
+    );
     Ok(())
 }
 
-fn upsert_tasks(db: Db<'_>, rows: Vec<((AppId, u64), TaskMeta)>) -> Result<()> {
+fn upsert_tasks(p: &mut Pipeline, rows: Vec<((AppId, u64), TaskMeta)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -1026,35 +1122,45 @@ fn upsert_tasks(db: Db<'_>, rows: Vec<((AppId, u64), TaskMeta)>) -> Result<()> {
             StoreError::Storage(format!("push task {} is not UTF-8: {e}", meta.task_id))
         })?);
     }
-    db.execute(
+    p.push(
         "INSERT INTO tasks (app, seq, created_ms, expires_ms, revoked_ms, meta) \
          SELECT a, s, c, e, r, m::jsonb \
          FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[]) \
          AS u(a, s, c, e, r, m) \
          ON CONFLICT (app, seq) DO UPDATE SET revoked_ms = EXCLUDED.revoked_ms, \
          expires_ms = EXCLUDED.expires_ms, meta = EXCLUDED.meta",
-        &[&apps, &seqs, &created, &expires, &revoked, &metas],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(seqs),
+            Box::new(created),
+            Box::new(expires),
+            Box::new(revoked),
+            Box::new(metas),
+        ],
+    );
     Ok(())
 }
 
-fn upsert_audiences(db: Db<'_>, rows: Vec<((AppId, u64), RoaringBitmap)>) -> Result<()> {
+fn upsert_audiences(p: &mut Pipeline, rows: Vec<((AppId, u64), RoaringBitmap)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
     let seqs: Vec<i64> = rows.iter().map(|((_, seq), _)| *seq as i64).collect();
     let bitmaps: Vec<Vec<u8>> = rows.iter().map(|(_, b)| encode_bitmap(b)).collect();
-    db.execute(
+    p.push(
         "INSERT INTO task_audiences (app, seq, audience) \
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) \
          ON CONFLICT (app, seq) DO UPDATE SET audience = EXCLUDED.audience",
-        &[&apps, &seqs, &bitmaps],
-    )?;
+        vec![Box::new(apps), Box::new(seqs), Box::new(bitmaps)],
+    );
     Ok(())
 }
 
-fn upsert_deliveries(db: Db<'_>, rows: Vec<((AppId, u64, u64), RoaringBitmap)>) -> Result<()> {
+fn upsert_deliveries(
+    p: &mut Pipeline,
+    rows: Vec<((AppId, u64, u64), RoaringBitmap)>,
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -1062,27 +1168,32 @@ fn upsert_deliveries(db: Db<'_>, rows: Vec<((AppId, u64, u64), RoaringBitmap)>) 
     let seqs: Vec<i64> = rows.iter().map(|((_, seq, _), _)| *seq as i64).collect();
     let seconds: Vec<i64> = rows.iter().map(|((.., s), _)| *s as i64).collect();
     let bitmaps: Vec<Vec<u8>> = rows.iter().map(|(_, b)| encode_bitmap(b)).collect();
-    db.execute(
+    p.push(
         "INSERT INTO task_deliveries (app, seq, second, accounts) \
          SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[]) \
          ON CONFLICT (app, seq, second) DO UPDATE SET accounts = EXCLUDED.accounts",
-        &[&apps, &seqs, &seconds, &bitmaps],
-    )?;
+        vec![
+            Box::new(apps),
+            Box::new(seqs),
+            Box::new(seconds),
+            Box::new(bitmaps),
+        ],
+    );
     Ok(())
 }
 
-fn upsert_cursors(db: Db<'_>, rows: Vec<((AppId, AccountId), u64)>) -> Result<()> {
+fn upsert_cursors(p: &mut Pipeline, rows: Vec<((AppId, AccountId), u64)>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
     let (apps, accounts) = apps_and_ids(&keys);
     let seqs: Vec<i64> = rows.iter().map(|(_, seq)| *seq as i64).collect();
-    db.execute(
+    p.push(
         "INSERT INTO cursors (app, account, seq) \
          SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[]) \
          ON CONFLICT (app, account) DO UPDATE SET seq = EXCLUDED.seq",
-        &[&apps, &accounts, &seqs],
-    )?;
+        vec![Box::new(apps), Box::new(accounts), Box::new(seqs)],
+    );
     Ok(())
 }
