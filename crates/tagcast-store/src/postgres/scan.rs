@@ -1,13 +1,14 @@
-//! Reading every record the audience index is built from, in one snapshot: accounts, tags and
-//! log positions on one connection, attributes on a second one that imports the first one's
-//! snapshot, so the two halves run in parallel and see the same committed state.
+//! Reading every record the audience index is built from, in one snapshot: accounts (with tag
+//! names and log positions), account tags and attributes each on a connection of its own, the
+//! second and third importing the first one's snapshot, so the three scans run in parallel and
+//! see the same committed state.
 
 use std::pin::pin;
 
 use futures_util::StreamExt;
 use tokio_postgres::{Row, RowStream};
 
-use super::connection::{Pg, STATEMENT_TIMEOUT, pg_error};
+use super::connection::{Conn, Pg, STATEMENT_TIMEOUT, pg_error};
 use super::tables::Db;
 use crate::audience::IndexParts;
 use crate::tables::Result;
@@ -15,39 +16,52 @@ use crate::{AppId, StoreError};
 
 const READ_ONLY_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
+/// One part of the rebuild, reading on its own connection.
+type Scan = fn(Db<'_>) -> Result<IndexParts>;
+
+const SCANS: [Scan; 3] = [scan_accounts, scan_account_tags, scan_attrs];
+
 pub(crate) fn index_parts(pg: &Pg) -> Result<IndexParts> {
-    let main = pg.connection()?;
-    let db = Db {
-        pg,
-        client: main.client(),
-    };
-    db.batch(READ_ONLY_SNAPSHOT)?;
-    let snapshot: String = db.query("SELECT pg_export_snapshot()", &[])?[0].get(0);
-    let second = pg.connection()?;
-    let other = Db {
-        pg,
-        client: second.client(),
-    };
-    other.batch(&format!(
-        "{READ_ONLY_SNAPSHOT}; SET TRANSACTION SNAPSHOT '{snapshot}'"
-    ))?;
-    let (parts, attrs) = std::thread::scope(|scope| {
-        let attrs = scope.spawn(|| scan_attrs(other));
-        (scan_accounts_and_tags(db), attrs.join())
+    let conns: Vec<Conn> = SCANS
+        .iter()
+        .map(|_| pg.connection())
+        .collect::<Result<_>>()?;
+    let dbs: Vec<Db<'_>> = conns
+        .iter()
+        .map(|conn| Db {
+            pg,
+            client: conn.client(),
+        })
+        .collect();
+    dbs[0].batch(READ_ONLY_SNAPSHOT)?;
+    let snapshot: String = dbs[0].query("SELECT pg_export_snapshot()", &[])?[0].get(0);
+    for db in &dbs[1..] {
+        db.batch(&format!(
+            "{READ_ONLY_SNAPSHOT}; SET TRANSACTION SNAPSHOT '{snapshot}'"
+        ))?;
+    }
+    let scanned: Vec<_> = std::thread::scope(|scope| {
+        let running: Vec<_> = SCANS
+            .iter()
+            .zip(&dbs)
+            .map(|(scan, db)| scope.spawn(move || scan(*db)))
+            .collect();
+        running.into_iter().map(|scan| scan.join()).collect()
     });
-    let mut parts = parts?;
-    parts.merge(
-        attrs
-            .map_err(|_| StoreError::Interrupted("the index rebuild thread panicked".into()))??,
-    );
-    db.batch("COMMIT")?;
-    other.batch("COMMIT")?;
-    main.done();
-    second.done();
+    let mut parts = IndexParts::default();
+    for part in scanned {
+        parts.merge(
+            part.map_err(|_| StoreError::Interrupted("an index rebuild thread panicked".into()))??,
+        );
+    }
+    for db in &dbs {
+        db.batch("COMMIT")?;
+    }
+    conns.into_iter().for_each(Conn::done);
     Ok(parts)
 }
 
-fn scan_accounts_and_tags(db: Db<'_>) -> Result<IndexParts> {
+fn scan_accounts(db: Db<'_>) -> Result<IndexParts> {
     let mut parts = IndexParts::default();
     each_row(db, "SELECT app, position FROM change_log_heads", |row| {
         parts.position(app(row), row.get::<_, i64>(1) as u64);
@@ -61,6 +75,11 @@ fn scan_accounts_and_tags(db: Db<'_>) -> Result<IndexParts> {
         parts.tag_name(app(row), row.get::<_, i32>(1) as u32, row.get(2));
         Ok(())
     })?;
+    Ok(parts)
+}
+
+fn scan_account_tags(db: Db<'_>) -> Result<IndexParts> {
+    let mut parts = IndexParts::default();
     each_row(db, "SELECT app, id, tag_ids FROM account_tags", |row| {
         let (app, account) = (app(row), row.get::<_, i32>(1) as u32);
         let ids: Vec<i32> = row.get(2);
