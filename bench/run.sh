@@ -36,13 +36,11 @@ pg_bin=/usr/lib/postgresql/15/bin
 sudo=
 [[ $(id -u) == 0 ]] || sudo=sudo
 
-# The commit every report is stamped with, read before the build ("-dirty": the tree has changes).
-TAGCAST_BENCH_COMMIT=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)
-[[ -z $(git status --porcelain 2> /dev/null) ]] || TAGCAST_BENCH_COMMIT+=-dirty
-export TAGCAST_BENCH_COMMIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_commit
 echo "== machine"
-echo "$(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
-  "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr); accounts=$accounts; commit $TAGCAST_BENCH_COMMIT"
+echo "$(bench_machine); accounts=$accounts; commit $TAGCAST_BENCH_COMMIT"
 
 echo "== build"
 cargo build --release --locked -q -p tagcast -p tagcast-bench -p tagcast-loadgen
@@ -77,10 +75,7 @@ chmod 755 "$tmp"
 redis_pid= pg_data=
 
 # What a durable write costs on this disk: every system's acknowledged writes wait for such syncs.
-probe=$(dd if=/dev/zero of="$tmp/fsync-probe" bs=8k count=1000 oflag=dsync 2>&1 |
-  sed -n 's/.* copied, \([0-9.e-]*\) s.*/\1/p')
-rm -f "$tmp/fsync-probe"
-echo "fsync probe: 1000 synchronous 8 KiB writes (dd oflag=dsync) in ${TMPDIR:-/tmp}: $(awk -v s="$probe" 'BEGIN {printf "%.0f", s * 1000}') us each"
+echo "fsync probe: 1000 synchronous 8 KiB writes (dd oflag=dsync) in ${TMPDIR:-/tmp}: $(fsync_probe_us "$tmp") us each"
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
@@ -126,23 +121,9 @@ done
 [[ $(redis-cli -p "$redis_port" ping) == PONG ]]
 echo "Redis on 127.0.0.1:$redis_port (pid $redis_pid, data in $tmp/redis)"
 
-# PostgreSQL: fsync and synchronous_commit on; wal_level minimal so the COPY into the table created
-# in the same transaction skips the WAL; shared_buffers a quarter of the RAM.
-shared_buffers=$(awk '/MemTotal/ {printf "%dMB", $2 / 4096}' /proc/meminfo)
-cat > "$tmp/pg.conf" << CONF
-max_connections = 200
-shared_buffers = $shared_buffers
-fsync = on
-synchronous_commit = on
-wal_level = minimal
-max_wal_senders = 0
-max_wal_size = 16GB
-checkpoint_timeout = 30min
-maintenance_work_mem = 1GB
-work_mem = 64MB
-effective_cache_size = 12GB
-random_page_cost = 1.1
-CONF
+# PostgreSQL: the benchmarks' durable settings (bench/lib.sh).
+pg_bench_conf > "$tmp/pg.conf"
+shared_buffers=$(sed -n 's/^shared_buffers = //p' "$tmp/pg.conf")
 pg_data=$tmp/pg
 pg_port=$(scripts/postgres.sh start "$pg_data" 25432 "$tmp/pg.conf")
 "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -c 'CREATE DATABASE tagcast_bench'

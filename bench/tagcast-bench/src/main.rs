@@ -1,6 +1,7 @@
-//! `tagcast-bench`: the push benchmarks, and the comparison with Redis and PostgreSQL. Each
-//! reports ratios against a baseline measured in the same run, next to the absolute numbers. See
-//! bench/README.md; `bench/push.sh` runs the push benchmarks, `bench/run.sh` the comparison.
+//! `tagcast-bench`: the push benchmarks, the comparison with Redis and PostgreSQL, and tagcast on
+//! its two stores. Each reports ratios against a baseline measured in the same run, next to the
+//! absolute numbers. See bench/README.md; `bench/push.sh` runs the push benchmarks,
+//! `bench/run.sh` the comparison, `bench/store.sh` the stores.
 
 mod audience;
 mod client;
@@ -11,6 +12,7 @@ mod push;
 mod raw;
 mod scan;
 mod server;
+mod storage;
 
 use std::path::PathBuf;
 
@@ -35,6 +37,14 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// tagcast vs Redis and PostgreSQL on the same data: counts, writes, reads, memory (bench/run.sh).
     Compare(compare::CompareArgs),
+    /// tagcast on its embedded store and on PostgreSQL next to raw PostgreSQL: add_tag, get_tag,
+    /// start-up (bench/store.sh).
+    Store(storage::StoreArgs),
+    /// The raw PostgreSQL baseline of add_tag and get_tag: one statement of 100 accounts per
+    /// transaction, on a table of its own.
+    PgUpdate(storage::pg_update::PgUpdateArgs),
+    /// Opens a store (index rebuild) and prints how long it took, its accounts and counts.
+    Open(storage::open::OpenArgs),
     /// The minimal WebSocket broadcast server of the fan-out baseline (started by `fanout`).
     #[command(hide = true)]
     RawServer {
@@ -81,6 +91,9 @@ fn main() -> anyhow::Result<()> {
         Command::Push(args) => runtime.block_on(push::run(&args)),
         Command::Fanout(args) => runtime.block_on(fanout::run(&args)),
         Command::Compare(args) => runtime.block_on(compare::run(&args)),
+        Command::Store(args) => runtime.block_on(storage::run(&args)),
+        Command::PgUpdate(args) => runtime.block_on(storage::pg_update::run(&args)),
+        Command::Open(args) => runtime.block_on(storage::open::run(&args)),
         Command::RawServer { listen } => runtime.block_on(raw::serve(listen)),
     }
 }

@@ -53,14 +53,26 @@ impl Server {
     /// Starts tagcast on `data_dir` with limits that let a benchmark push as fast as it likes:
     /// no daily quota, no minimum interval, no API rate limit. Config and logs go to `run_dir`.
     pub async fn start(bin: &Path, data_dir: &Path, run_dir: &Path) -> anyhow::Result<Server> {
+        Self::start_on(bin, data_dir, None, run_dir).await
+    }
+
+    /// `start`, keeping the records in the PostgreSQL database at `store_url` (the config's
+    /// `[store] url`) when one is given, else in the embedded store in `data_dir`.
+    pub async fn start_on(
+        bin: &Path,
+        data_dir: &Path,
+        store_url: Option<&str>,
+        run_dir: &Path,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(run_dir)?;
+        let store = store_url.map_or(String::new(), |url| format!("\n[store]\nurl = \"{url}\"\n"));
         let config = run_dir.join("tagcast.toml");
         std::fs::write(
             &config,
             format!(
                 r#"listen = "127.0.0.1:0"
 data_dir = "{data}"
-
+{store}
 [[apps]]
 sdkappid = {SDKAPPID}
 secret_key = "{KEY}"

@@ -194,7 +194,7 @@ pub fn forms(cond: &Cond, intarray: bool) -> Vec<Form> {
     forms
 }
 
-async fn connect(conn: &str) -> anyhow::Result<Client> {
+pub async fn connect(conn: &str) -> anyhow::Result<Client> {
     let (client, connection) = tokio_postgres::connect(conn, NoTls)
         .await
         .with_context(|| format!("connecting to PostgreSQL ({conn})"))?;
@@ -206,23 +206,30 @@ async fn connect(conn: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-async fn show(client: &Client, setting: &str) -> anyhow::Result<String> {
+pub async fn show(client: &Client, setting: &str) -> anyhow::Result<String> {
     Ok(client
         .query_one(&format!("SHOW {setting}"), &[])
         .await?
         .get(0))
 }
 
-pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<PgResult> {
-    let accounts = args.set.accounts;
-    let client = connect(conn).await?;
-    let version = show(&client, "server_version").await?;
+/// Fails unless the server runs with `fsync` and `synchronous_commit` on: a write benchmark
+/// measures acknowledged, durable writes.
+pub async fn check_durable(client: &Client) -> anyhow::Result<()> {
     for (setting, want) in [("fsync", "on"), ("synchronous_commit", "on")] {
-        let got = show(&client, setting).await?;
+        let got = show(client, setting).await?;
         if got != want {
             bail!("PostgreSQL runs with {setting} = {got}: the write benchmark needs {want}");
         }
     }
+    Ok(())
+}
+
+pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<PgResult> {
+    let accounts = args.set.accounts;
+    let client = connect(conn).await?;
+    let version = show(&client, "server_version").await?;
+    check_durable(&client).await?;
     let intarray: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_available_extensions WHERE name = 'intarray'",
@@ -329,13 +336,13 @@ pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Pg
         floor.p50().as_secs_f64() * 1e3
     );
 
-    let get_tag = throughput(conn, args, Op::GetTag, intarray).await?;
+    let get_tag = measured_throughput(conn, args, Op::GetTag).await?;
     println!(
         "postgres: get_tag (SELECT name, tags WHERE name = ANY($1), 100 names): {:.0} requests/s; {}",
         get_tag.requests_per_s,
         CpuWindow::describe(&get_tag)
     );
-    let add_tag = throughput(conn, args, Op::AddTag, intarray).await?;
+    let add_tag = measured_throughput(conn, args, Op::AddTag(Update::Add { intarray })).await?;
     println!(
         "postgres: add_tag (one UPDATE of 100 rows per transaction, synchronous_commit on): {:.0} updates/s ({} requests aborted by deadlocks); {}",
         add_tag.updates_per_s(),
@@ -355,6 +362,14 @@ pub async fn run(conn: &str, args: &CompareArgs, seed: u64) -> anyhow::Result<Pg
         get_tag,
         add_tag,
     })
+}
+
+/// `throughput` with compare's connections and seconds, and the machine's busy cores.
+async fn measured_throughput(conn: &str, args: &CompareArgs, op: Op) -> anyhow::Result<Throughput> {
+    let cpu = CpuWindow::start(None);
+    let mut t = throughput(conn, args.concurrency, args.seconds, args.set.accounts, op).await?;
+    cpu.finish(None, &mut t);
+    Ok(t)
 }
 
 /// Times `form` prepared under its settings, then resets them.
@@ -510,60 +525,81 @@ async fn check_accounts(client: &Client, seed: u64, accounts: u64) -> anyhow::Re
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Op {
+/// A request of a throughput run on PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    /// get_tag: `SELECT name, tags FROM accounts WHERE name = ANY($1)` with 100 names.
     GetTag,
-    AddTag,
+    /// add_tag: one `UPDATE accounts ... FROM unnest(names, t1, t2)` of 100 rows per
+    /// transaction (autocommit).
+    AddTag(Update),
+}
+
+/// What an add_tag UPDATE does to the 2 tags of each account.
+#[derive(Debug, Clone, Copy)]
+pub enum Update {
+    /// Adds them to the account's tags (loadgen `--plain-add`); with intarray's `|` when the
+    /// extension is there, else through `unnest` and `DISTINCT`.
+    Add { intarray: bool },
+    /// Replaces the account's tags with them (loadgen's default, `Replace: 1`).
+    Replace,
 }
 
 const GET_TAG: &str = "SELECT name, tags FROM accounts WHERE name = ANY($1)";
 
-/// One statement, one transaction: 2 tags added to each of 100 accounts.
-fn add_tag_sql(intarray: bool) -> &'static str {
-    if intarray {
-        "UPDATE accounts AS a SET tags = a.tags | ARRAY[v.t1, v.t2] \
-         FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
-    } else {
-        "UPDATE accounts AS a SET tags = ARRAY(SELECT DISTINCT x FROM unnest(a.tags || ARRAY[v.t1, v.t2]) AS x ORDER BY x) \
-         FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
+/// One statement, one transaction: 2 tags set on each of 100 accounts (the table `accounts`,
+/// `name text` unique, `tags int[]`).
+pub fn add_tag_sql(update: Update) -> &'static str {
+    match update {
+        Update::Add { intarray: true } => {
+            "UPDATE accounts AS a SET tags = a.tags | ARRAY[v.t1, v.t2] \
+             FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
+        }
+        Update::Add { intarray: false } => {
+            "UPDATE accounts AS a SET tags = ARRAY(SELECT DISTINCT x FROM unnest(a.tags || ARRAY[v.t1, v.t2]) AS x ORDER BY x) \
+             FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
+        }
+        // The two tags, sorted and distinct, as tagcast keeps a replaced set.
+        Update::Replace => {
+            "UPDATE accounts AS a SET tags = CASE WHEN v.t1 = v.t2 THEN ARRAY[v.t1] \
+             ELSE ARRAY[least(v.t1, v.t2), greatest(v.t1, v.t2)] END \
+             FROM unnest($1::text[], $2::int[], $3::int[]) AS v(name, t1, t2) WHERE a.name = v.name"
+        }
     }
 }
 
-async fn throughput(
+/// `concurrency` connections to `conn` running `op` for `seconds` on the accounts `u00000000`..
+/// of a table of `accounts` rows (the requests of `workload::write_batch` and `read_batch`).
+/// Like loadgen, requests in flight at the deadline are finished and counted; an add_tag
+/// aborted by a deadlock is counted in `retries`, not in the rate, and the worker goes on with
+/// a new request. Any other error, or a request that finds fewer rows than it names, fails the
+/// run. The CPU fields are left to the caller.
+pub async fn throughput(
     conn: &str,
-    args: &CompareArgs,
+    concurrency: usize,
+    seconds: u64,
+    accounts: u64,
     op: Op,
-    intarray: bool,
 ) -> anyhow::Result<Throughput> {
     let mut clients = Vec::new();
-    for _ in 0..args.concurrency {
+    for _ in 0..concurrency {
         clients.push(connect(conn).await?);
     }
-    let cpu = CpuWindow::start(None);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.seconds);
-    let accounts = args.set.accounts;
+    let deadline = started + Duration::from_secs(seconds);
     let workers = clients
         .into_iter()
-        .map(|client| worker(client, op, intarray, accounts, deadline))
+        .map(|client| worker(client, op, accounts, deadline))
         .collect();
-    let mut t = workload::drive(workers, started).await?;
-    cpu.finish(None, &mut t);
-    Ok(t)
+    workload::drive(workers, started).await
 }
 
-async fn worker(
-    client: Client,
-    op: Op,
-    intarray: bool,
-    accounts: u64,
-    deadline: Instant,
-) -> anyhow::Result<Tally> {
+async fn worker(client: Client, op: Op, accounts: u64, deadline: Instant) -> anyhow::Result<Tally> {
     let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
     let mut tally = Tally::default();
     let stmt = match op {
         Op::GetTag => client.prepare(GET_TAG).await?,
-        Op::AddTag => client.prepare(add_tag_sql(intarray)).await?,
+        Op::AddTag(update) => client.prepare(add_tag_sql(update)).await?,
     };
     while Instant::now() < deadline {
         match op {
@@ -590,7 +626,7 @@ async fn worker(
                     );
                 }
             }
-            Op::AddTag => {
+            Op::AddTag(_) => {
                 let mut batch = write_batch(&mut rng, accounts);
                 // Rows in one order for every transaction, which keeps deadlocks rare.
                 batch.sort();

@@ -6,10 +6,10 @@
 //! and each loaded with the same accounts from the model (`synth.rs`). Every audience count must
 //! be equal on all of them (the run fails otherwise).
 
-mod baseline_pg;
+pub(crate) mod baseline_pg;
 mod baseline_redis;
-mod tagcast_side;
-mod workload;
+pub(crate) mod tagcast_side;
+pub(crate) mod workload;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -219,7 +219,7 @@ fn check_counts(
 }
 
 /// Milliseconds with 3 significant digits (whole milliseconds from 100 up).
-fn fmt_ms(d: Duration) -> String {
+pub(crate) fn fmt_ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms >= 100.0 || ms <= 0.0 {
         return format!("{ms:.0}");
@@ -229,7 +229,7 @@ fn fmt_ms(d: Duration) -> String {
 }
 
 /// A whole number with thousands separators.
-fn fmt_int(v: f64) -> String {
+pub(crate) fn fmt_int(v: f64) -> String {
     let s = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -242,7 +242,7 @@ fn fmt_int(v: f64) -> String {
 }
 
 /// `a / b` as a ratio ("how many times better tagcast is").
-fn fmt_ratio(a: f64, b: f64) -> String {
+pub(crate) fn fmt_ratio(a: f64, b: f64) -> String {
     if b <= 0.0 || a <= 0.0 {
         return "-".into();
     }

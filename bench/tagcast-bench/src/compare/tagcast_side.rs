@@ -42,7 +42,7 @@ pub struct TagcastResult {
     pub inproc: Vec<CountResult>,
 }
 
-fn bin_beside(name: &str, arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn bin_beside(name: &str, arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(bin) = arg {
         return Ok(bin.clone());
     }
@@ -127,14 +127,15 @@ pub async fn run(args: &CompareArgs, data: &Path, work: &Path) -> anyhow::Result
     );
 
     let load = |workload: &str, extra: &[&str]| {
-        let mut cmd = tokio::process::Command::new(&loadgen);
-        cmd.args(["--url", &server.url])
-            .args(["--sdkappid", &SDKAPPID.to_string(), "--key", KEY])
-            .args(["--workload", workload, "--synth"])
-            .args(["--accounts", &accounts.to_string(), "--tags", "1000"])
-            .args(["--concurrency", &args.concurrency.to_string()])
-            .args(["--seconds", &args.seconds.to_string()])
-            .args(extra);
+        let mut cmd = loadgen_command(
+            &loadgen,
+            &server.url,
+            accounts,
+            args.concurrency,
+            args.seconds,
+            workload,
+        );
+        cmd.args(extra);
         cmd
     };
     let pid = server.pid();
@@ -210,16 +211,38 @@ pub async fn run(args: &CompareArgs, data: &Path, work: &Path) -> anyhow::Result
     })
 }
 
+/// `tagcast-loadgen` on the synthetic app's names (`u00000000`..., `tag1`..`tag1000`) of
+/// `accounts` accounts at `url`, `workload` (`add-tag`: `Replace: 1` unless `--plain-add` is
+/// added) on `concurrency` connections for `seconds`.
+pub(crate) fn loadgen_command(
+    loadgen: &Path,
+    url: &str,
+    accounts: u64,
+    concurrency: usize,
+    seconds: u64,
+    workload: &str,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(loadgen);
+    cmd.args(["--url", url])
+        .args(["--sdkappid", &SDKAPPID.to_string(), "--key", KEY])
+        .args(["--workload", workload, "--synth"])
+        .args(["--accounts", &accounts.to_string(), "--tags", "1000"])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--seconds", &seconds.to_string()]);
+    cmd
+}
+
 /// Runs loadgen and reads its `key=value` report; any failed request fails the run.
-async fn loadgen_run(mut cmd: tokio::process::Command) -> anyhow::Result<Throughput> {
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("running tagcast-loadgen")?;
+pub(crate) async fn loadgen_run(mut cmd: tokio::process::Command) -> anyhow::Result<Throughput> {
+    // `output` captures both streams, whatever was set: its error is on the captured stderr.
+    let out = cmd.output().await.context("running tagcast-loadgen")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("tagcast-loadgen failed ({}): {stdout}", out.status);
+        bail!(
+            "tagcast-loadgen failed ({}): {stdout}{}",
+            out.status,
+            first_error(&out.stderr)
+        );
     }
     let line = stdout
         .lines()
@@ -243,14 +266,26 @@ async fn loadgen_run(mut cmd: tokio::process::Command) -> anyhow::Result<Through
         bail!("tagcast-loadgen: no request completed: {line}");
     }
     Ok(Throughput {
+        requests: num("ok")? as u64,
         requests_per_s: num("requests_per_s")?,
         p50: Duration::from_secs_f64(num("p50_ms")? / 1000.0),
+        p99: Duration::from_secs_f64(num("p99_ms")? / 1000.0),
         ..Throughput::default()
     })
 }
 
+/// A child's stderr up to its backtrace: the error it ended with.
+pub(crate) fn first_error(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let error = stderr
+        .split("\nStack backtrace:")
+        .next()
+        .unwrap_or_default();
+    error.trim().to_string()
+}
+
 /// CPU seconds so far of each thread of `pid`, by thread id: (name, seconds).
-fn thread_cpu(pid: u32) -> HashMap<u32, (String, f64)> {
+pub(crate) fn thread_cpu(pid: u32) -> HashMap<u32, (String, f64)> {
     let mut threads = HashMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return threads;
@@ -278,7 +313,7 @@ fn cpu_secs_of(path: &Path) -> f64 {
 }
 
 /// The threads that used the most CPU between two readings, with the cores each kept busy.
-fn busiest_threads(
+pub(crate) fn busiest_threads(
     before: &HashMap<u32, (String, f64)>,
     after: &HashMap<u32, (String, f64)>,
     wall: Duration,
@@ -299,6 +334,7 @@ fn busiest_threads(
 pub fn describe_threads(threads: &[(String, f64)]) -> String {
     threads
         .iter()
+        .filter(|(_, cores)| *cores >= 0.005)
         .map(|(name, cores)| format!("{name} {cores:.2} cores"))
         .collect::<Vec<_>>()
         .join(", ")

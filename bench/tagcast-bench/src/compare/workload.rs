@@ -168,8 +168,11 @@ pub struct Tally {
 /// Requests per second of a throughput run, all workers together.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Throughput {
+    /// Requests completed (add_tag aborted by a deadlock left out).
+    pub requests: u64,
     pub requests_per_s: f64,
     pub p50: Duration,
+    pub p99: Duration,
     pub retries: u64,
     /// Cores the server kept busy on average (when its CPU time is known).
     pub server_cores: Option<f64>,
@@ -246,8 +249,10 @@ where
         anyhow::bail!("no request completed");
     }
     Ok(Throughput {
+        requests: total.ok,
         requests_per_s: total.ok as f64 / elapsed,
         p50: total.latencies.p50(),
+        p99: total.latencies.p99(),
         retries: total.retries,
         ..Throughput::default()
     })
