@@ -418,3 +418,23 @@ fn help_tells_where_the_key_can_come_from() {
         );
     }
 }
+
+#[test]
+fn migrate_refuses_a_source_that_is_not_a_store_and_a_store_copied_onto_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty = empty.to_str().unwrap();
+    let to = "postgres://tagcast:secret@127.0.0.1:1/db";
+    let line = assert_start_error(&mut clean_tagcast(&[
+        "migrate", "--from", empty, "--to", to,
+    ]));
+    assert!(line.contains("no embedded store there"), "{line}");
+    // Nothing was created where the store was looked for.
+    assert_eq!(std::fs::read_dir(empty).unwrap().count(), 0);
+
+    let same = ["migrate", "--from", to, "--to", to];
+    let line = assert_start_error(&mut clean_tagcast(&same));
+    assert!(line.contains("the same store"), "{line}");
+    assert!(!line.contains("secret"), "the password leaked: {line}");
+}
