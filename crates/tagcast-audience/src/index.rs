@@ -248,29 +248,79 @@ fn remove_from(map: &mut HashMap<String, RoaringBitmap>, key: &str, account: u32
     }
 }
 
-/// Builds an app's index from a scan of the store, accounts in ascending id order, without a
-/// string allocation per entry.
+/// Builds an app's index from a scan of the store, without a string allocation per entry.
+/// Accounts in ascending id order (a redb scan) are appended in O(1); others (a PostgreSQL
+/// heap scan) are collected and sorted once at the end, rather than inserted one by one.
 ///
 /// Builders of separate scans (say, tags on one thread and attributes on another) combine with
 /// `merge`.
+#[derive(Default)]
 pub struct AppIndexBuilder {
-    all: RoaringBitmap,
+    all: Collected,
     /// Indexed by tag id: ids are small and dense within an app.
-    tags_by_id: Vec<RoaringBitmap>,
-    attrs: [FxHashMap<String, RoaringBitmap>; SLOTS],
+    tags_by_id: Vec<Collected>,
+    attrs: [FxHashMap<String, Collected>; SLOTS],
+}
+
+/// The accounts of one bitmap while it is built: those that came in order, and the rest.
+#[derive(Default)]
+struct Collected {
+    ordered: RoaringBitmap,
+    unordered: Vec<u32>,
+}
+
+impl Collected {
+    fn of(account: u32) -> Self {
+        let mut collected = Self::default();
+        collected.add(account);
+        collected
+    }
+
+    fn add(&mut self, account: u32) {
+        if self.ordered.try_push(account).is_err() {
+            self.unordered.push(account);
+        }
+    }
+
+    fn merge(&mut self, other: Collected) {
+        self.ordered |= other.ordered;
+        self.unordered.extend(other.unordered);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ordered.is_empty() && self.unordered.is_empty()
+    }
+
+    fn compact(&mut self) {
+        if self.unordered.is_empty() {
+            return;
+        }
+        let mut unordered = std::mem::take(&mut self.unordered);
+        unordered.sort_unstable();
+        unordered.dedup();
+        // Sorted and deduplicated just above, so this cannot fail.
+        if let Ok(rest) = RoaringBitmap::from_sorted_iter(unordered) {
+            self.ordered |= rest;
+        }
+    }
+
+    fn finish(mut self) -> RoaringBitmap {
+        self.compact();
+        self.ordered
+    }
 }
 
 impl AppIndexBuilder {
     pub fn account(&mut self, account: u32) {
-        append(&mut self.all, account);
+        self.all.add(account);
     }
 
     pub fn tag(&mut self, account: u32, tag_id: u32) {
         let id = tag_id as usize;
         if id >= self.tags_by_id.len() {
-            self.tags_by_id.resize_with(id + 1, RoaringBitmap::new);
+            self.tags_by_id.resize_with(id + 1, Collected::default);
         }
-        append(&mut self.tags_by_id[id], account);
+        self.tags_by_id[id].add(account);
     }
 
     pub fn attr(&mut self, account: u32, slot: u8, value: &str) {
@@ -278,26 +328,38 @@ impl AppIndexBuilder {
             return;
         };
         match values.get_mut(value) {
-            Some(bitmap) => append(bitmap, account),
+            Some(collected) => collected.add(account),
             None => {
-                values.insert(value.to_string(), RoaringBitmap::from_iter([account]));
+                values.insert(value.to_string(), Collected::of(account));
             }
+        }
+    }
+
+    /// Sorts what came out of order into the bitmaps now, so that builders filled on several
+    /// threads do that work there, each for its own part, before they are merged.
+    pub fn compact(&mut self) {
+        let attrs = self.attrs.iter_mut().flat_map(|values| values.values_mut());
+        for collected in std::iter::once(&mut self.all)
+            .chain(self.tags_by_id.iter_mut())
+            .chain(attrs)
+        {
+            collected.compact();
         }
     }
 
     /// Adds what `other` collected.
     pub fn merge(&mut self, other: AppIndexBuilder) {
-        self.all |= other.all;
+        self.all.merge(other.all);
         if other.tags_by_id.len() > self.tags_by_id.len() {
             self.tags_by_id
-                .resize_with(other.tags_by_id.len(), RoaringBitmap::new);
+                .resize_with(other.tags_by_id.len(), Collected::default);
         }
         for (mine, theirs) in self.tags_by_id.iter_mut().zip(other.tags_by_id) {
-            *mine |= theirs;
+            mine.merge(theirs);
         }
         for (mine, theirs) in self.attrs.iter_mut().zip(other.attrs) {
             for (value, accounts) in theirs {
-                *mine.entry(value).or_default() |= accounts;
+                mine.entry(value).or_default().merge(accounts);
             }
         }
     }
@@ -308,31 +370,19 @@ impl AppIndexBuilder {
             .tags_by_id
             .into_iter()
             .enumerate()
-            .filter(|(_, bitmap)| !bitmap.is_empty())
-            .filter_map(|(id, bitmap)| Some((tag_name(id as u32)?, bitmap)))
+            .filter(|(_, collected)| !collected.is_empty())
+            .filter_map(|(id, collected)| Some((tag_name(id as u32)?, collected.finish())))
             .collect();
-        let attrs = self.attrs.map(|values| values.into_iter().collect());
+        let attrs = self.attrs.map(|values| {
+            values
+                .into_iter()
+                .map(|(value, collected)| (value, collected.finish()))
+                .collect()
+        });
         AppIndex {
-            all: self.all,
+            all: self.all.finish(),
             tags,
             attrs,
         }
-    }
-}
-
-impl Default for AppIndexBuilder {
-    fn default() -> Self {
-        Self {
-            all: RoaringBitmap::new(),
-            tags_by_id: Vec::new(),
-            attrs: Default::default(),
-        }
-    }
-}
-
-/// Appends in O(1) when ids arrive in order, as they do from a store scan.
-fn append(bitmap: &mut RoaringBitmap, account: u32) {
-    if bitmap.try_push(account).is_err() {
-        bitmap.insert(account);
     }
 }

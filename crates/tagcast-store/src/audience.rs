@@ -150,6 +150,13 @@ impl IndexParts {
         self.positions.insert(app, position);
     }
 
+    /// Does the sorting `finish` would do (see `AppIndexBuilder::compact`), on this thread.
+    pub fn compact(&mut self) {
+        self.builders
+            .values_mut()
+            .for_each(AppIndexBuilder::compact);
+    }
+
     pub fn merge(&mut self, other: IndexParts) {
         for (app, builder) in other.builders {
             self.builders.entry(app).or_default().merge(builder);

@@ -7,6 +7,7 @@
 //! (a connection within a shorter one); the writer's recovery reconnects by itself.
 
 mod connection;
+mod copy;
 mod dump;
 mod log;
 mod migrations;

@@ -1,7 +1,7 @@
 //! Reading every record the audience index is built from, in one snapshot: accounts (with tag
 //! names and log positions), account tags and attributes each on a connection of its own, the
 //! second and third importing the first one's snapshot, so the three scans run in parallel and
-//! see the same committed state.
+//! see the same committed state. The big tables are read with binary COPY (see `copy`).
 
 use std::pin::pin;
 
@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use tokio_postgres::{Row, RowStream};
 
 use super::connection::{Conn, Pg, STATEMENT_TIMEOUT, pg_error};
+use super::copy::{array, each_tuple, int4, int8};
 use super::tables::Db;
 use crate::audience::IndexParts;
 use crate::tables::Result;
@@ -44,7 +45,16 @@ pub(crate) fn index_parts(pg: &Pg) -> Result<IndexParts> {
         let running: Vec<_> = SCANS
             .iter()
             .zip(&dbs)
-            .map(|(scan, db)| scope.spawn(move || scan(*db)))
+            .map(|(scan, db)| {
+                scope.spawn(move || {
+                    let started = std::time::Instant::now();
+                    let mut parts = scan(*db)?;
+                    parts.compact();
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    tracing::debug!(elapsed_ms, "index rebuild scan done");
+                    Ok::<_, StoreError>(parts)
+                })
+            })
             .collect();
         running.into_iter().map(|scan| scan.join()).collect()
     });
@@ -67,8 +77,8 @@ fn scan_accounts(db: Db<'_>) -> Result<IndexParts> {
         parts.position(app(row), row.get::<_, i64>(1) as u64);
         Ok(())
     })?;
-    each_row(db, "SELECT app, id FROM accounts", |row| {
-        parts.account(app(row), row.get::<_, i32>(1) as u32);
+    each_tuple(db, "SELECT app, id FROM accounts", |fields| {
+        parts.account(int8(fields[0])? as AppId, int4(fields[1])? as u32);
         Ok(())
     })?;
     each_row(db, "SELECT app, id, name FROM tags", |row| {
@@ -80,11 +90,10 @@ fn scan_accounts(db: Db<'_>) -> Result<IndexParts> {
 
 fn scan_account_tags(db: Db<'_>) -> Result<IndexParts> {
     let mut parts = IndexParts::default();
-    each_row(db, "SELECT app, id, tag_ids FROM account_tags", |row| {
-        let (app, account) = (app(row), row.get::<_, i32>(1) as u32);
-        let ids: Vec<i32> = row.get(2);
-        for tag in ids {
-            parts.tag(app, account, tag as u32);
+    each_tuple(db, "SELECT app, id, tag_ids FROM account_tags", |fields| {
+        let (app, account) = (int8(fields[0])? as AppId, int4(fields[1])? as u32);
+        for tag in array(fields[2])? {
+            parts.tag(app, account, int4(Some(tag))? as u32);
         }
         Ok(())
     })?;
@@ -93,32 +102,28 @@ fn scan_account_tags(db: Db<'_>) -> Result<IndexParts> {
 
 fn scan_attrs(db: Db<'_>) -> Result<IndexParts> {
     let mut parts = IndexParts::default();
-    each_row(
-        db,
-        "SELECT app, id, slots, vals FROM account_attrs",
-        |row| {
-            let (app, account) = (app(row), row.get::<_, i32>(1) as u32);
-            let slots: Vec<i16> = row.get(2);
-            let vals: Vec<&str> = row.get(3);
-            if slots.len() != vals.len() {
-                return Err(StoreError::corrupt(
-                    "account attributes",
-                    (app, account),
-                    format!("{} slots for {} values", slots.len(), vals.len()),
-                ));
-            }
-            for (slot, value) in slots.into_iter().zip(vals) {
-                let slot = u8::try_from(slot)
-                    .ok()
-                    .filter(|s| (*s as usize) < crate::ATTR_SLOTS)
-                    .ok_or_else(|| {
-                        StoreError::corrupt("account attributes", (app, account), "bad slot")
-                    })?;
-                parts.attr(app, account, slot, value);
-            }
-            Ok(())
-        },
-    )?;
+    let sql = "SELECT app, id, slots, vals FROM account_attrs";
+    each_tuple(db, sql, |fields| {
+        let (app, account) = (int8(fields[0])? as AppId, int4(fields[1])? as u32);
+        let bad = |detail: &str| StoreError::corrupt("account attributes", (app, account), detail);
+        let (slots, vals) = (array(fields[2])?, array(fields[3])?);
+        if slots.len() != vals.len() {
+            return Err(bad("as many slots as values expected"));
+        }
+        for (slot, value) in slots.into_iter().zip(vals) {
+            let slot = match slot {
+                [high, low] => i16::from_be_bytes([*high, *low]),
+                _ => return Err(bad("a slot is not an int2")),
+            };
+            let slot = u8::try_from(slot)
+                .ok()
+                .filter(|s| (*s as usize) < crate::ATTR_SLOTS)
+                .ok_or_else(|| bad("bad slot"))?;
+            let value = std::str::from_utf8(value).map_err(|_| bad("a value is not UTF-8"))?;
+            parts.attr(app, account, slot, value);
+        }
+        Ok(())
+    })?;
     Ok(parts)
 }
 
