@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 
 use super::scan::each_row;
-use super::tables::{Db, attrs_of, bitmap_of, meta_of, schema_of};
+use super::tables::{Db, attrs_of, bitmap_of, meta_of, schema_of, tags_of};
 use crate::AppId;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -52,19 +52,15 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
         sink(Record::Account(app(row), u32_at(row, 1), row.get(2)))
     })?;
     each_row(db, "SELECT app, id, tag_ids FROM account_tags", |row| {
-        let ids: Vec<i32> = row.get(2);
-        let ids = ids.into_iter().map(|id| id as u32).collect();
-        sink(Record::AccountTags(app(row), u32_at(row, 1), ids))
+        let (app, id) = (app(row), u32_at(row, 1));
+        let ids = tags_of(row, (app, id))?.unwrap_or_default();
+        sink(Record::AccountTags(app, id, ids))
     })?;
-    each_row(
-        db,
-        "SELECT app, id, slots, vals FROM account_attrs",
-        |row| {
-            let (app, id) = (app(row), u32_at(row, 1));
-            let attrs = attrs_of(row, (app, id))?.unwrap_or_default();
-            sink(Record::AccountAttrs(app, id, attrs))
-        },
-    )?;
+    each_row(db, "SELECT app, id, attrs FROM account_attrs", |row| {
+        let (app, id) = (app(row), u32_at(row, 1));
+        let attrs = attrs_of(row, (app, id))?.unwrap_or_default();
+        sink(Record::AccountAttrs(app, id, attrs))
+    })?;
     each_row(db, "SELECT app, id, name, accounts FROM tags", |row| {
         let entry = TagEntry {
             id: u32_at(row, 1),

@@ -9,9 +9,10 @@ use futures_util::StreamExt;
 use tokio_postgres::{Row, RowStream};
 
 use super::connection::{Conn, Pg, STATEMENT_TIMEOUT, pg_error};
-use super::copy::{array, each_tuple, int4, int8};
+use super::copy::{each_tuple, int4, int8};
 use super::tables::Db;
 use crate::audience::IndexParts;
+use crate::codec::{attrs_in, tag_ids_in};
 use crate::tables::Result;
 use crate::{AppId, StoreError};
 
@@ -92,8 +93,10 @@ fn scan_account_tags(db: Db<'_>) -> Result<IndexParts> {
     let mut parts = IndexParts::default();
     each_tuple(db, "SELECT app, id, tag_ids FROM account_tags", |fields| {
         let (app, account) = (int8(fields[0])? as AppId, int4(fields[1])? as u32);
-        for tag in array(fields[2])? {
-            parts.tag(app, account, int4(Some(tag))? as u32);
+        let bytes = fields[2].unwrap_or_default();
+        let ids = tag_ids_in(bytes).map_err(|e| e.at("account tag list", (app, account)))?;
+        for tag in ids {
+            parts.tag(app, account, tag);
         }
         Ok(())
     })?;
@@ -102,24 +105,10 @@ fn scan_account_tags(db: Db<'_>) -> Result<IndexParts> {
 
 fn scan_attrs(db: Db<'_>) -> Result<IndexParts> {
     let mut parts = IndexParts::default();
-    let sql = "SELECT app, id, slots, vals FROM account_attrs";
-    each_tuple(db, sql, |fields| {
+    each_tuple(db, "SELECT app, id, attrs FROM account_attrs", |fields| {
         let (app, account) = (int8(fields[0])? as AppId, int4(fields[1])? as u32);
-        let bad = |detail: &str| StoreError::corrupt("account attributes", (app, account), detail);
-        let (slots, vals) = (array(fields[2])?, array(fields[3])?);
-        if slots.len() != vals.len() {
-            return Err(bad("as many slots as values expected"));
-        }
-        for (slot, value) in slots.into_iter().zip(vals) {
-            let slot = match slot {
-                [high, low] => i16::from_be_bytes([*high, *low]),
-                _ => return Err(bad("a slot is not an int2")),
-            };
-            let slot = u8::try_from(slot)
-                .ok()
-                .filter(|s| (*s as usize) < crate::ATTR_SLOTS)
-                .ok_or_else(|| bad("bad slot"))?;
-            let value = std::str::from_utf8(value).map_err(|_| bad("a value is not UTF-8"))?;
+        for attr in attrs_in(fields[2].unwrap_or_default()) {
+            let (slot, value) = attr.map_err(|e| e.at("account attributes", (app, account)))?;
             parts.attr(app, account, slot, value);
         }
         Ok(())

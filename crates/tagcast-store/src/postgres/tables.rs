@@ -18,7 +18,10 @@ use tokio_postgres::types::ToSql;
 use futures_util::future::{join_all, try_join_all};
 
 use super::connection::{Pg, pg_error};
-use crate::codec::{decode_bitmap, decode_meta, encode_bitmap, encode_meta};
+use crate::codec::{
+    decode_attrs, decode_bitmap, decode_meta, decode_tag_ids, encode_attrs, encode_bitmap,
+    encode_meta, encode_tag_ids,
+};
 use crate::tables::{
     AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter, With,
 };
@@ -250,9 +253,7 @@ impl<'c> PgTables<'c> {
                 let name: String = row.get("name");
                 let id = row.get::<_, i32>("id") as u32;
                 if with.tags {
-                    let tags = row
-                        .get::<_, Option<Vec<i32>>>("tag_ids")
-                        .map(|ids| ids.into_iter().map(|id| id as u32).collect::<Vec<_>>());
+                    let tags = tags_of(&row, (app, id))?;
                     tag_ids.extend(tags.iter().flatten().copied());
                     self.account_tags.fill((app, id), tags);
                 }
@@ -484,29 +485,20 @@ impl ReadTables for PgTables<'_> {
             self.db,
             "SELECT tag_ids FROM account_tags WHERE app = $1 AND id = $2",
             &[&(app as i64), &(id as i32)],
-            |row| {
-                Ok({
-                    let ids: Vec<i32> = row.get(0);
-                    ids.into_iter().map(|id| id as u32).collect()
-                })
-            },
+            |row| Ok(tags_of(row, (app, id))?.unwrap_or_default()),
         )?;
         Ok(ids.unwrap_or_default())
     }
 
     fn account_attrs(&mut self, app: AppId, id: AccountId) -> Result<BTreeMap<u8, String>> {
         self.fetch_pending_accounts()?;
-        let db = self.db;
-        let attrs = self.account_attrs.get((app, id), || {
-            let row = db.query_opt(
-                "SELECT slots, vals FROM account_attrs WHERE app = $1 AND id = $2",
-                &[&(app as i64), &(id as i32)],
-            )?;
-            match row {
-                Some(row) => attrs_of(&row, (app, id)),
-                None => Ok(None),
-            }
-        })?;
+        let attrs = self.account_attrs.row(
+            (app, id),
+            self.db,
+            "SELECT attrs FROM account_attrs WHERE app = $1 AND id = $2",
+            &[&(app as i64), &(id as i32)],
+            |row| Ok(attrs_of(row, (app, id))?.unwrap_or_default()),
+        )?;
         Ok(attrs.unwrap_or_default())
     }
 
@@ -780,25 +772,23 @@ impl Tables for PgTables<'_> {
     }
 }
 
+/// The `tag_ids` column (see the schema), None for a NULL (an account without tags in a join).
+pub(crate) fn tags_of(row: &Row, key: (AppId, AccountId)) -> Result<Option<Vec<u32>>> {
+    let bytes: Option<&[u8]> = row.get("tag_ids");
+    bytes
+        .map(|b| decode_tag_ids(b).map_err(|e| e.at("account tag list", key)))
+        .transpose()
+}
+
+/// The `attrs` column (see the schema), None for a NULL (an account without attributes).
 pub(crate) fn attrs_of(row: &Row, key: (AppId, AccountId)) -> Result<Option<BTreeMap<u8, String>>> {
-    let (Some(slots), Some(vals)) = (
-        row.get::<_, Option<Vec<i16>>>("slots"),
-        row.get::<_, Option<Vec<String>>>("vals"),
-    ) else {
-        return Ok(None);
-    };
-    if slots.len() != vals.len() {
-        return Err(StoreError::corrupt(
-            "account attributes",
-            key,
-            format!("{} slots for {} values", slots.len(), vals.len()),
-        ));
-    }
-    let mut attrs = BTreeMap::new();
-    for (slot, value) in slots.into_iter().zip(vals) {
-        attrs.insert(slot_of(slot, "account attributes", key)?, value);
-    }
-    Ok(Some(attrs))
+    let bytes: Option<&[u8]> = row.get("attrs");
+    bytes
+        .map(|b| {
+            let attrs = decode_attrs(b).map_err(|e| e.at("account attributes", key))?;
+            Ok(attrs.into_iter().collect())
+        })
+        .transpose()
 }
 
 fn slot_of(slot: i16, what: &'static str, key: impl std::fmt::Debug) -> Result<u8> {
@@ -857,32 +847,17 @@ fn accounts_query(with: With) -> &'static str {
              LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id"
         }
         (false, true) => {
-            "SELECT a.name, a.id, x.slots, x.vals FROM unnest($2::text[]) AS n(name) \
+            "SELECT a.name, a.id, x.attrs FROM unnest($2::text[]) AS n(name) \
              JOIN accounts a ON a.app = $1 AND a.name = n.name \
              LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id"
         }
         (true, true) => {
-            "SELECT a.name, a.id, t.tag_ids, x.slots, x.vals FROM unnest($2::text[]) AS n(name) \
+            "SELECT a.name, a.id, t.tag_ids, x.attrs FROM unnest($2::text[]) AS n(name) \
              JOIN accounts a ON a.app = $1 AND a.name = n.name \
              LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
              LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id"
         }
     }
-}
-
-/// A PostgreSQL array literal of integers, for a column of arrays filled from `unnest`.
-fn int_array(values: impl IntoIterator<Item = i64>) -> String {
-    let items: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
-    format!("{{{}}}", items.join(","))
-}
-
-/// A PostgreSQL array literal of strings, each quoted and escaped.
-fn text_array<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
-    let items: Vec<String> = values
-        .into_iter()
-        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", items.join(","))
 }
 
 fn apps_and_ids(keys: &[(AppId, AccountId)]) -> (Vec<i64>, Vec<i32>) {
@@ -980,13 +955,10 @@ fn upsert_account_tags(p: &mut Pipeline, rows: Vec<((AppId, AccountId), Vec<u32>
     }
     let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
     let (apps, ids) = apps_and_ids(&keys);
-    let lists: Vec<String> = rows
-        .iter()
-        .map(|(_, tags)| int_array(tags.iter().map(|t| i64::from(*t as i32))))
-        .collect();
+    let lists: Vec<Vec<u8>> = rows.iter().map(|(_, tags)| encode_tag_ids(tags)).collect();
     p.push(
         "INSERT INTO account_tags (app, id, tag_ids) \
-         SELECT a, i, t::int4[] FROM unnest($1::int8[], $2::int4[], $3::text[]) AS u(a, i, t) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::bytea[]) \
          ON CONFLICT (app, id) DO UPDATE SET tag_ids = EXCLUDED.tag_ids",
         vec![Box::new(apps), Box::new(ids), Box::new(lists)],
     );
@@ -1002,25 +974,15 @@ fn upsert_account_attrs(
     }
     let keys: Vec<(AppId, AccountId)> = rows.iter().map(|(key, _)| *key).collect();
     let (apps, ids) = apps_and_ids(&keys);
-    let slots: Vec<String> = rows
-        .iter()
-        .map(|(_, attrs)| int_array(attrs.keys().map(|s| i64::from(*s))))
-        .collect();
-    let vals: Vec<String> = rows
-        .iter()
-        .map(|(_, attrs)| text_array(attrs.values()))
+    let values: Vec<Vec<u8>> = rows
+        .into_iter()
+        .map(|(_, attrs)| encode_attrs(&attrs.into_iter().collect::<Vec<_>>()))
         .collect();
     p.push(
-        "INSERT INTO account_attrs (app, id, slots, vals) \
-         SELECT a, i, s::int2[], v::text[] \
-         FROM unnest($1::int8[], $2::int4[], $3::text[], $4::text[]) AS u(a, i, s, v) \
-         ON CONFLICT (app, id) DO UPDATE SET slots = EXCLUDED.slots, vals = EXCLUDED.vals",
-        vec![
-            Box::new(apps),
-            Box::new(ids),
-            Box::new(slots),
-            Box::new(vals),
-        ],
+        "INSERT INTO account_attrs (app, id, attrs) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::bytea[]) \
+         ON CONFLICT (app, id) DO UPDATE SET attrs = EXCLUDED.attrs",
+        vec![Box::new(apps), Box::new(ids), Box::new(values)],
     );
     Ok(())
 }
