@@ -95,7 +95,7 @@ impl Engine for RedbEngine {
     fn read(&self, read: &mut dyn FnMut(&mut dyn ReadTables) -> Result<()>) -> Result<()> {
         let db = self.db()?;
         let txn = db.begin_read()?;
-        read(&mut Redb(&txn))
+        read(&mut Redb::<tables::ReadOnly>::open(&txn)?)
     }
 
     fn write(&self, apply: &mut Apply<'_>) -> std::result::Result<Committed, Failed> {
@@ -104,7 +104,9 @@ impl Engine for RedbEngine {
             .begin_write()
             .map_err(|e| Failed::before_commit(e.into()))?;
         let mut committed = Committed::default();
-        apply(&mut Redb(&txn), &mut committed.changes).map_err(Failed::before_commit)?;
+        let mut tables = Redb::<tables::Writable<'_>>::open(&txn).map_err(Failed::before_commit)?;
+        apply(&mut tables, &mut committed.changes).map_err(Failed::before_commit)?;
+        drop(tables);
         txn.commit().map_err(|e| Failed::at_commit(e.into()))?;
         Ok(committed)
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use redb::{Key, ReadTransaction, ReadableTable, TableDefinition, Value, WriteTransaction};
+use redb::{Key, ReadOnlyTable, ReadTransaction, ReadableTable, Table, Value, WriteTransaction};
 use roaring::RoaringBitmap;
 
 use super::schema::{
@@ -19,54 +19,103 @@ use crate::tables::{
 };
 use crate::{AccountId, AppId, AttrSchema, TaskMeta};
 
-/// A redb transaction seen as `tables`' records.
-pub(crate) struct Redb<'a, T>(pub &'a T);
-
-/// Opening a table for reading, in either kind of transaction.
-pub(crate) trait OpenTable {
-    fn table<K: Key + 'static, V: Value + 'static>(
-        &self,
-        definition: TableDefinition<'static, K, V>,
-    ) -> Result<impl ReadableTable<K, V> + '_>;
+/// The tables of one transaction, each opened once for the whole transaction (opening a table
+/// costs a lookup, and a request reads or writes hundreds of records).
+pub(crate) struct Redb<F: Family> {
+    accounts: F::Table<(AppId, &'static str), AccountId>,
+    account_names: F::Table<(AppId, AccountId), &'static str>,
+    account_tags: F::Table<(AppId, AccountId), &'static [u8]>,
+    account_attrs: F::Table<(AppId, AccountId), &'static [u8]>,
+    apps: F::Table<AppId, (u32, u32, u32)>,
+    tags: F::Table<(AppId, &'static str), (u32, u32)>,
+    tag_names: F::Table<(AppId, u32), &'static str>,
+    attr_schemas: F::Table<AppId, &'static [u8]>,
+    push_state: F::Table<AppId, (u64, u32, u32, u64)>,
+    msg_randoms: F::Table<(AppId, u32), (u64, u64)>,
+    tasks: F::Table<(AppId, u64), &'static [u8]>,
+    task_audiences: F::Table<(AppId, u64), &'static [u8]>,
+    task_deliveries: F::Table<(AppId, u64, u64), &'static [u8]>,
+    cursors: F::Table<(AppId, AccountId), u64>,
 }
 
-impl OpenTable for ReadTransaction {
-    fn table<K: Key + 'static, V: Value + 'static>(
-        &self,
-        definition: TableDefinition<'static, K, V>,
-    ) -> Result<impl ReadableTable<K, V> + '_> {
-        Ok(self.open_table(definition)?)
+/// What kind of table a transaction opens: read-only, or writable within a write transaction.
+pub(crate) trait Family {
+    type Table<K: Key + 'static, V: Value + 'static>: ReadableTable<K, V>;
+}
+
+pub(crate) struct ReadOnly;
+
+impl Family for ReadOnly {
+    type Table<K: Key + 'static, V: Value + 'static> = ReadOnlyTable<K, V>;
+}
+
+pub(crate) struct Writable<'txn>(std::marker::PhantomData<&'txn ()>);
+
+impl<'txn> Family for Writable<'txn> {
+    type Table<K: Key + 'static, V: Value + 'static> = Table<'txn, K, V>;
+}
+
+impl Redb<ReadOnly> {
+    pub fn open(txn: &ReadTransaction) -> Result<Self> {
+        Ok(Self {
+            accounts: txn.open_table(ACCOUNTS)?,
+            account_names: txn.open_table(ACCOUNT_NAMES)?,
+            account_tags: txn.open_table(ACCOUNT_TAGS)?,
+            account_attrs: txn.open_table(ACCOUNT_ATTRS)?,
+            apps: txn.open_table(APPS)?,
+            tags: txn.open_table(TAGS)?,
+            tag_names: txn.open_table(TAG_NAMES)?,
+            attr_schemas: txn.open_table(ATTR_SCHEMAS)?,
+            push_state: txn.open_table(PUSH_STATE)?,
+            msg_randoms: txn.open_table(MSG_RANDOMS)?,
+            tasks: txn.open_table(TASKS)?,
+            task_audiences: txn.open_table(TASK_AUDIENCES)?,
+            task_deliveries: txn.open_table(TASK_DELIVERIES)?,
+            cursors: txn.open_table(CURSORS)?,
+        })
     }
 }
 
-impl OpenTable for WriteTransaction {
-    fn table<K: Key + 'static, V: Value + 'static>(
-        &self,
-        definition: TableDefinition<'static, K, V>,
-    ) -> Result<impl ReadableTable<K, V> + '_> {
-        Ok(self.open_table(definition)?)
+impl<'txn> Redb<Writable<'txn>> {
+    pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            accounts: txn.open_table(ACCOUNTS)?,
+            account_names: txn.open_table(ACCOUNT_NAMES)?,
+            account_tags: txn.open_table(ACCOUNT_TAGS)?,
+            account_attrs: txn.open_table(ACCOUNT_ATTRS)?,
+            apps: txn.open_table(APPS)?,
+            tags: txn.open_table(TAGS)?,
+            tag_names: txn.open_table(TAG_NAMES)?,
+            attr_schemas: txn.open_table(ATTR_SCHEMAS)?,
+            push_state: txn.open_table(PUSH_STATE)?,
+            msg_randoms: txn.open_table(MSG_RANDOMS)?,
+            tasks: txn.open_table(TASKS)?,
+            task_audiences: txn.open_table(TASK_AUDIENCES)?,
+            task_deliveries: txn.open_table(TASK_DELIVERIES)?,
+            cursors: txn.open_table(CURSORS)?,
+        })
     }
 }
 
-impl<T: OpenTable> ReadTables for Redb<'_, T> {
+impl<F: Family> ReadTables for Redb<F> {
     fn account_id(&mut self, app: AppId, name: &str) -> Result<Option<AccountId>> {
-        Ok(self.0.table(ACCOUNTS)?.get((app, name))?.map(|g| g.value()))
+        Ok(self.accounts.get((app, name))?.map(|g| g.value()))
     }
 
     fn account_name(&mut self, app: AppId, id: AccountId) -> Result<Option<String>> {
-        let names = self.0.table(ACCOUNT_NAMES)?;
+        let names = &self.account_names;
         Ok(names.get((app, id))?.map(|g| g.value().to_string()))
     }
 
     fn account_tag_ids(&mut self, app: AppId, id: AccountId) -> Result<Vec<u32>> {
-        match self.0.table(ACCOUNT_TAGS)?.get((app, id))? {
+        match self.account_tags.get((app, id))? {
             Some(g) => decode_tag_ids(g.value()).map_err(|e| e.at("account tag list", (app, id))),
             None => Ok(Vec::new()),
         }
     }
 
     fn account_attrs(&mut self, app: AppId, id: AccountId) -> Result<BTreeMap<u8, String>> {
-        match self.0.table(ACCOUNT_ATTRS)?.get((app, id))? {
+        match self.account_attrs.get((app, id))? {
             Some(g) => Ok(decode_attrs(g.value())
                 .map_err(|e| e.at("account attributes", (app, id)))?
                 .into_iter()
@@ -76,7 +125,7 @@ impl<T: OpenTable> ReadTables for Redb<'_, T> {
     }
 
     fn app_counters(&mut self, app: AppId) -> Result<AppCounters> {
-        let counters = self.0.table(APPS)?.get(app)?.map(|g| g.value());
+        let counters = self.apps.get(app)?.map(|g| g.value());
         Ok(
             counters.map_or_else(AppCounters::default, |(next_account, next_tag, live)| {
                 AppCounters {
@@ -89,24 +138,24 @@ impl<T: OpenTable> ReadTables for Redb<'_, T> {
     }
 
     fn tag(&mut self, app: AppId, name: &str) -> Result<Option<TagEntry>> {
-        let entry = self.0.table(TAGS)?.get((app, name))?.map(|g| g.value());
+        let entry = self.tags.get((app, name))?.map(|g| g.value());
         Ok(entry.map(|(id, accounts)| TagEntry { id, accounts }))
     }
 
     fn tag_name(&mut self, app: AppId, id: u32) -> Result<Option<String>> {
-        let names = self.0.table(TAG_NAMES)?;
+        let names = &self.tag_names;
         Ok(names.get((app, id))?.map(|g| g.value().to_string()))
     }
 
     fn attr_schema(&mut self, app: AppId) -> Result<AttrSchema> {
-        match self.0.table(ATTR_SCHEMAS)?.get(app)? {
+        match self.attr_schemas.get(app)? {
             Some(g) => decode_schema(g.value()).map_err(|e| e.at("attribute schema", app)),
             None => Ok(AttrSchema::default()),
         }
     }
 
     fn push_state(&mut self, app: AppId) -> Result<PushState> {
-        let state = self.0.table(PUSH_STATE)?.get(app)?.map(|g| g.value());
+        let state = self.push_state.get(app)?.map(|g| g.value());
         Ok(
             state.map_or_else(PushState::default, |(next_seq, day, today, last_ms)| {
                 PushState {
@@ -120,20 +169,20 @@ impl<T: OpenTable> ReadTables for Redb<'_, T> {
     }
 
     fn msg_random(&mut self, app: AppId, msg_random: u32) -> Result<Option<SeenMsgRandom>> {
-        let table = self.0.table(MSG_RANDOMS)?;
+        let table = &self.msg_randoms;
         let seen = table.get((app, msg_random))?.map(|g| g.value());
         Ok(seen.map(|(seq, created_ms)| SeenMsgRandom { seq, created_ms }))
     }
 
     fn task(&mut self, app: AppId, seq: u64) -> Result<Option<TaskMeta>> {
-        match self.0.table(TASKS)?.get((app, seq))? {
+        match self.tasks.get((app, seq))? {
             Some(g) => Ok(Some(meta_in(g.value(), (app, seq))?)),
             None => Ok(None),
         }
     }
 
     fn task_audience(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
-        match self.0.table(TASK_AUDIENCES)?.get((app, seq))? {
+        match self.task_audiences.get((app, seq))? {
             Some(g) => Ok(Some(
                 decode_bitmap(g.value()).map_err(|e| e.at("task audience", (app, seq)))?,
             )),
@@ -142,7 +191,7 @@ impl<T: OpenTable> ReadTables for Redb<'_, T> {
     }
 
     fn tasks(&mut self, filter: TaskFilter) -> Result<Vec<(AppId, TaskMeta)>> {
-        let table = self.0.table(TASKS)?;
+        let table = &self.tasks;
         let entries = match filter {
             TaskFilter::CreatedBetween { app, .. } => table.range((app, 0)..=(app, u64::MAX))?,
             TaskFilter::LiveAt { .. } => table.range::<(AppId, u64)>(..)?,
@@ -161,14 +210,14 @@ impl<T: OpenTable> ReadTables for Redb<'_, T> {
 
     fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>> {
         let key = (app, seq, second);
-        match self.0.table(TASK_DELIVERIES)?.get(key)? {
+        match self.task_deliveries.get(key)? {
             Some(g) => Ok(Some(delivered_in(g.value(), key)?)),
             None => Ok(None),
         }
     }
 
     fn deliveries(&mut self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>> {
-        let table = self.0.table(TASK_DELIVERIES)?;
+        let table = &self.task_deliveries;
         let mut out = Vec::new();
         for entry in table.range((app, seq, 0)..=(app, seq, u64::MAX))? {
             let (key, value) = entry?;
@@ -178,26 +227,26 @@ impl<T: OpenTable> ReadTables for Redb<'_, T> {
     }
 
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
-        let table = self.0.table(CURSORS)?;
+        let table = &self.cursors;
         Ok(table.get((app, account))?.map_or(0, |g| g.value()))
     }
 }
 
-impl Tables for Redb<'_, WriteTransaction> {
+impl Tables for Redb<Writable<'_>> {
     fn insert_account(&mut self, app: AppId, id: AccountId, name: &str) -> Result<()> {
-        self.0.open_table(ACCOUNTS)?.insert((app, name), id)?;
-        self.0.open_table(ACCOUNT_NAMES)?.insert((app, id), name)?;
+        self.accounts.insert((app, name), id)?;
+        self.account_names.insert((app, id), name)?;
         Ok(())
     }
 
     fn remove_account(&mut self, app: AppId, id: AccountId, name: &str) -> Result<()> {
-        self.0.open_table(ACCOUNT_NAMES)?.remove((app, id))?;
-        self.0.open_table(ACCOUNTS)?.remove((app, name))?;
+        self.account_names.remove((app, id))?;
+        self.accounts.remove((app, name))?;
         Ok(())
     }
 
     fn set_account_tag_ids(&mut self, app: AppId, id: AccountId, ids: &[u32]) -> Result<()> {
-        let mut table = self.0.open_table(ACCOUNT_TAGS)?;
+        let table = &mut self.account_tags;
         if ids.is_empty() {
             table.remove((app, id))?;
         } else {
@@ -212,7 +261,7 @@ impl Tables for Redb<'_, WriteTransaction> {
         id: AccountId,
         values: &BTreeMap<u8, String>,
     ) -> Result<()> {
-        let mut table = self.0.open_table(ACCOUNT_ATTRS)?;
+        let table = &mut self.account_attrs;
         if values.is_empty() {
             table.remove((app, id))?;
         } else {
@@ -224,61 +273,50 @@ impl Tables for Redb<'_, WriteTransaction> {
 
     fn set_app_counters(&mut self, app: AppId, counters: AppCounters) -> Result<()> {
         let value = (counters.next_account, counters.next_tag, counters.live_tags);
-        self.0.open_table(APPS)?.insert(app, value)?;
+        self.apps.insert(app, value)?;
         Ok(())
     }
 
     fn put_tag(&mut self, app: AppId, name: &str, entry: TagEntry) -> Result<()> {
-        let mut tags = self.0.open_table(TAGS)?;
-        let is_new = tags
-            .insert((app, name), (entry.id, entry.accounts))?
-            .is_none();
-        drop(tags);
-        if is_new {
-            self.0
-                .open_table(TAG_NAMES)?
-                .insert((app, entry.id), name)?;
+        let previous = self.tags.insert((app, name), (entry.id, entry.accounts))?;
+        if previous.is_none() {
+            self.tag_names.insert((app, entry.id), name)?;
         }
         Ok(())
     }
 
     fn remove_tag(&mut self, app: AppId, name: &str, id: u32) -> Result<()> {
-        self.0.open_table(TAGS)?.remove((app, name))?;
-        self.0.open_table(TAG_NAMES)?.remove((app, id))?;
+        self.tags.remove((app, name))?;
+        self.tag_names.remove((app, id))?;
         Ok(())
     }
 
     fn set_attr_schema(&mut self, app: AppId, schema: &AttrSchema) -> Result<()> {
-        self.0
-            .open_table(ATTR_SCHEMAS)?
+        self.attr_schemas
             .insert(app, encode_schema(schema).as_slice())?;
         Ok(())
     }
 
     fn set_push_state(&mut self, app: AppId, state: PushState) -> Result<()> {
         let value = (state.next_seq, state.day, state.today, state.last_ms);
-        self.0.open_table(PUSH_STATE)?.insert(app, value)?;
+        self.push_state.insert(app, value)?;
         Ok(())
     }
 
     fn set_msg_random(&mut self, app: AppId, msg_random: u32, seen: SeenMsgRandom) -> Result<()> {
-        self.0
-            .open_table(MSG_RANDOMS)?
+        self.msg_randoms
             .insert((app, msg_random), (seen.seq, seen.created_ms))?;
         Ok(())
     }
 
     fn put_task(&mut self, app: AppId, meta: &TaskMeta) -> Result<()> {
         let bytes = encode_meta(meta)?;
-        self.0
-            .open_table(TASKS)?
-            .insert((app, meta.seq), bytes.as_slice())?;
+        self.tasks.insert((app, meta.seq), bytes.as_slice())?;
         Ok(())
     }
 
     fn put_task_audience(&mut self, app: AppId, seq: u64, audience: &RoaringBitmap) -> Result<()> {
-        self.0
-            .open_table(TASK_AUDIENCES)?
+        self.task_audiences
             .insert((app, seq), encode_bitmap(audience).as_slice())?;
         Ok(())
     }
@@ -290,14 +328,13 @@ impl Tables for Redb<'_, WriteTransaction> {
         second: u64,
         accounts: &RoaringBitmap,
     ) -> Result<()> {
-        self.0
-            .open_table(TASK_DELIVERIES)?
+        self.task_deliveries
             .insert((app, seq, second), encode_bitmap(accounts).as_slice())?;
         Ok(())
     }
 
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()> {
-        self.0.open_table(CURSORS)?.insert((app, account), seq)?;
+        self.cursors.insert((app, account), seq)?;
         Ok(())
     }
 }
