@@ -38,7 +38,8 @@ pub(crate) fn each_tuple(
     })
 }
 
-async fn quiet<T>(future: impl Future<Output = T>) -> Result<T> {
+/// `future`'s output, or an error once it has taken `STATEMENT_TIMEOUT`.
+pub(crate) async fn quiet<T>(future: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(STATEMENT_TIMEOUT, future)
         .await
         .map_err(|_| {

@@ -8,8 +8,8 @@ use std::pin::pin;
 use futures_util::StreamExt;
 use tokio_postgres::{Row, RowStream};
 
-use super::connection::{Conn, Pg, STATEMENT_TIMEOUT, pg_error};
-use super::copy::{each_tuple, int4, int8};
+use super::connection::{Conn, Pg, pg_error};
+use super::copy::{each_tuple, int4, int8, quiet};
 use super::tables::Db;
 use crate::audience::IndexParts;
 use crate::codec::{attrs_in, tag_ids_in};
@@ -137,16 +137,4 @@ pub(crate) fn each_row(
         }
         Ok(())
     })
-}
-
-/// `future`'s output, or an error once it has taken `STATEMENT_TIMEOUT`.
-async fn quiet<T, F: Future<Output = T>>(future: F) -> Result<T> {
-    tokio::time::timeout(STATEMENT_TIMEOUT, future)
-        .await
-        .map_err(|_| {
-            StoreError::Storage(format!(
-                "PostgreSQL sent nothing for {} s during a scan",
-                STATEMENT_TIMEOUT.as_secs()
-            ))
-        })
 }

@@ -55,45 +55,37 @@ impl<'txn> Family for Writable<'txn> {
     type Table<K: Key + 'static, V: Value + 'static> = Table<'txn, K, V>;
 }
 
+/// Opens every table in `$txn`, a read or a write transaction.
+macro_rules! open_all {
+    ($txn:expr) => {
+        Redb {
+            accounts: $txn.open_table(ACCOUNTS)?,
+            account_names: $txn.open_table(ACCOUNT_NAMES)?,
+            account_tags: $txn.open_table(ACCOUNT_TAGS)?,
+            account_attrs: $txn.open_table(ACCOUNT_ATTRS)?,
+            apps: $txn.open_table(APPS)?,
+            tags: $txn.open_table(TAGS)?,
+            tag_names: $txn.open_table(TAG_NAMES)?,
+            attr_schemas: $txn.open_table(ATTR_SCHEMAS)?,
+            push_state: $txn.open_table(PUSH_STATE)?,
+            msg_randoms: $txn.open_table(MSG_RANDOMS)?,
+            tasks: $txn.open_table(TASKS)?,
+            task_audiences: $txn.open_table(TASK_AUDIENCES)?,
+            task_deliveries: $txn.open_table(TASK_DELIVERIES)?,
+            cursors: $txn.open_table(CURSORS)?,
+        }
+    };
+}
+
 impl Redb<ReadOnly> {
     pub fn open(txn: &ReadTransaction) -> Result<Self> {
-        Ok(Self {
-            accounts: txn.open_table(ACCOUNTS)?,
-            account_names: txn.open_table(ACCOUNT_NAMES)?,
-            account_tags: txn.open_table(ACCOUNT_TAGS)?,
-            account_attrs: txn.open_table(ACCOUNT_ATTRS)?,
-            apps: txn.open_table(APPS)?,
-            tags: txn.open_table(TAGS)?,
-            tag_names: txn.open_table(TAG_NAMES)?,
-            attr_schemas: txn.open_table(ATTR_SCHEMAS)?,
-            push_state: txn.open_table(PUSH_STATE)?,
-            msg_randoms: txn.open_table(MSG_RANDOMS)?,
-            tasks: txn.open_table(TASKS)?,
-            task_audiences: txn.open_table(TASK_AUDIENCES)?,
-            task_deliveries: txn.open_table(TASK_DELIVERIES)?,
-            cursors: txn.open_table(CURSORS)?,
-        })
+        Ok(open_all!(txn))
     }
 }
 
 impl<'txn> Redb<Writable<'txn>> {
     pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
-        Ok(Self {
-            accounts: txn.open_table(ACCOUNTS)?,
-            account_names: txn.open_table(ACCOUNT_NAMES)?,
-            account_tags: txn.open_table(ACCOUNT_TAGS)?,
-            account_attrs: txn.open_table(ACCOUNT_ATTRS)?,
-            apps: txn.open_table(APPS)?,
-            tags: txn.open_table(TAGS)?,
-            tag_names: txn.open_table(TAG_NAMES)?,
-            attr_schemas: txn.open_table(ATTR_SCHEMAS)?,
-            push_state: txn.open_table(PUSH_STATE)?,
-            msg_randoms: txn.open_table(MSG_RANDOMS)?,
-            tasks: txn.open_table(TASKS)?,
-            task_audiences: txn.open_table(TASK_AUDIENCES)?,
-            task_deliveries: txn.open_table(TASK_DELIVERIES)?,
-            cursors: txn.open_table(CURSORS)?,
-        })
+        Ok(open_all!(txn))
     }
 }
 
