@@ -52,6 +52,14 @@ async fn write_stream(client: reqwest::Client, url: String, stop: Arc<AtomicBool
     outcomes
 }
 
+/// Tags account `u{n % ACCOUNTS}` with `t{n}` for each `n` of `range`, one add_tag each.
+async fn tag_each(server: &Server, range: std::ops::Range<usize>) {
+    for n in range {
+        let body = tag_body(&account(n), &[&format!("t{n}")]);
+        server.ok(&APP, "timpush/add_tag", body).await;
+    }
+}
+
 /// Each account's tags, read back with get_tag.
 async fn stored_tags(server: &Server) -> BTreeMap<String, BTreeSet<String>> {
     let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
@@ -182,37 +190,13 @@ async fn after_a_restart_the_change_log_continues_with_no_gap() {
     let mut server = Server::start_on(store, "");
     let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
     import(&server, &APP, &as_strs(&names)).await;
-    for n in 0..10 {
-        server
-            .ok(
-                &APP,
-                "timpush/add_tag",
-                tag_body(&account(n), &[&format!("t{n}")]),
-            )
-            .await;
-    }
+    tag_each(&server, 0..10).await;
     server.crash_and_restart();
     // The index was rebuilt from the tables...
     assert_index_matches_tables(&server, 10).await;
-    for n in 10..20 {
-        server
-            .ok(
-                &APP,
-                "timpush/add_tag",
-                tag_body(&account(n), &[&format!("t{n}")]),
-            )
-            .await;
-    }
+    tag_each(&server, 10..20).await;
     server.graceful_restart();
-    for n in 20..30 {
-        server
-            .ok(
-                &APP,
-                "timpush/add_tag",
-                tag_body(&account(n), &[&format!("t{n}")]),
-            )
-            .await;
-    }
+    tag_each(&server, 20..30).await;
     assert_index_matches_tables(&server, 30).await;
     // ...and the log goes on from where it was: positions 1..=head, each once.
     let app = APP.sdkappid;
