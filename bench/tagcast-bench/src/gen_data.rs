@@ -2,7 +2,7 @@
 //! generated on another thread.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -128,7 +128,10 @@ pub async fn generate(
     if in_index != accounts {
         bail!("the index holds {in_index} accounts, expected {accounts}");
     }
-    drop(store);
+    // The migration that may follow opens the file from another process.
+    if !store.close(Duration::from_secs(10)) {
+        bail!("the store in {} did not close within 10 s", data.display());
+    }
     let size = std::fs::metadata(data.join("tagcast.redb"))?.len();
     let meta = Meta {
         sdkappid: SDKAPPID,

@@ -106,6 +106,7 @@ pub enum Location {
 pub struct Store {
     shared: Arc<Shared>,
     writer: writer::WriterHandle,
+    released: Arc<Released>,
 }
 
 /// What the handles and the writer thread share.
@@ -114,6 +115,35 @@ pub(crate) struct Shared {
     pub audiences: audience::Audiences,
     pub health: health::HealthCell,
     pub faults: faults::Faults,
+    /// Dropped last, after the engine: tells `Store::close` the data is let go of.
+    _released: ReleaseOnDrop,
+}
+
+/// Whether the shared state, and so the engine, has been dropped.
+#[derive(Default)]
+struct Released {
+    done: std::sync::Mutex<bool>,
+    dropped: std::sync::Condvar,
+}
+
+impl Released {
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let (done, _) = self
+            .dropped
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|p| p.into_inner());
+        *done
+    }
+}
+
+struct ReleaseOnDrop(Arc<Released>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        *self.0.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.0.dropped.notify_all();
+    }
 }
 
 impl Store {
@@ -174,14 +204,20 @@ impl Store {
                 "the store runs with a fault plan: reads and writes will fail on purpose"
             );
         }
+        let released = Arc::new(Released::default());
         let shared = Arc::new(Shared {
             engine,
             audiences,
             health: health::HealthCell::default(),
             faults,
+            _released: ReleaseOnDrop(released.clone()),
         });
         let writer = writer::spawn(shared.clone())?;
-        Ok(Self { shared, writer })
+        Ok(Self {
+            shared,
+            writer,
+            released,
+        })
     }
 
     /// Whether the store commits writes now, and the counts of its failures since it was
@@ -229,6 +265,16 @@ impl Store {
     /// Runs `f` on `app`'s audience index, which reflects every acknowledged write.
     pub fn with_audience<R>(&self, app: AppId, f: impl FnOnce(&AppIndex) -> R) -> R {
         self.shared.audiences.read(app, f)
+    }
+
+    /// Drops this handle and, if it was the last one, waits up to `timeout` for the writer to
+    /// stop and the engine to let go of its data (the embedded file's lock included), so that
+    /// another process can open it at once. False if it was not closed in time, or other
+    /// handles keep it open.
+    pub fn close(self, timeout: std::time::Duration) -> bool {
+        let released = self.released.clone();
+        drop(self);
+        released.wait(timeout)
     }
 
     /// Write transactions committed since this store was opened. Each commit may carry many

@@ -48,14 +48,17 @@ fn with_store<F: Future<Output = ()>>(test: impl FnOnce(Store, PathBuf) -> F) {
         });
 }
 
-/// Opens the store in `dir`, waiting for a previous handle's writer thread to let go of the file.
-fn reopen(dir: &Path) -> Store {
-    for _ in 0..500 {
-        match Store::open(dir) {
-            Ok(store) => return store,
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
+/// Closes `store` and opens the one in `dir` again: once closed, the file is free at once.
+fn reopen(store: Store, dir: &Path) -> Store {
+    let clone = store.clone();
+    assert!(
+        !clone.close(Duration::from_millis(50)),
+        "closed while a handle is left"
+    );
+    assert!(
+        store.close(Duration::from_secs(10)),
+        "the store did not close"
+    );
     Store::open(dir).expect("reopening the store")
 }
 
@@ -199,9 +202,8 @@ fn account_ids_are_dense_per_app_and_never_reused() {
         assert_eq!(id_of(&store, APP, "b").await, Some(5));
         assert_eq!(import(&store, OTHER, &["y"]).await, [true]);
         assert_eq!(id_of(&store, OTHER, "y").await, Some(2));
-        drop(store);
         // The counters are durable: after reopening, numbering continues.
-        let store = reopen(&dir);
+        let store = reopen(store, &dir);
         assert_eq!(id_of(&store, APP, "a").await, Some(0));
         assert_eq!(import(&store, APP, &["f"]).await, [true]);
         assert_eq!(id_of(&store, APP, "f").await, Some(6));
@@ -365,8 +367,7 @@ fn distinct_tag_count_follows_add_replace_remove_and_delete() {
             [Ok(())]
         );
         assert_distinct_tags(&store, APP, 0).await;
-        drop(store);
-        let store = reopen(&dir);
+        let store = reopen(store, &dir);
         assert_distinct_tags(&store, APP, 0).await;
         assert_eq!(tags_of(&store, APP, "b").await, Some(vec![]));
         assert_eq!(tags_of(&store, APP, "a").await, None);
@@ -484,8 +485,7 @@ fn refused_writes_store_nothing() {
             assert_eq!(tags_of(store, APP, "b").await, Some(strings(&["kept"])));
         };
         check(&store).await;
-        drop(store);
-        check(&reopen(&dir)).await;
+        check(&reopen(store, &dir)).await;
     });
 }
 
