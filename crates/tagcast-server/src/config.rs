@@ -23,6 +23,7 @@ pub struct ServerConfig {
     pub faults: tagcast_store::FaultPlan,
     pub http: HttpConfig,
     pub websocket: WsConfig,
+    pub cluster: ClusterConfig,
     pub apps: Vec<AppConfig>,
 }
 
@@ -31,8 +32,23 @@ impl ServerConfig {
     pub fn store_options(&self) -> tagcast_store::StoreOptions {
         tagcast_store::StoreOptions {
             cache_bytes: self.cache_mb << 20,
+            node_id: Some(self.node_id()),
+            node_gone_after: Duration::from_secs(self.cluster.node_gone_after_secs),
             faults: self.faults.clone(),
         }
+    }
+
+    /// `node_id`, or the host's name and the port listened on: the same across restarts, and
+    /// unique among the nodes of one machine.
+    pub fn node_id(&self) -> String {
+        self.cluster.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "tagcast".into());
+            format!("{host}:{}", self.listen.port())
+        })
     }
 
     /// Where the store is, for logs and messages; never shows a password.
@@ -94,6 +110,44 @@ fn validate_store_url(url: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Several nodes on one PostgreSQL store (`node_id`, `[cluster]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name among the nodes (not from the `[cluster]` table: the top-level
+    /// `node_id`, `--node-id` or `TAGCAST_NODE_ID`).
+    #[serde(skip)]
+    pub node_id: Option<String>,
+    /// A node that has not said it is alive for this many seconds is taken for gone.
+    pub node_gone_after_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            node_gone_after_secs: tagcast_store::DEFAULT_NODE_GONE_AFTER.as_secs(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.node_gone_after_secs == 0 {
+            return Err("node_gone_after_secs: must be at least 1".into());
+        }
+        if let Some(id) = &self.node_id {
+            let fine = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
+            if id.is_empty() || id.len() > 64 || !id.chars().all(fine) {
+                return Err(format!(
+                    "node_id: '{id}' must be 1 to 64 letters, digits, '-', '_', '.' or ':'"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Limits of the listener against idle, slow and too many connections (`[http]`).
@@ -339,6 +393,12 @@ impl ServerConfig {
             validate_store_url(url).map_err(|e| format!("store.{e}"))?;
         }
         self.http.validate().map_err(|e| format!("http.{e}"))?;
+        self.cluster
+            .validate()
+            .map_err(|e| match e.starts_with("node_id") {
+                true => e,
+                false => format!("cluster.{e}"),
+            })?;
         self.websocket
             .validate()
             .map_err(|e| format!("websocket.{e}"))?;

@@ -139,6 +139,7 @@ fn router(state: Arc<SharedState>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(render_metrics))
+        .route("/cluster", get(cluster))
         .route("/ws", get(delivery::websocket))
         .route("/v4/{*path}", any(v4))
         .fallback(any(v4))
@@ -149,6 +150,35 @@ fn router(state: Arc<SharedState>) -> Router {
 
 async fn render_metrics(State(state): State<Arc<SharedState>>) -> String {
     metrics::render(&state.store.health())
+}
+
+/// This node and the live nodes sharing its store, as JSON (see docs/operations.md).
+async fn cluster(State(state): State<Arc<SharedState>>) -> Response {
+    let store = &state.store;
+    match store.nodes().await {
+        Ok(nodes) => {
+            let nodes: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "id": n.id,
+                        "heartbeat_age_ms": n.heartbeat_age.as_millis() as u64,
+                        "leader": n.leader,
+                    })
+                })
+                .collect();
+            axum::Json(serde_json::json!({
+                "node": store.node_id(),
+                "leader": store.is_leader(),
+                "nodes": nodes,
+            }))
+            .into_response()
+        }
+        Err(error) => {
+            let text = format!("the store cannot list the nodes: {error}\n");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+        }
+    }
 }
 
 /// `ok` while the store commits writes; 503 with the reason while it does not.

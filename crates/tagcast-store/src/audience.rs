@@ -1,7 +1,7 @@
 //! The audience index of every app, kept exact from the engine's ordered changes and rebuilt
 //! from its records at open.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use tagcast_audience::{AppIndex, AppIndexBuilder, Change};
@@ -23,8 +23,9 @@ pub(crate) struct Audiences {
     apps: RwLock<HashMap<AppId, AppState>>,
 }
 
-/// A commit's changes reached the index out of log order: the index no longer follows the
-/// log and must be brought level with it (`Engine::resync`).
+/// A commit's changes reached the index ahead of log order (an earlier commit, perhaps
+/// another node's, is not applied yet): the index must be brought level with the log
+/// (`Engine::resync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OutOfOrder {
     pub app: AppId,
@@ -77,8 +78,9 @@ impl Audiences {
     }
 
     /// Applies one commit's changes; `positions` are the log positions it took, per app (empty
-    /// for an engine without a change log). Changes of an app whose position does not follow
-    /// the one applied last are not applied.
+    /// for an engine without a change log). An app's changes are applied only if its position
+    /// follows the one applied last: one already applied (the log's follower got there first)
+    /// is skipped, one further ahead is refused, and the first such gap is returned.
     pub fn apply(
         &self,
         changes: &[(AppId, Change)],
@@ -91,28 +93,32 @@ impl Audiences {
             .apps
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut refused = None;
+        let mut gap = None;
+        let mut held_back = HashSet::new();
         for &(app, position) in positions {
-            let state = apps.entry(app).or_default();
-            if position != state.position + 1 {
-                refused.get_or_insert(OutOfOrder {
+            let applied = apps.get(&app).map_or(0, |state| state.position);
+            if position != applied + 1 {
+                held_back.insert(app);
+            }
+            if position > applied + 1 {
+                gap.get_or_insert(OutOfOrder {
                     app,
-                    applied: state.position,
+                    applied,
                     position,
                 });
             }
         }
         for (app, change) in changes {
-            if refused.is_none_or(|r| r.app != *app) {
+            if !held_back.contains(app) {
                 apps.entry(*app).or_default().index.apply(change);
             }
         }
         for &(app, position) in positions {
-            if refused.is_none_or(|r| r.app != app) {
+            if !held_back.contains(&app) {
                 apps.entry(app).or_default().position = position;
             }
         }
-        refused.map_or(Ok(()), Err)
+        gap.map_or(Ok(()), Err)
     }
 }
 
@@ -220,14 +226,32 @@ mod tests {
             }
         );
         assert_eq!(tagged_count(&audiences), 2);
-        // A replay of an applied position is refused too (no double apply).
-        assert!(audiences.apply(&tagged(9), &[(7, 2)]).is_err());
+        // A replay of an applied position is skipped (no double apply).
+        audiences.apply(&tagged(9), &[(7, 2)]).unwrap();
+        assert_eq!(tagged_count(&audiences), 2);
         audiences.apply(&tagged(3), &[(7, 3)]).unwrap();
         assert_eq!(audiences.positions()[&7], 3);
         assert_eq!(tagged_count(&audiences), 3);
         // An engine without a log passes no positions: always applied.
         audiences.apply(&tagged(5), &[]).unwrap();
         assert_eq!(tagged_count(&audiences), 4);
+    }
+
+    #[test]
+    fn a_gap_in_one_app_holds_back_only_that_apps_changes() {
+        let audiences = Audiences::default();
+        let mut changes = tagged(1);
+        changes.push((8, Change::AccountAdded(1)));
+        changes.push((9, Change::AccountAdded(1)));
+        // App 7 follows its log, apps 8 and 9 are both ahead of theirs.
+        let gap = audiences
+            .apply(&changes, &[(7, 1), (8, 3), (9, 2)])
+            .unwrap_err();
+        assert_eq!(gap.app, 8);
+        assert_eq!(tagged_count(&audiences), 1);
+        assert_eq!(audiences.read(8, |i| i.accounts().len()), 0);
+        assert_eq!(audiences.read(9, |i| i.accounts().len()), 0);
+        assert_eq!(audiences.positions(), HashMap::from([(7, 1)]));
     }
 
     #[test]

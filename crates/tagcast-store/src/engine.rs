@@ -11,7 +11,7 @@ use crate::audience::{Audiences, IndexParts};
 use crate::health::HealthCell;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{ReadTables, Result, Tables};
-use crate::{AppId, StoreError};
+use crate::{AppId, NodeInfo, StoreError};
 
 /// The changes one write transaction recorded for the audience index.
 pub(crate) type Changes = Vec<(AppId, Change)>;
@@ -78,5 +78,25 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn resync(&self, audiences: &Audiences) -> Result<()> {
         audiences.replace(self.index_parts()?.finish());
         Ok(())
+    }
+
+    /// Whether other processes (nodes) write the same records; then the store runs `follow` on
+    /// a thread of its own.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// One round of following the other nodes: waits (about a second at most) for their
+    /// commits, then brings `audiences` level with the change log.
+    fn follow(&self, _audiences: &Audiences) {}
+
+    /// Whether this node runs the duties that must run once among the nodes.
+    fn is_leader(&self) -> bool {
+        true
+    }
+
+    /// The live nodes sharing the records; `None` when only this process uses them.
+    fn nodes(&self) -> Result<Option<Vec<NodeInfo>>> {
+        Ok(None)
     }
 }

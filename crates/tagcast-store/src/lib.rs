@@ -73,19 +73,53 @@ pub struct TagLimits {
 /// audience index, not the cache, answers the big questions.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
+/// A node of the cluster, as the nodes see it in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// How long ago it last said it was alive.
+    pub heartbeat_age: std::time::Duration,
+    /// It said it held the leadership at its last heartbeat.
+    pub leader: bool,
+}
+
+/// How long a node that stopped heartbeating is still taken for alive, unless configured.
+pub const DEFAULT_NODE_GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Page cache of the database.
     pub cache_bytes: usize,
+    /// This node's name among those sharing a PostgreSQL store; by default the host's name and
+    /// the process id.
+    pub node_id: Option<String>,
+    /// A node whose heartbeat is older than this is gone (PostgreSQL).
+    pub node_gone_after: std::time::Duration,
     /// Faults to inject (tests only): refused unless built with the `fault-injection` feature.
     pub faults: FaultPlan,
+}
+
+impl StoreOptions {
+    /// `node_id`, or the host's name and this process's id.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "tagcast".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_bytes: DEFAULT_CACHE_BYTES,
+            node_id: None,
+            node_gone_after: DEFAULT_NODE_GONE_AFTER,
             faults: FaultPlan::default(),
         }
     }
@@ -115,6 +149,7 @@ pub(crate) struct Shared {
     pub audiences: audience::Audiences,
     pub health: health::HealthCell,
     pub faults: faults::Faults,
+    pub node_id: String,
     /// Dropped last, after the engine: tells `Store::close` the data is let go of.
     _released: ReleaseOnDrop,
 }
@@ -135,6 +170,25 @@ impl Released {
             .unwrap_or_else(|p| p.into_inner());
         *done
     }
+}
+
+/// Keeps the index level with the commits of the other nodes sharing the records, until the
+/// store is closed.
+fn spawn_follower(shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("tagcast-follower".into())
+        .spawn(move || {
+            while let Some(shared) = shared.upgrade() {
+                let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shared.engine.follow(&shared.audiences)
+                }));
+                if round.is_err() {
+                    tracing::error!("the change log's follower panicked; going on");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+        })?;
+    Ok(())
 }
 
 struct ReleaseOnDrop(Arc<Released>);
@@ -167,7 +221,7 @@ impl Store {
     pub fn open_with(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let faults = faults::Faults::new(options.faults.clone())?;
         let engine = redb::RedbEngine::open(data_dir, &options)?;
-        Self::start(Box::new(engine), faults)
+        Self::start(Box::new(engine), faults, options.node_id())
     }
 
     /// Opens the store at `location`. PostgreSQL needs a multi-threaded tokio runtime: call it
@@ -182,8 +236,12 @@ impl Store {
                 let url = url.clone();
                 tokio::task::spawn_blocking(move || {
                     let faults = faults::Faults::new(options.faults.clone())?;
+                    let options = StoreOptions {
+                        node_id: Some(options.node_id()),
+                        ..options
+                    };
                     let engine = postgres::PgEngine::connect(&url, &options)?;
-                    Self::start(Box::new(engine), faults)
+                    Self::start(Box::new(engine), faults, options.node_id())
                 })
                 .await?
             }
@@ -191,7 +249,11 @@ impl Store {
     }
 
     /// Builds the audience index from the engine's records and starts the writer.
-    fn start(engine: Box<dyn Engine>, faults: faults::Faults) -> Result<Self, StoreError> {
+    fn start(
+        engine: Box<dyn Engine>,
+        faults: faults::Faults,
+        node_id: String,
+    ) -> Result<Self, StoreError> {
         let started = std::time::Instant::now();
         let audiences = engine.index_parts()?.finish();
         tracing::info!(
@@ -210,9 +272,13 @@ impl Store {
             audiences,
             health: health::HealthCell::default(),
             faults,
+            node_id,
             _released: ReleaseOnDrop(released.clone()),
         });
         let writer = writer::spawn(shared.clone())?;
+        if shared.engine.is_shared() {
+            spawn_follower(Arc::downgrade(&shared))?;
+        }
         Ok(Self {
             shared,
             writer,
@@ -275,6 +341,32 @@ impl Store {
         let released = self.released.clone();
         drop(self);
         released.wait(timeout)
+    }
+
+    /// This node's name among the nodes sharing the store.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// Whether this node runs the duties that must run once among the nodes sharing the store
+    /// (always, on the embedded store).
+    pub fn is_leader(&self) -> bool {
+        self.shared.engine.is_leader()
+    }
+
+    /// The live nodes sharing the store, this one included, by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok(shared.engine.nodes()?.unwrap_or_else(|| {
+                vec![NodeInfo {
+                    id: shared.node_id.clone(),
+                    heartbeat_age: std::time::Duration::ZERO,
+                    leader: true,
+                }]
+            }))
+        })
+        .await?
     }
 
     /// Write transactions committed since this store was opened. Each commit may carry many

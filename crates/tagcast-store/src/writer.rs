@@ -318,7 +318,8 @@ impl Writer {
         let learnt = match applied {
             Ok(Ok(())) => true,
             Ok(Err(out_of_order)) => {
-                tracing::warn!(?out_of_order, "the index missed changes; catching up");
+                // Another node committed in between (or a commit's outcome was unknown).
+                tracing::debug!(?out_of_order, "the index is behind the log; catching up");
                 false
             }
             Err(_) => {
@@ -415,7 +416,7 @@ impl Writer {
     fn resync_index(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         self.shared.engine.resync(&self.shared.audiences)?;
-        tracing::info!(
+        tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "audience index brought level with the records"
         );

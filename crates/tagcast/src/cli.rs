@@ -77,6 +77,10 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     pub store_url: Option<String>,
+    /// This node's name among the nodes sharing a PostgreSQL store
+    /// [default: the host's name and the port listened on].
+    #[arg(long, env = "TAGCAST_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
     /// PEM certificate chain; with --tls-key, serve HTTPS.
     #[arg(long, env = "TAGCAST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
-use tagcast_server::config::{AppConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig};
+use tagcast_server::config::{
+    AppConfig, ClusterConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig,
+};
 use tagcast_store::Location;
 
 use crate::cli::ServeArgs;
@@ -20,8 +22,11 @@ const DEFAULT_DATA_DIR: &str = "tagcast-data";
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    node_id: Option<String>,
     #[serde(default)]
     store: StoreFileConfig,
+    #[serde(default)]
+    cluster: ClusterConfig,
     tls: Option<TlsConfig>,
     cache_mb: Option<usize>,
     /// Test-only fault injection (`[[testing.faults]]`, see `tagcast_store::FaultPlan`).
@@ -88,6 +93,10 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
         faults: file.testing,
         http: file.http,
         websocket: file.websocket,
+        cluster: ClusterConfig {
+            node_id: args.node_id.clone().or(file.node_id),
+            ..file.cluster
+        },
         apps,
     };
     config

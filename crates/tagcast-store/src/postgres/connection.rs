@@ -26,6 +26,8 @@ const POOL_SIZE: usize = 16;
 pub(crate) struct Pg {
     handle: Handle,
     pool: Pool,
+    /// For connections outside the pool (`connect_direct`).
+    config: tokio_postgres::Config,
     /// The URL without its password, for messages.
     pub redacted_url: String,
 }
@@ -59,7 +61,7 @@ impl Pg {
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(STATEMENT_TIMEOUT);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -76,6 +78,7 @@ impl Pg {
         Ok(Self {
             handle,
             pool,
+            config,
             redacted_url,
         })
     }
@@ -97,6 +100,22 @@ impl Pg {
     /// Runs `future` to completion with no deadline of its own (scans put one on each row).
     pub fn run<T>(&self, future: impl Future<Output = Result<T>>) -> Result<T> {
         self.handle.block_on(future)
+    }
+
+    /// A connection of its own, outside the pool, whose messages (notifications) its caller
+    /// drives with `spawn`.
+    pub fn connect_direct(
+        &self,
+    ) -> Result<(
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    )> {
+        self.block(self.config.connect(NoTls))
+    }
+
+    /// Runs `task` on the runtime, in the background.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(task);
     }
 
     /// A connection from the pool, opened if needed. It is closed instead of reused unless

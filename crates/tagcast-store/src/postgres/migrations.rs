@@ -7,7 +7,10 @@ use crate::tables::Result;
 use super::connection::{Conn, Pg};
 
 /// Every migration, in order; the schema's version is the number of migrations applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_nodes.sql"),
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

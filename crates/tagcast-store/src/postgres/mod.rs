@@ -5,7 +5,13 @@
 //!
 //! While PostgreSQL is down or unreachable every statement fails within `STATEMENT_TIMEOUT`
 //! (a connection within a shorter one); the writer's recovery reconnects by itself.
+//!
+//! Several nodes may share the database (see `cluster`). Their write transactions take one
+//! advisory lock first, so they run one after the other: each reads what the one before it
+//! committed, the records stay exact without retries, and no two can deadlock. Each node's
+//! index follows the others' commits through the change log.
 
+mod cluster;
 mod connection;
 mod copy;
 mod dump;
@@ -28,29 +34,44 @@ use tables::{Db, PgTables};
 
 pub use connection::redact;
 
-/// How often the writer trims the change log.
+/// How often the leader trims the change log.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Longest wait for the other nodes' commits in one round of `follow`: how stale the index can
+/// be if a notification is lost.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// Key of the transaction advisory lock every write transaction takes first.
+const WRITE_LOCK: i64 = 0x7461_6763_6173_7403;
 
 pub(crate) struct PgEngine {
     pg: Pg,
+    node: cluster::Node,
     last_trim: Mutex<Instant>,
+    /// Held while the change log is applied to the index: by the writer after a commit of
+    /// unknown outcome or out of order, and by the follower.
+    catching_up: Mutex<()>,
 }
 
 impl PgEngine {
     /// Connects to `url` and brings its schema up to date. Blocks: call it off the runtime's
     /// workers, inside the runtime.
-    pub fn connect(url: &str, _options: &StoreOptions) -> Result<Self> {
+    pub fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
         let pg = Pg::new(url)?;
         let found = migrations::migrate(&pg)?;
+        let id = options.node_id();
         tracing::info!(
             url = %pg.redacted_url,
             schema = migrations::SCHEMA_VERSION,
             migrated_from = found,
+            node = %id,
             "PostgreSQL store ready"
         );
         Ok(Self {
             pg,
+            node: cluster::Node::new(id, options.node_gone_after),
             last_trim: Mutex::new(Instant::now()),
+            catching_up: Mutex::new(()),
         })
     }
 
@@ -76,14 +97,16 @@ impl PgEngine {
     }
 
     /// Applies the log entries each app's index has not seen; false if some are gone (trimmed,
-    /// or the index is ahead of the database), and only a rebuild will do.
+    /// or the index is ahead of the database), and only a rebuild will do. Entries are never
+    /// removed before their position is a head, so every entry up to a head read first is
+    /// there to read after it.
     fn catch_up(&self, audiences: &Audiences) -> Result<bool> {
+        let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
         let conn = self.pg.connection()?;
         let db = Db {
             pg: &self.pg,
             client: conn.client(),
         };
-        db.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         let applied = audiences.positions();
         for (app, head) in log::heads(db)? {
             let from = applied.get(&app).copied().unwrap_or(0);
@@ -91,7 +114,7 @@ impl PgEngine {
                 continue;
             }
             let entries = log::entries_after(db, app, from)?;
-            if head < from || entries.len() as u64 != head - from {
+            if head < from || (entries.len() as u64) < head - from {
                 return Ok(false);
             }
             for (position, changes) in entries {
@@ -101,7 +124,6 @@ impl PgEngine {
                 }
             }
         }
-        db.batch("COMMIT")?;
         conn.done();
         Ok(true)
     }
@@ -131,13 +153,24 @@ impl Engine for PgEngine {
         };
         let mut committed = Committed::default();
         let prepared = (|| {
-            db.batch("BEGIN")?;
+            // Every node's write transactions take turns (see the module's comment).
+            db.batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+            ))?;
             let mut tables = PgTables::new(db);
             apply(&mut tables, &mut committed.changes)?;
             tables.changes()
         })();
         let mut pipeline = prepared.map_err(Failed::before_commit)?;
         let apps = log::append(&mut pipeline, &committed.changes);
+        if !apps.is_empty() {
+            // Delivered at commit, to the nodes that follow the log.
+            let node: tables::Param = Box::new(self.node.id.clone());
+            pipeline.push(
+                format!("SELECT pg_notify('{}', $1)", cluster::CHANNEL),
+                vec![node],
+            );
+        }
         pipeline.push("COMMIT", vec![]);
         // Unanswered, the COMMIT may have happened.
         let mut outcomes = db.send(&pipeline).map_err(Failed::at_commit)?;
@@ -151,7 +184,10 @@ impl Engine for PgEngine {
         if let Some(Err(error)) = &commit {
             return Err(Failed::at_commit(connection::pg_error_ref(error)));
         }
-        let appended = &outcomes[outcomes.len() - apps.len()..];
+        // The appends answered just before the notification.
+        let notified = usize::from(!apps.is_empty());
+        let end = outcomes.len() - notified;
+        let appended = &outcomes[end - apps.len()..end];
         for (app, outcome) in apps.into_iter().zip(appended) {
             let rows = outcome
                 .as_ref()
@@ -160,7 +196,6 @@ impl Engine for PgEngine {
             committed.positions.push((app, position));
         }
         conn.done();
-        self.trim_if_due();
         Ok(committed)
     }
 
@@ -209,5 +244,27 @@ impl Engine for PgEngine {
         tracing::warn!("the change log no longer covers the index; rebuilding it");
         audiences.replace(self.index_parts()?.finish());
         Ok(())
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn follow(&self, audiences: &Audiences) {
+        self.node.wait_for_others(&self.pg, FOLLOW_POLL);
+        if self.node.is_leader() {
+            self.trim_if_due();
+        }
+        if let Err(error) = self.resync(audiences) {
+            tracing::debug!(%error, "could not follow the change log; will retry");
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.node.is_leader()
+    }
+
+    fn nodes(&self) -> Result<Option<Vec<crate::NodeInfo>>> {
+        self.node.live_nodes(&self.pg).map(Some)
     }
 }

@@ -31,7 +31,7 @@ use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, StoreError, Task
 type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// A parameter a pipeline owns.
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
 
 /// Statements to send together: PostgreSQL runs them in order while the client waits once.
 #[derive(Default)]

@@ -140,6 +140,29 @@ fn an_unknown_config_key_is_named_in_one_line() {
 }
 
 #[test]
+fn a_bad_node_id_or_gone_after_is_named_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cases = [
+        ("node_id = \"a b\"", "node_id: 'a b'"),
+        ("node_id = \"\"", "node_id: ''"),
+        (
+            "[cluster]\nnode_gone_after_secs = 0",
+            "cluster.node_gone_after_secs",
+        ),
+    ];
+    for (n, (top, named)) in cases.iter().enumerate() {
+        let mut command = serve_config(dir.path(), &format!("node{n}"), &data, top);
+        let line = assert_start_error(&mut command);
+        assert!(line.contains(named), "{top}: {line}");
+    }
+    // The flag is checked alike.
+    let mut command = serve_config(dir.path(), "flag", &data, "");
+    let line = assert_start_error(command.args(["--node-id", &"x".repeat(65)]));
+    assert!(line.contains("node_id"), "{line}");
+}
+
+#[test]
 fn a_bad_flag_is_a_usage_error() {
     let output = run_to_exit(&mut clean_tagcast(&["serve", "--log-format", "xml"]));
     assert_eq!(output.status.code(), Some(CONFIG_ERROR));

@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod cli_errors;
+mod cluster;
 mod common;
 mod delivery;
 mod durability;

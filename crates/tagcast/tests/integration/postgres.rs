@@ -12,27 +12,34 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const ACCOUNTS: usize = 20;
+pub(crate) const ACCOUNTS: usize = 20;
 
-fn account(n: usize) -> String {
+pub(crate) fn account(n: usize) -> String {
     format!("u{}", n % ACCOUNTS)
 }
 
-/// One add_tag of the stream: tag `t{n}` for account `u{n % ACCOUNTS}`.
+/// One add_tag of the stream: tag `{prefix}{n}` for account `u{n % ACCOUNTS}`.
 #[derive(Debug)]
-struct Outcome {
-    n: usize,
-    code: Option<u64>,
-    info: String,
-    took: Duration,
+pub(crate) struct Outcome {
+    pub n: usize,
+    pub tag: String,
+    pub code: Option<u64>,
+    pub info: String,
+    pub took: Duration,
 }
 
-/// Sends add_tag requests one after the other until `stop`, recording each outcome.
-async fn write_stream(client: reqwest::Client, url: String, stop: Arc<AtomicBool>) -> Vec<Outcome> {
+/// Sends add_tag requests of tags `{prefix}0`, `{prefix}1`, ... one after the other until
+/// `stop`, recording each outcome.
+pub(crate) async fn write_stream(
+    client: reqwest::Client,
+    url: String,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
-        let tag = format!("t{n}");
+        let tag = format!("{prefix}{n}");
         let body = tag_body(&account(n), &[&tag]);
         let started = Instant::now();
         let answer = client.post(&url).json(&body).send().await;
@@ -42,6 +49,7 @@ async fn write_stream(client: reqwest::Client, url: String, stop: Arc<AtomicBool
         };
         outcomes.push(Outcome {
             n,
+            tag,
             code: r.as_ref().and_then(|r| r["ErrorCode"].as_u64()),
             info: r.map(|r| r["ErrorInfo"].to_string()).unwrap_or_default(),
             took: started.elapsed(),
@@ -61,7 +69,7 @@ async fn tag_each(server: &Server, range: std::ops::Range<usize>) {
 }
 
 /// Each account's tags, read back with get_tag.
-async fn stored_tags(server: &Server) -> BTreeMap<String, BTreeSet<String>> {
+pub(crate) async fn stored_tags(server: &Server) -> BTreeMap<String, BTreeSet<String>> {
     let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
     let r = server
         .ok(&APP, "timpush/get_tag", accounts_body(&as_strs(&names)))
@@ -105,7 +113,12 @@ async fn an_outage_fails_requests_fast_and_tagcast_recovers_without_a_restart() 
 
     let stop = Arc::new(AtomicBool::new(false));
     let url = server.url(&APP, "timpush/add_tag");
-    let stream = tokio::spawn(write_stream(server.client().clone(), url, stop.clone()));
+    let stream = tokio::spawn(write_stream(
+        server.client().clone(),
+        url,
+        "t",
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(600)).await;
     cluster.crash();
     let crashed_at = Instant::now();
@@ -174,8 +187,8 @@ async fn an_outage_fails_requests_fast_and_tagcast_recovers_without_a_restart() 
     // (including writes whose commit outcome the outage hid).
     let stored = stored_tags(&server).await;
     for outcome in outcomes.iter().filter(|o| o.code == Some(0)) {
-        let tag = format!("t{}", outcome.n);
-        assert!(stored[&account(outcome.n)].contains(&tag), "{tag} lost");
+        let tag = &outcome.tag;
+        assert!(stored[&account(outcome.n)].contains(tag), "{tag} lost");
     }
     assert_index_matches_tables(&server, outcomes.len()).await;
 }

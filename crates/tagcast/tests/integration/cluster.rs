@@ -1,0 +1,394 @@
+//! Several tagcast nodes on one PostgreSQL database (issue 9): what one node writes, the others
+//! read and count; writes spread over the nodes leave every node's index equal to the tables;
+//! the nodes know each other, one leads, and leadership moves when the leader dies. These run
+//! in the PostgreSQL pass of scripts/test.sh.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::postgres::{ACCOUNTS, Outcome, account, stored_tags, write_stream};
+
+/// How long a node may take to see another node's write in its index: the follower wakes on
+/// NOTIFY, and polls every second in case a notification is lost.
+const LAG_BOUND: Duration = Duration::from_secs(3);
+
+/// Starts `ids.len()` nodes on `store`'s database, each named by its id.
+fn nodes(store: &TestStore, ids: &[&str], extra: &str) -> Vec<Server> {
+    let url = store.url().expect("a PostgreSQL database").to_string();
+    ids.iter()
+        .map(|id| {
+            let config = format!("node_id = {id:?}\n{extra}");
+            Server::start_on(TestStore::at(url.clone()), &config)
+        })
+        .collect()
+}
+
+/// Waits until `tag`'s count on `server` is `expected`; the time it took, or a failure.
+async fn await_count(server: &Server, tag: &str, expected: u64) -> Duration {
+    let started = Instant::now();
+    loop {
+        let count = tag_count(server, &APP, tag).await;
+        if count == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < LAG_BOUND,
+            "{tag}: {count} on {}, expected {expected} within {LAG_BOUND:?}",
+            server.base
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_node_is_read_and_counted_on_the_others() {
+    if !postgres_only("cluster reads", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let cluster = nodes(&store, &["a", "b", "c"], "");
+    let (a, b, c) = (&cluster[0], &cluster[1], &cluster[2]);
+    import(a, &APP, &["u1", "u2", "u3"]).await;
+    a.ok(
+        &APP,
+        "timpush/add_tag",
+        tags_body_for(&["u1", "u2"], &["vip"]),
+    )
+    .await;
+    // Reads come from the shared tables: at once on every node.
+    for node in [b, c] {
+        assert_eq!(tags_of(node, &APP, "u1").await, json!(["vip"]));
+    }
+    let mut lags = Vec::new();
+    for node in [b, c] {
+        lags.push(await_count(node, "vip", 2).await);
+    }
+    // The other way round, attributes included.
+    name_attrs(b, &APP, json!({"0": "city"})).await;
+    set_attrs(c, &APP, "u3", json!({"city": "Paris"})).await;
+    assert_eq!(attrs_of(a, &APP, "u3").await, json!({"city": "Paris"}));
+    let paris = json!({"AttrsAnd": {"city": "Paris"}});
+    for node in [a, b] {
+        let started = Instant::now();
+        loop {
+            let r = node
+                .ok(&APP, "tagcast/audience_count", json!({"Condition": paris}))
+                .await;
+            if r["Count"] == 1 {
+                lags.push(started.elapsed());
+                break;
+            }
+            assert!(started.elapsed() < LAG_BOUND, "{r}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // A node that removes the tag makes the others count it gone.
+    b.ok(&APP, "timpush/remove_tag", tags_body_for(&["u1"], &["vip"]))
+        .await;
+    for node in [a, c] {
+        lags.push(await_count(node, "vip", 1).await);
+    }
+    eprintln!("cluster: index lag between nodes {lags:?}");
+}
+
+/// Account `u{n}` of the storm.
+fn storm_account(n: usize) -> String {
+    format!("u{}", n % 40)
+}
+
+/// One node's share of the storm: add, replace and remove tags `s0`..`s7` on the accounts, all
+/// of which must succeed.
+async fn storm(server: &Server, seed: usize, requests: usize) {
+    for i in 0..requests {
+        let n = seed * 7919 + i * 31;
+        let accounts = [storm_account(n), storm_account(n + 1), storm_account(n + 2)];
+        let accounts = as_strs(&accounts);
+        let tags = [format!("s{}", n % 8), format!("s{}", (n / 8) % 8)];
+        let tags = as_strs(&tags);
+        let (path, body) = match i % 3 {
+            0 => ("timpush/add_tag", tags_body_for(&accounts, &tags)),
+            1 => (
+                "timpush/add_tag",
+                with_replace(tags_body_for(&accounts, &tags[..1]), 1),
+            ),
+            _ => ("timpush/remove_tag", tags_body_for(&accounts, &tags[1..])),
+        };
+        let r = server.call(&APP, path, body).await;
+        assert_eq!(r["ErrorCode"], 0, "{path} on {}: {r}", server.base);
+    }
+}
+
+/// Each account's tags, read with get_tag.
+async fn tables(server: &Server, accounts: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+    let r = server
+        .ok(&APP, "timpush/get_tag", accounts_body(&as_strs(accounts)))
+        .await;
+    let users = r["UserTags"].as_array().expect("UserTags");
+    users
+        .iter()
+        .map(|user| {
+            let tags = user["Tags"].as_array().unwrap().iter();
+            let tags = tags.map(|t| t.as_str().unwrap().to_string()).collect();
+            (user["To_Account"].as_str().unwrap().to_string(), tags)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_storm_over_three_nodes_leaves_every_index_equal_to_the_tables() {
+    if !postgres_only("cluster storm", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let cluster = nodes(&store, &["a", "b", "c"], "");
+    let accounts: Vec<String> = (0..40).map(storm_account).collect();
+    import(&cluster[0], &APP, &as_strs(&accounts)).await;
+    let started = Instant::now();
+    let storms = cluster
+        .iter()
+        .enumerate()
+        .map(|(seed, node)| storm(node, seed, 60));
+    futures_util::future::join_all(storms).await;
+    let took = started.elapsed();
+    let stored = tables(&cluster[1], &accounts).await;
+    assert!(
+        stored.values().any(|tags| !tags.is_empty()),
+        "the storm left no tag at all"
+    );
+    for node in &cluster {
+        for t in 0..8 {
+            let tag = format!("s{t}");
+            let holders = stored.values().filter(|tags| tags.contains(&tag)).count();
+            await_count(node, &tag, holders as u64).await;
+        }
+    }
+    // And the records of tag counts agree with the tables too: a fresh node rebuilds the same.
+    let late = nodes(&store, &["d"], "");
+    for t in 0..8 {
+        let tag = format!("s{t}");
+        let holders = stored.values().filter(|tags| tags.contains(&tag)).count();
+        assert_eq!(
+            tag_count(&late[0], &APP, &tag).await,
+            holders as u64,
+            "{tag}"
+        );
+    }
+    eprintln!("cluster: 180 writes over three nodes in {took:?}");
+}
+
+/// The node's view of the cluster (`GET /cluster`).
+async fn view(server: &Server) -> Value {
+    let url = format!("{}/cluster", server.base);
+    let response = server.client().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The ids of the nodes `server` sees alive, and whether it leads.
+async fn seen(server: &Server) -> (BTreeSet<String>, bool) {
+    let v = view(server).await;
+    let ids = v["nodes"].as_array().unwrap().iter();
+    let ids = ids.map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    (ids, v["leader"] == true)
+}
+
+/// Waits until `check` holds of every node's view; fails after `within`.
+async fn await_views(
+    nodes: &[&Server],
+    within: Duration,
+    check: impl Fn(&[(BTreeSet<String>, bool)]) -> bool,
+) -> Vec<(BTreeSet<String>, bool)> {
+    let started = Instant::now();
+    loop {
+        let mut views = Vec::new();
+        for node in nodes {
+            views.push(seen(node).await);
+        }
+        if check(&views) {
+            return views;
+        }
+        assert!(started.elapsed() < within, "views never settled: {views:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ids(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_know_each_other_one_leads_and_leadership_moves_when_it_dies() {
+    if !postgres_only(
+        "cluster membership",
+        "its nodes share a PostgreSQL database",
+    ) {
+        return;
+    }
+    let store = TestStore::fresh();
+    let mut cluster = nodes(
+        &store,
+        &["a", "b", "c"],
+        "[cluster]\nnode_gone_after_secs = 2\n",
+    );
+    let all = ids(&["a", "b", "c"]);
+    let one_leader =
+        |views: &[(BTreeSet<String>, bool)]| views.iter().filter(|(_, leads)| *leads).count() == 1;
+    let views = await_views(
+        &cluster.iter().collect::<Vec<_>>(),
+        Duration::from_secs(10),
+        |views| views.iter().all(|(seen, _)| *seen == all) && one_leader(views),
+    )
+    .await;
+    let leader = views.iter().position(|(_, leads)| *leads).unwrap();
+    let mut gone = cluster.remove(leader);
+    let gone_id = ["a", "b", "c"][leader];
+    let started = Instant::now();
+    gone.kill9();
+    let left: BTreeSet<String> = all.iter().filter(|id| *id != gone_id).cloned().collect();
+    let survivors: Vec<&Server> = cluster.iter().collect();
+    await_views(&survivors, Duration::from_secs(10), |views| {
+        views.iter().all(|(seen, _)| *seen == left) && one_leader(views)
+    })
+    .await;
+    eprintln!(
+        "cluster: leader {gone_id} killed; a new leader, and {gone_id} gone, after {:?}",
+        started.elapsed()
+    );
+    // The new leader leads alone, and writes go on on every node left.
+    for node in &cluster {
+        import(node, &APP, &["after"]).await;
+    }
+}
+
+/// One write stream per node, each with tags of its own prefix.
+fn streams(
+    cluster: &[Server],
+    prefixes: &[&'static str],
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Outcome>>> {
+    cluster
+        .iter()
+        .zip(prefixes)
+        .map(|(node, prefix)| {
+            let url = node.url(&APP, "timpush/add_tag");
+            tokio::spawn(write_stream(
+                node.client().clone(),
+                url,
+                prefix,
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Every acknowledged write of `outcomes` is in the tables, and every node of `cluster`
+/// counts each tag written or tried exactly as the tables hold it.
+async fn assert_nothing_acknowledged_lost(cluster: &[&Server], outcomes: &[Outcome]) {
+    let stored = stored_tags(cluster[0]).await;
+    for outcome in outcomes.iter().filter(|o| o.code == Some(0)) {
+        let held = &stored[&account(outcome.n)];
+        assert!(held.contains(&outcome.tag), "{} lost", outcome.tag);
+    }
+    for node in cluster {
+        for outcome in outcomes {
+            let holders = stored.values().filter(|t| t.contains(&outcome.tag)).count();
+            await_count(node, &outcome.tag, holders as u64).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_writes_loses_nothing_and_the_others_serve_on() {
+    if !postgres_only("cluster kill -9", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let mut cluster = nodes(&store, &["a", "b", "c"], "");
+    let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    import(&cluster[0], &APP, &as_strs(&names)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = streams(&cluster, &["a", "b", "c"], &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster[1].kill9();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut outcomes = Vec::new();
+    for (node, stream) in running.into_iter().enumerate() {
+        let stream = stream.await.unwrap();
+        if node != 1 {
+            // The nodes left never failed a write.
+            let failed: Vec<_> = stream.iter().filter(|o| o.code != Some(0)).collect();
+            assert!(failed.is_empty(), "node {node}: {failed:?}");
+            assert!(stream.len() > 20, "node {node} wrote only {}", stream.len());
+        }
+        outcomes.extend(stream);
+    }
+    let killed_during = outcomes.iter().filter(|o| o.code.is_none()).count();
+    assert!(killed_during > 0, "node b was not killed during its writes");
+    let left = [&cluster[0], &cluster[2]];
+    assert_nothing_acknowledged_lost(&left, &outcomes).await;
+    eprintln!(
+        "cluster: {} writes, {killed_during} refused by the killed node; nothing acknowledged lost",
+        outcomes.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_recovers_by_itself_when_postgresql_restarts_under_load() {
+    if !postgres_only("cluster outage", "it crashes PostgreSQL") {
+        return;
+    }
+    let pg = OwnCluster::start();
+    let url = pg.database("cluster_outage");
+    let cluster: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Server::start_on(TestStore::at(url.clone()), &format!("node_id = {id:?}")))
+        .collect();
+    let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    import(&cluster[0], &APP, &as_strs(&names)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = streams(&cluster, &["a", "b", "c"], &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.crash();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.resume();
+    // Every node serves again, with no restart.
+    for node in &cluster {
+        let started = Instant::now();
+        loop {
+            let r = node
+                .call(&APP, "timpush/add_tag", tag_body("u0", &["after"]))
+                .await;
+            if r["ErrorCode"] == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}: {r}",
+                node.base
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut outcomes = Vec::new();
+    for stream in running {
+        outcomes.extend(stream.await.unwrap());
+    }
+    let failed = outcomes.iter().filter(|o| o.code != Some(0)).count();
+    assert!(failed > 0, "no write saw the outage");
+    for outcome in outcomes.iter().filter(|o| o.code != Some(0)) {
+        assert_eq!(outcome.code, Some(91000), "{outcome:?}");
+    }
+    let all: Vec<&Server> = cluster.iter().collect();
+    assert_nothing_acknowledged_lost(&all, &outcomes).await;
+    eprintln!(
+        "cluster: {} writes over three nodes, {failed} refused during the outage; all recovered",
+        outcomes.len()
+    );
+}
