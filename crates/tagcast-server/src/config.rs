@@ -41,14 +41,10 @@ impl ServerConfig {
     /// `node_id`, or the host's name and the port listened on: the same across restarts, and
     /// unique among the nodes of one machine.
     pub fn node_id(&self) -> String {
-        self.cluster.node_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "tagcast".into());
-            format!("{host}:{}", self.listen.port())
-        })
+        self.cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", tagcast_store::host_name(), self.listen.port()))
     }
 
     /// Where the store is, for logs and messages; never shows a password.

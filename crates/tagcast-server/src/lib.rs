@@ -20,7 +20,7 @@ mod transport;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -107,6 +107,10 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
     let serving = transport::run(listener, tls, router(state.clone()), http, handle);
     tokio::join!(serving, close_sessions);
     state.hub.flush_deliveries().await;
+    // Its thread uses the runtime, which goes away when this returns.
+    if !state.store.stop_following(Duration::from_secs(5)).await {
+        tracing::warn!("the store's follower did not stop within 5 s");
+    }
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! Engines are synchronous: reads run on tokio's blocking pool, writes on the writer thread, so
 //! neither ever stalls the async runtime.
 
+use std::sync::atomic::AtomicBool;
+
 use tagcast_audience::Change;
 
 use crate::audience::{Audiences, IndexParts};
@@ -87,8 +89,9 @@ pub(crate) trait Engine: Send + Sync + 'static {
     }
 
     /// One round of following the other nodes: waits (about a second at most) for their
-    /// commits, then brings `audiences` level with the change log.
-    fn follow(&self, _audiences: &Audiences) {}
+    /// commits, then brings `audiences` level with the change log; returns early, doing
+    /// nothing more, once `stop` is set.
+    fn follow(&self, _audiences: &Audiences, _stop: &AtomicBool) {}
 
     /// Whether this node runs the duties that must run once among the nodes.
     fn is_leader(&self) -> bool {

@@ -103,15 +103,19 @@ pub struct StoreOptions {
 impl StoreOptions {
     /// `node_id`, or the host's name and this process's id.
     pub fn node_id(&self) -> String {
-        self.node_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "tagcast".into());
-            format!("{host}-{}", std::process::id())
-        })
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()))
     }
+}
+
+/// This machine's name, for node ids ("tagcast" if it has none).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tagcast".into())
 }
 
 impl Default for StoreOptions {
@@ -140,7 +144,7 @@ pub enum Location {
 pub struct Store {
     shared: Arc<Shared>,
     writer: writer::WriterHandle,
-    released: Arc<Released>,
+    released: Arc<Signal>,
 }
 
 /// What the handles and the writer thread share.
@@ -150,22 +154,31 @@ pub(crate) struct Shared {
     pub health: health::HealthCell,
     pub faults: faults::Faults,
     pub node_id: String,
+    /// Set by `Store::stop_following`: the follower stops, and says so in `followed`.
+    pub stop_following: std::sync::atomic::AtomicBool,
+    followed: Signal,
     /// Dropped last, after the engine: tells `Store::close` the data is let go of.
     _released: ReleaseOnDrop,
 }
 
-/// Whether the shared state, and so the engine, has been dropped.
+/// Something that happens once (the shared state dropped, the follower stopped), waited for.
 #[derive(Default)]
-struct Released {
+struct Signal {
     done: std::sync::Mutex<bool>,
-    dropped: std::sync::Condvar,
+    happened: std::sync::Condvar,
 }
 
-impl Released {
+impl Signal {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.happened.notify_all();
+    }
+
+    /// Whether it happened within `timeout`.
     fn wait(&self, timeout: std::time::Duration) -> bool {
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         let (done, _) = self
-            .dropped
+            .happened
             .wait_timeout_while(done, timeout, |done| !*done)
             .unwrap_or_else(|p| p.into_inner());
         *done
@@ -179,8 +192,13 @@ fn spawn_follower(shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
         .name("tagcast-follower".into())
         .spawn(move || {
             while let Some(shared) = shared.upgrade() {
+                let stop = &shared.stop_following;
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    shared.followed.set();
+                    break;
+                }
                 let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    shared.engine.follow(&shared.audiences)
+                    shared.engine.follow(&shared.audiences, stop)
                 }));
                 if round.is_err() {
                     tracing::error!("the change log's follower panicked; going on");
@@ -191,12 +209,11 @@ fn spawn_follower(shared: std::sync::Weak<Shared>) -> Result<(), StoreError> {
     Ok(())
 }
 
-struct ReleaseOnDrop(Arc<Released>);
+struct ReleaseOnDrop(Arc<Signal>);
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        *self.0.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.0.dropped.notify_all();
+        self.0.set();
     }
 }
 
@@ -266,18 +283,22 @@ impl Store {
                 "the store runs with a fault plan: reads and writes will fail on purpose"
             );
         }
-        let released = Arc::new(Released::default());
+        let released = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             engine,
             audiences,
             health: health::HealthCell::default(),
             faults,
             node_id,
+            stop_following: Default::default(),
+            followed: Signal::default(),
             _released: ReleaseOnDrop(released.clone()),
         });
         let writer = writer::spawn(shared.clone())?;
         if shared.engine.is_shared() {
             spawn_follower(Arc::downgrade(&shared))?;
+        } else {
+            shared.followed.set();
         }
         Ok(Self {
             shared,
@@ -341,6 +362,19 @@ impl Store {
         let released = self.released.clone();
         drop(self);
         released.wait(timeout)
+    }
+
+    /// Stops following the other nodes' commits (the index then reflects this node's writes
+    /// only) and waits up to `timeout` until the follower has stopped: call it while shutting
+    /// down, before the tokio runtime goes away. Reads and writes go on working.
+    pub async fn stop_following(&self, timeout: std::time::Duration) -> bool {
+        let shared = self.shared.clone();
+        shared
+            .stop_following
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || shared.followed.wait(timeout))
+            .await
+            .unwrap_or(false)
     }
 
     /// This node's name among the nodes sharing the store.

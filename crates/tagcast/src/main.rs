@@ -72,7 +72,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
 fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
     let (config, dev_app) = settings::resolve(&args).map_err(Failure::config)?;
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::config)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let handle = ServerHandle::new();
         let tls = config.tls.is_some();
         let store = config.store_description();
@@ -89,7 +89,12 @@ fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
             (Ok(()), Err(failure)) | (Err(_), Err(failure)) => Err(failure),
             (Ok(()), Ok(_)) => Ok(()),
         }
-    })
+    });
+    // The store's threads drive their PostgreSQL connections through this runtime until the
+    // process ends: shutting it down first would fail (and panic) their last statements.
+    // Everything acknowledged is durable already, so nothing is lost by not waiting.
+    std::mem::forget(runtime);
+    served
 }
 
 /// Once listening: keeps a new development app's key, prints its banner (with `store`, where

@@ -21,6 +21,9 @@ use crate::tables::Result;
 /// The channel every commit that changes an audience notifies, with the writing node's id.
 pub(crate) const CHANNEL: &str = "tagcast_log";
 
+/// How often a wait looks whether the store is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// Key of the session advisory lock whose holder is the leader.
 const LEADER_LOCK: i64 = 0x7461_6763_6173_7402;
 
@@ -64,7 +67,7 @@ impl Node {
 
     /// Waits until another node has committed changes, or `timeout` passes; keeps the listening
     /// connection open, the heartbeat going and the leadership taken when free.
-    pub fn wait_for_others(&self, pg: &Pg, timeout: Duration) {
+    pub fn wait_for_others(&self, pg: &Pg, timeout: Duration, stop: &AtomicBool) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.listener.is_none() {
             match self.listen(pg) {
@@ -72,7 +75,7 @@ impl Node {
                 Err(error) => {
                     tracing::debug!(%error, "cannot listen for the other nodes' commits");
                     drop(state);
-                    std::thread::sleep(timeout);
+                    sleep_unless(timeout, stop);
                     return;
                 }
             }
@@ -88,10 +91,20 @@ impl Node {
         let Some(listener) = &state.listener else {
             return;
         };
-        match listener.woken.recv_timeout(timeout) {
-            Ok(()) => while listener.woken.try_recv().is_ok() {},
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => self.lost(&mut state),
+        let until = Instant::now() + timeout;
+        while !stop.load(Ordering::Relaxed) {
+            let slice = until
+                .saturating_duration_since(Instant::now())
+                .min(STOP_CHECK);
+            match listener.woken.recv_timeout(slice) {
+                Ok(()) => {
+                    while listener.woken.try_recv().is_ok() {}
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= until => return,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.lost(&mut state),
+            }
         }
     }
 
@@ -179,5 +192,13 @@ impl Node {
         if self.leader.swap(false, Ordering::Relaxed) {
             tracing::warn!(node = %self.id, "this node lost the leadership with its connection");
         }
+    }
+}
+
+/// Sleeps for `timeout`, or until `stop` is set.
+fn sleep_unless(timeout: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + timeout;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(STOP_CHECK.min(until.saturating_duration_since(Instant::now())));
     }
 }

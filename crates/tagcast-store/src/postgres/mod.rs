@@ -21,6 +21,7 @@ mod scan;
 mod tables;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::StoreOptions;
@@ -250,8 +251,11 @@ impl Engine for PgEngine {
         true
     }
 
-    fn follow(&self, audiences: &Audiences) {
-        self.node.wait_for_others(&self.pg, FOLLOW_POLL);
+    fn follow(&self, audiences: &Audiences, stop: &AtomicBool) {
+        self.node.wait_for_others(&self.pg, FOLLOW_POLL, stop);
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         if self.node.is_leader() {
             self.trim_if_due();
         }

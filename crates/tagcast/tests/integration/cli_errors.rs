@@ -223,7 +223,7 @@ async fn json_logs_are_one_object_per_line() {
     );
     for line in &lines {
         let event: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?} in:\n{stderr}"));
         assert!(event["level"].is_string(), "{line}");
         assert!(event["message"].is_string(), "{line}");
         assert!(event["timestamp"].is_string(), "{line}");
