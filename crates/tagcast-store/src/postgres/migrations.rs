@@ -28,13 +28,13 @@ pub(crate) fn migrate(pg: &Pg) -> Result<i32> {
 
 async fn migrate_on(conn: &Conn) -> std::result::Result<Result<i32>, tokio_postgres::Error> {
     let client = conn.client();
-    client
-        .batch_execute(
-            "BEGIN; CREATE TABLE IF NOT EXISTS tagcast_schema (version integer NOT NULL)",
-        )
-        .await?;
+    // The lock comes first: two nodes creating the table at once collide even with IF NOT EXISTS.
+    client.batch_execute("BEGIN").await?;
     client
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS tagcast_schema (version integer NOT NULL)")
         .await?;
     let found: i32 = client
         .query_opt("SELECT version FROM tagcast_schema", &[])
