@@ -4,9 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
-use tagcast_audience::{AppIndex, AppIndexBuilder, Change};
+use tagcast_audience::{AppIndex, AppIndexBuilder};
 
 use crate::AppId;
+use crate::engine::Changes;
+use crate::events::Feed;
 
 /// One app's index, and the position in the app's change log it reflects (engines without a
 /// change log leave it 0).
@@ -17,10 +19,12 @@ struct AppState {
 }
 
 /// All apps' indexes. Readers evaluate under a shared lock; the writer applies each committed
-/// batch's changes under the exclusive lock, before answering its callers.
+/// batch's changes under the exclusive lock, before answering its callers. The events of each
+/// commit applied enter `feed` under the same lock, so they come out in commit order and once.
 #[derive(Debug, Default)]
 pub(crate) struct Audiences {
     apps: RwLock<HashMap<AppId, AppState>>,
+    feed: Feed,
 }
 
 /// A commit's changes reached the index ahead of log order (an earlier commit, perhaps
@@ -65,7 +69,11 @@ impl Audiences {
         apps.iter().map(|(app, s)| (*app, s.position)).collect()
     }
 
-    /// Takes the indexes of `rebuilt`.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// Takes the indexes of `rebuilt`; the events between are lost.
     pub fn replace(&self, rebuilt: Audiences) {
         let rebuilt = rebuilt
             .apps
@@ -75,17 +83,15 @@ impl Audiences {
             .apps
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = rebuilt;
+        self.feed.missed();
     }
 
-    /// Applies one commit's changes; `positions` are the log positions it took, per app (empty
-    /// for an engine without a change log). An app's changes are applied only if its position
-    /// follows the one applied last: one already applied (the log's follower got there first)
-    /// is skipped, one further ahead is refused, and the first such gap is returned.
-    pub fn apply(
-        &self,
-        changes: &[(AppId, Change)],
-        positions: &[(AppId, u64)],
-    ) -> Result<(), OutOfOrder> {
+    /// Applies one commit's changes and passes on its events; `positions` are the log positions
+    /// it took, per app (empty for an engine without a change log). An app's changes are
+    /// applied only if its position follows the one applied last: one already applied (the
+    /// log's follower got there first) is skipped, one further ahead is refused, and the first
+    /// such gap is returned.
+    pub fn apply(&self, changes: &Changes, positions: &[(AppId, u64)]) -> Result<(), OutOfOrder> {
         if changes.is_empty() && positions.is_empty() {
             return Ok(());
         }
@@ -108,9 +114,14 @@ impl Audiences {
                 });
             }
         }
-        for (app, change) in changes {
+        for (app, change) in &changes.index {
             if !held_back.contains(app) {
                 apps.entry(*app).or_default().index.apply(change);
+            }
+        }
+        for (app, event) in &changes.events {
+            if !held_back.contains(app) {
+                self.feed.push(*app, [*event]);
             }
         }
         for &(app, position) in positions {
@@ -190,6 +201,7 @@ impl IndexParts {
         }
         Audiences {
             apps: RwLock::new(apps),
+            feed: Feed::default(),
         }
     }
 }
@@ -197,13 +209,33 @@ impl IndexParts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
+    use tagcast_audience::Change;
 
-    fn tagged(account: u32) -> Vec<(AppId, Change)> {
+    /// A commit tagging `account` in app 7, with an event numbered after it.
+    fn tagged(account: u32) -> Changes {
         let tag = "t".to_string();
-        vec![
-            (7, Change::AccountAdded(account)),
-            (7, Change::TagAdded { account, tag }),
-        ]
+        Changes {
+            index: vec![
+                (7, Change::AccountAdded(account)),
+                (7, Change::TagAdded { account, tag }),
+            ],
+            events: vec![(7, Event::TaskCreated(account.into()))],
+        }
+    }
+
+    /// The events the feed passed on, as their task numbers.
+    fn fed(audiences: &Audiences) -> Vec<u64> {
+        let taken = audiences.feed().take();
+        assert!(!taken.missed);
+        taken
+            .events
+            .into_iter()
+            .map(|(_, event)| match event {
+                Event::TaskCreated(seq) => seq,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
     }
 
     fn tagged_count(audiences: &Audiences) -> u64 {
@@ -235,14 +267,17 @@ mod tests {
         // An engine without a log passes no positions: always applied.
         audiences.apply(&tagged(5), &[]).unwrap();
         assert_eq!(tagged_count(&audiences), 4);
+        // Each applied commit's events were passed on once, in order; the others were not.
+        assert_eq!(fed(&audiences), vec![1, 2, 3, 5]);
     }
 
     #[test]
     fn a_gap_in_one_app_holds_back_only_that_apps_changes() {
         let audiences = Audiences::default();
         let mut changes = tagged(1);
-        changes.push((8, Change::AccountAdded(1)));
-        changes.push((9, Change::AccountAdded(1)));
+        changes.index.push((8, Change::AccountAdded(1)));
+        changes.index.push((9, Change::AccountAdded(1)));
+        changes.events.push((8, Event::TaskCreated(8)));
         // App 7 follows its log, apps 8 and 9 are both ahead of theirs.
         let gap = audiences
             .apply(&changes, &[(7, 1), (8, 3), (9, 2)])
@@ -252,6 +287,7 @@ mod tests {
         assert_eq!(audiences.read(8, |i| i.accounts().len()), 0);
         assert_eq!(audiences.read(9, |i| i.accounts().len()), 0);
         assert_eq!(audiences.positions(), HashMap::from([(7, 1)]));
+        assert_eq!(fed(&audiences), vec![1]);
     }
 
     #[test]
@@ -264,5 +300,15 @@ mod tests {
         assert_eq!(audiences.positions(), HashMap::from([(7, 41), (8, 5)]));
         audiences.apply(&tagged(2), &[(7, 42)]).unwrap();
         assert_eq!(tagged_count(&audiences), 2);
+    }
+
+    #[test]
+    fn a_rebuild_tells_the_feed_its_events_were_missed() {
+        let audiences = Audiences::default();
+        audiences.apply(&tagged(1), &[(7, 1)]).unwrap();
+        audiences.replace(IndexParts::default().finish());
+        let taken = audiences.feed().take();
+        assert!(taken.missed);
+        assert!(taken.events.is_empty());
     }
 }

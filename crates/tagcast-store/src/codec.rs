@@ -8,6 +8,7 @@ use roaring::RoaringBitmap;
 use tagcast_audience::Change;
 
 use crate::StoreError;
+use crate::events::Event;
 use crate::schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
 use crate::tasks::TaskMeta;
 
@@ -137,91 +138,90 @@ pub(crate) fn decode_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, DecodeError> 
     Ok(bitmap)
 }
 
-/// Audience changes as repeated `kind:u8 account:u32le ...` (see each kind), for a change log.
-pub(crate) fn encode_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<u8> {
+/// One change-log entry: its audience changes as repeated `kind:u8 account:u32le ...` (see each
+/// kind), then its events as `kind:u8 ...` with kinds from 16.
+pub(crate) fn encode_entry<'a>(
+    changes: impl IntoIterator<Item = &'a Change>,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     for change in changes {
-        match change {
-            Change::AccountAdded(account) => put_account(&mut out, 0, *account),
-            Change::AccountRemoved(account) => put_account(&mut out, 1, *account),
-            Change::TagAdded { account, tag } => {
-                put_account(&mut out, 2, *account);
-                put_str(&mut out, tag);
-            }
-            Change::TagRemoved { account, tag } => {
-                put_account(&mut out, 3, *account);
-                put_str(&mut out, tag);
-            }
-            Change::AttrSet {
-                account,
-                slot,
-                old,
-                new,
-            } => {
-                put_account(&mut out, if old.is_some() { 5 } else { 4 }, *account);
-                out.push(*slot);
-                if let Some(old) = old {
-                    put_str(&mut out, old);
-                }
-                put_str(&mut out, new);
-            }
-            Change::AttrRemoved { account, slot, old } => {
-                put_account(&mut out, 6, *account);
-                out.push(*slot);
-                put_str(&mut out, old);
-            }
-        }
+        put_change(&mut out, change);
+    }
+    for event in events {
+        put_event(&mut out, event);
     }
     out
 }
 
-pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change>, DecodeError> {
+fn put_change(out: &mut Vec<u8>, change: &Change) {
+    match change {
+        Change::AccountAdded(account) => put_account(out, 0, *account),
+        Change::AccountRemoved(account) => put_account(out, 1, *account),
+        Change::TagAdded { account, tag } => {
+            put_account(out, 2, *account);
+            put_str(out, tag);
+        }
+        Change::TagRemoved { account, tag } => {
+            put_account(out, 3, *account);
+            put_str(out, tag);
+        }
+        Change::AttrSet {
+            account,
+            slot,
+            old,
+            new,
+        } => {
+            put_account(out, if old.is_some() { 5 } else { 4 }, *account);
+            out.push(*slot);
+            if let Some(old) = old {
+                put_str(out, old);
+            }
+            put_str(out, new);
+        }
+        Change::AttrRemoved { account, slot, old } => {
+            put_account(out, 6, *account);
+            out.push(*slot);
+            put_str(out, old);
+        }
+    }
+}
+
+fn put_event(out: &mut Vec<u8>, event: &Event) {
+    match event {
+        Event::TaskCreated(seq) => {
+            out.push(16);
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
+        Event::TaskRevoked(seq) => {
+            out.push(17);
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
+        Event::Login { account, session } => {
+            put_account(out, 18, *account);
+            out.extend_from_slice(&session.to_le_bytes());
+        }
+    }
+}
+
+/// The audience changes and the events of a change-log entry.
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<(Vec<Change>, Vec<Event>), DecodeError> {
     let mut reader = Reader(bytes);
     let mut changes = Vec::new();
+    let mut events = Vec::new();
     while !reader.0.is_empty() {
-        let kind = reader.byte()?;
-        let account = u32::from_le_bytes([
-            reader.byte()?,
-            reader.byte()?,
-            reader.byte()?,
-            reader.byte()?,
-        ]);
-        let change = match kind {
-            0 => Change::AccountAdded(account),
-            1 => Change::AccountRemoved(account),
-            2 | 3 => {
-                let tag = reader.str()?.to_string();
-                if kind == 2 {
-                    Change::TagAdded { account, tag }
-                } else {
-                    Change::TagRemoved { account, tag }
-                }
+        match reader.byte()? {
+            16 => events.push(Event::TaskCreated(reader.u64()?)),
+            17 => events.push(Event::TaskRevoked(reader.u64()?)),
+            18 => {
+                let account = reader.u32()?;
+                let session = reader.u64()?;
+                events.push(Event::Login { account, session });
             }
-            4 | 5 => {
-                let slot = reader.slot()?;
-                let old = if kind == 5 {
-                    Some(reader.str()?.to_string())
-                } else {
-                    None
-                };
-                let new = reader.str()?.to_string();
-                Change::AttrSet {
-                    account,
-                    slot,
-                    old,
-                    new,
-                }
-            }
-            6 => {
-                let slot = reader.slot()?;
-                let old = reader.str()?.to_string();
-                Change::AttrRemoved { account, slot, old }
-            }
-            other => return Err(DecodeError(format!("unknown change kind {other}"))),
-        };
-        changes.push(change);
+            kind => changes.push(reader.change(kind)?),
+        }
     }
-    Ok(changes)
+    Ok((changes, events))
 }
 
 fn put_account(out: &mut Vec<u8>, kind: u8, account: u32) {
@@ -238,6 +238,63 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
+    /// The rest of an audience change of `kind`, after its kind byte.
+    fn change(&mut self, kind: u8) -> Result<Change, DecodeError> {
+        let account = self.u32()?;
+        Ok(match kind {
+            0 => Change::AccountAdded(account),
+            1 => Change::AccountRemoved(account),
+            2 | 3 => {
+                let tag = self.str()?.to_string();
+                if kind == 2 {
+                    Change::TagAdded { account, tag }
+                } else {
+                    Change::TagRemoved { account, tag }
+                }
+            }
+            4 | 5 => {
+                let slot = self.slot()?;
+                let old = if kind == 5 {
+                    Some(self.str()?.to_string())
+                } else {
+                    None
+                };
+                let new = self.str()?.to_string();
+                Change::AttrSet {
+                    account,
+                    slot,
+                    old,
+                    new,
+                }
+            }
+            6 => {
+                let slot = self.slot()?;
+                let old = self.str()?.to_string();
+                Change::AttrRemoved { account, slot, old }
+            }
+            other => return Err(DecodeError(format!("unknown change kind {other}"))),
+        })
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let (bytes, rest) = self.0.split_first_chunk::<N>().ok_or_else(|| {
+            DecodeError(format!(
+                "truncated: {N} bytes expected, {} left",
+                self.0.len()
+            ))
+        })?;
+        self.0 = rest;
+        Ok(*bytes)
+    }
+
     fn byte(&mut self) -> Result<u8, DecodeError> {
         let (&b, rest) = self
             .0
@@ -316,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn changes_roundtrip_and_truncation_is_corrupt() {
+    fn entries_roundtrip_and_truncation_is_corrupt() {
         let changes = vec![
             Change::AccountAdded(7),
             Change::TagAdded {
@@ -346,10 +403,19 @@ mod tests {
             },
             Change::AccountRemoved(7),
         ];
-        let bytes = encode_changes(&changes);
-        assert_eq!(decode_changes(&bytes).unwrap(), changes);
-        fails(decode_changes(&bytes[..bytes.len() - 1]), "truncated");
-        fails(decode_changes(&[9, 0, 0, 0, 0]), "unknown change kind 9");
+        let events = vec![
+            Event::TaskCreated(u64::MAX),
+            Event::Login {
+                account: 3,
+                session: 1 << 40,
+            },
+            Event::TaskRevoked(2),
+        ];
+        let bytes = encode_entry(&changes, &events);
+        assert_eq!(decode_entry(&bytes).unwrap(), (changes, events));
+        fails(decode_entry(&bytes[..bytes.len() - 1]), "truncated");
+        fails(decode_entry(&[9, 0, 0, 0, 0]), "unknown change kind 9");
+        fails(decode_entry(&[16, 0, 0]), "truncated");
     }
 
     #[test]

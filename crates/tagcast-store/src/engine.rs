@@ -10,13 +10,25 @@ use std::sync::atomic::AtomicBool;
 use tagcast_audience::Change;
 
 use crate::audience::{Audiences, IndexParts};
+use crate::events::Event;
 use crate::health::HealthCell;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{ReadTables, Result, Tables};
 use crate::{AppId, NodeInfo, StoreError};
 
-/// The changes one write transaction recorded for the audience index.
-pub(crate) type Changes = Vec<(AppId, Change)>;
+/// What one write transaction recorded for the audience index and for the nodes, each in
+/// the order it happened.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub index: Vec<(AppId, Change)>,
+    pub events: Vec<(AppId, Event)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty() && self.events.is_empty()
+    }
+}
 
 /// What a committed write transaction tells the index.
 #[derive(Debug, Default)]

@@ -19,6 +19,7 @@ mod audience;
 mod codec;
 mod engine;
 mod error;
+mod events;
 mod faults;
 mod health;
 mod migrate;
@@ -42,6 +43,7 @@ use tagcast_audience::AppIndex;
 pub use crate::postgres::redact as redact_url;
 pub use crate::redb::FILE_NAME;
 pub use error::{ItemError, RequestError, StoreError};
+pub use events::{Event, Feed, Taken};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
 pub use health::{Failure, HealthStatus, StoreHealth};
 pub use migrate::{Migrated, RecordCounts, migrate};
@@ -375,6 +377,34 @@ impl Store {
         tokio::task::spawn_blocking(move || shared.followed.wait(timeout))
             .await
             .unwrap_or(false)
+    }
+
+    /// The events of every commit the index has applied, this node's and the others', in
+    /// commit order (see `events`).
+    pub fn events(&self) -> &Feed {
+        self.shared.audiences.feed()
+    }
+
+    /// Tells every node that `account` connected in `session` (see `Event::Login`); once this
+    /// returns, the event is in this node's feed. On a store no other node shares, nothing is
+    /// written.
+    pub async fn login(
+        &self,
+        app: AppId,
+        account: AccountId,
+        session: u64,
+    ) -> Result<(), StoreError> {
+        let event = Event::Login { account, session };
+        if !self.shared.engine.is_shared() {
+            self.events().push(app, [event]);
+            return Ok(());
+        }
+        self.writer
+            .write("login", move |ctx| {
+                ctx.announce(app, event);
+                Ok(())
+            })
+            .await
     }
 
     /// This node's name among the nodes sharing the store.

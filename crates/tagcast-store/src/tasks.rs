@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::events::Event;
 use crate::tables::{PushState, Result, SeenMsgRandom, Tables, TaskFilter};
 use crate::writer::WriteCtx;
 use crate::{AccountId, AppId, Store, StoreError};
@@ -134,7 +135,11 @@ impl Store {
     ) -> Result<Created> {
         self.writer
             .write("create_task", move |ctx| {
-                create_task(ctx.tables, app, task, policy, now_ms)
+                let created = create_task(ctx.tables, app, task, policy, now_ms)?;
+                if let Created::New(meta) = &created {
+                    ctx.announce(app, Event::TaskCreated(meta.seq));
+                }
+                Ok(created)
             })
             .await
     }
@@ -151,6 +156,7 @@ impl Store {
                 }
                 meta.revoked_ms = Some(now_ms);
                 ctx.tables.put_task(app, &meta)?;
+                ctx.announce(app, Event::TaskRevoked(seq));
                 Ok(Revoked::Done(meta))
             })
             .await

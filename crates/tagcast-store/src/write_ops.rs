@@ -64,7 +64,7 @@ impl Store {
                             id,
                             tags,
                             &limits,
-                            ctx.changes,
+                            &mut ctx.changes.index,
                         )?);
                         write_account_attrs(ctx, app, id, account.attrs)?;
                     }
@@ -248,7 +248,7 @@ fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool
         max_tags_per_account: usize::MAX,
         max_tags_per_app: usize::MAX,
     };
-    let _ = set_account_tags(ctx.tables, app, id, &[], &no_limits, ctx.changes)?;
+    let _ = set_account_tags(ctx.tables, app, id, &[], &no_limits, &mut ctx.changes.index)?;
     write_account_attrs(ctx, app, id, BTreeMap::new())?;
     ctx.tables.remove_account(app, id, name)?;
     ctx.record(app, Change::AccountRemoved(id));
@@ -279,7 +279,7 @@ fn edit_account_tags(
             target
         }
     };
-    set_account_tags(ctx.tables, app, id, &target, limits, ctx.changes)
+    set_account_tags(ctx.tables, app, id, &target, limits, &mut ctx.changes.index)
 }
 
 fn merge_schema(

@@ -25,6 +25,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::{Changes, Committed, Failed};
+use crate::events::Event;
 use crate::tables::{ReadTables, Tables};
 use crate::{AppId, Shared, StoreError};
 
@@ -50,7 +51,12 @@ pub(crate) struct WriteCtx<'a> {
 
 impl WriteCtx<'_> {
     pub fn record(&mut self, app: AppId, change: Change) {
-        self.changes.push((app, change));
+        self.changes.index.push((app, change));
+    }
+
+    /// Tells every node of `event` once this write is durable.
+    pub fn announce(&mut self, app: AppId, event: Event) {
+        self.changes.events.push((app, event));
     }
 }
 

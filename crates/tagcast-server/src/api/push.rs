@@ -1,6 +1,5 @@
 //! push / im_push, batch and revoke: create tasks over frozen audiences and hand them to the hub.
 
-use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use tagcast_proto::{ApiError, Code, ErrorItem};
@@ -9,7 +8,6 @@ use tagcast_store::{Created, NewTask, PushPolicy, Revoked, RoaringBitmap, TaskKi
 use super::audience::{audience_of, parse_object, present};
 use super::{Ctx, Reply, not_found, reply, shown, task_ids};
 use crate::clock::now_ms;
-use crate::delivery::LiveTask;
 use crate::routes::Family;
 
 /// Longest DataId (90057).
@@ -148,16 +146,9 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         .await
         .map_err(|e| ctx.internal(e))?
     {
-        Revoked::Done(meta) => {
-            let audience = ctx
-                .store
-                .task_audience(ctx.app.sdkappid, meta.seq)
-                .await
-                .map_err(|e| ctx.internal(e))?
-                .unwrap_or_default();
-            ctx.hub
-                .revoke(ctx.app.sdkappid, meta.seq, &meta.task_id, &audience);
-        }
+        // Every node, this one included, tells its sessions from the revoke's event; this one
+        // has before it answers.
+        Revoked::Done(_) => ctx.hub.apply_events().await,
         Revoked::AlreadyRevoked => {
             return Err(ApiError::new(
                 Code::TaskAlreadyRevoked,
@@ -193,7 +184,7 @@ fn task_not_found(task_id: &str) -> ApiError {
 async fn create(ctx: &Ctx<'_>, task: NewTask, policy: PushPolicy) -> Result<TaskMeta, ApiError> {
     let audience = task.audience.clone();
     let app = ctx.app.sdkappid;
-    let _order = ctx.hub.publishing().await;
+    let mut applied = ctx.hub.publishing().await;
     if task.lifetime_secs > 0 {
         ctx.hub.has_room(app, now_ms()).map_err(|limit| {
             ApiError::new(
@@ -212,8 +203,10 @@ async fn create(ctx: &Ctx<'_>, task: NewTask, policy: PushPolicy) -> Result<Task
         .map_err(|e| ctx.internal(e))?
     {
         Created::New(meta) => {
+            // Published from its event, after the other nodes' earlier tasks.
             ctx.hub
-                .publish(Arc::new(LiveTask::new(app, meta.clone())), audience);
+                .apply_events_locked(&mut applied, Some((app, &meta, &audience)))
+                .await;
             Ok(meta)
         }
         Created::Duplicate(meta) => Ok(meta),

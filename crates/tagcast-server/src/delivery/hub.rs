@@ -1,12 +1,12 @@
 //! Who is connected, which tasks are live, and the fan-out of a new push.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value, json};
-use tagcast_store::{AccountId, AppId, RoaringBitmap, Store, TaskMeta};
+use tagcast_store::{AccountId, AppId, Event, RoaringBitmap, Store, TaskMeta};
 use tokio::sync::mpsc;
 
 use super::recorder::{Delivered, Recorder};
@@ -99,18 +99,58 @@ struct Session {
 struct Registry {
     sessions: HashMap<(AppId, AccountId), Session>,
     online: HashMap<AppId, RoaringBitmap>,
+    /// Sessions whose login event has not come back from the store yet, by session id.
+    waiting: HashMap<u64, (AppId, AccountId, Session)>,
 }
 
-/// The delivery state shared by the API and the sessions.
+impl Registry {
+    /// Makes the waiting `session` its account's, ending the account's earlier session; false
+    /// if no such session waits here.
+    fn register_waiting(&mut self, session: u64) -> bool {
+        let Some((app, account, new)) = self.waiting.remove(&session) else {
+            return false;
+        };
+        if let Some(old) = self.sessions.insert((app, account), new) {
+            let _ = old.tx.try_send(Outbound::Replaced);
+        }
+        if self.online.entry(app).or_default().insert(account) {
+            metrics::session_opened();
+        }
+        true
+    }
+
+    fn remove(&mut self, app: AppId, account: AccountId) -> Option<Session> {
+        let session = self.sessions.remove(&(app, account))?;
+        if let Some(online) = self.online.get_mut(&app)
+            && online.remove(account)
+        {
+            metrics::session_closed();
+        }
+        Some(session)
+    }
+}
+
+/// What the store's events have been applied up to; held while they are, so that they are
+/// applied one at a time, in order.
+#[derive(Default)]
+pub struct Applied {
+    /// The last task published, per app: its creation events up to there are done.
+    published: HashMap<AppId, u64>,
+    /// An event could not be applied (the store failed); the tasks are read again.
+    reload: bool,
+}
+
+/// The delivery state shared by the API and the sessions. What happens to tasks and sessions
+/// comes from the store's event feed, for this node's pushes and logins as for the other
+/// nodes': every node applies the same events in the same order (see `tagcast_store::Event`).
 pub struct Hub {
     pub store: Store,
     registry: RwLock<Registry>,
     live: RwLock<HashMap<AppId, BTreeMap<u64, Pending>>>,
-    /// Held from a push's commit to its entry into `live`, so tasks enter in sequence order
-    /// (a connecting session's backlog must never see task N+1 without task N).
-    publishing: tokio::sync::Mutex<()>,
+    /// Held while events are applied, so tasks enter `live` in sequence order (a connecting
+    /// session's backlog must never see task N+1 without task N).
+    applied: tokio::sync::Mutex<Applied>,
     recorder: Recorder,
-    next_conn: AtomicU64,
     fan_out_queue: mpsc::UnboundedSender<(Arc<LiveTask>, RoaringBitmap)>,
     /// Tasks published and not yet fanned out to every connected recipient.
     fanning: Mutex<HashMap<(AppId, u64), Arc<LiveTask>>>,
@@ -132,10 +172,12 @@ const SHUTDOWN_SESSIONS: std::time::Duration = std::time::Duration::from_secs(2)
 const SHUTDOWN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// How long a shutdown waits for queued callback events to be sent.
 const SHUTDOWN_CALLBACKS: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest wait between two looks at the event feed, so a failed event is retried.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Hub {
-    /// A hub with the live tasks of the store loaded; each app holds at most its
-    /// `max_live_tasks`.
+    /// A hub with the live tasks of the store loaded, following the store's events; each app
+    /// holds at most its `max_live_tasks`.
     pub async fn start(
         store: Store,
         recorder: Recorder,
@@ -143,25 +185,27 @@ impl Hub {
         max_live_tasks: HashMap<AppId, usize>,
     ) -> Result<Arc<Self>, tagcast_store::StoreError> {
         let mut live: HashMap<AppId, BTreeMap<u64, Pending>> = HashMap::new();
+        let mut applied = Applied::default();
         for (app, meta, audience) in store.live_tasks(now_ms).await? {
             let pending = Pending {
                 expires_ms: meta.expires_ms,
                 audience,
                 revoked: Arc::new(AtomicBool::new(false)),
             };
+            applied.published.insert(app, meta.seq);
             live.entry(app).or_default().insert(meta.seq, pending);
         }
         metrics::set_live_tasks(live.values().map(BTreeMap::len).sum());
         let (fan_out_queue, queue) = mpsc::unbounded_channel();
         Ok(Arc::new_cyclic(|hub| {
             tokio::spawn(Self::fan_out_worker(hub.clone(), queue));
+            tokio::spawn(Self::follow_events(hub.clone()));
             Self {
                 store,
                 registry: RwLock::new(Registry::default()),
                 live: RwLock::new(live),
-                publishing: tokio::sync::Mutex::new(()),
+                applied: tokio::sync::Mutex::new(applied),
                 recorder,
-                next_conn: AtomicU64::new(1),
                 fan_out_queue,
                 fanning: Mutex::new(HashMap::new()),
                 max_live_tasks,
@@ -169,9 +213,136 @@ impl Hub {
         }))
     }
 
-    /// Serializes task creation with its publication; see `publishing`.
-    pub async fn publishing(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.publishing.lock().await
+    /// Applies the store's events as they come, until the hub is dropped.
+    async fn follow_events(hub: Weak<Hub>) {
+        while let Some(hub) = hub.upgrade() {
+            let _ = tokio::time::timeout(EVENTS_POLL, hub.store.events().woken()).await;
+            hub.apply_events().await;
+        }
+    }
+
+    /// Applies every event waiting; once it returns, each event that was in the feed when it
+    /// was called is applied.
+    pub async fn apply_events(&self) {
+        let mut applied = self.applied.lock().await;
+        self.apply_events_locked(&mut applied, None).await;
+    }
+
+    /// Holds the events back: a push's room is checked, it is created and its event applied
+    /// while this is held (see `apply_events_locked`).
+    pub async fn publishing(&self) -> tokio::sync::MutexGuard<'_, Applied> {
+        self.applied.lock().await
+    }
+
+    /// Applies every event waiting. `created` is a task just created by this node, so its
+    /// event needs no read from the store.
+    pub async fn apply_events_locked(
+        &self,
+        applied: &mut Applied,
+        created: Option<(AppId, &TaskMeta, &RoaringBitmap)>,
+    ) {
+        let taken = self.store.events().take();
+        if taken.missed || applied.reload {
+            self.reload(applied).await;
+        }
+        for (app, event) in taken.events {
+            let outcome = match event {
+                Event::TaskCreated(seq) => self.task_created(applied, app, seq, created).await,
+                Event::TaskRevoked(seq) => self.task_revoked(app, seq).await,
+                Event::Login { account, session } => {
+                    self.logged_in(app, account, session);
+                    Ok(())
+                }
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(app, ?event, %error, "a store event could not be applied; reading the tasks again");
+                applied.reload = true;
+            }
+        }
+    }
+
+    async fn task_created(
+        &self,
+        applied: &mut Applied,
+        app: AppId,
+        seq: u64,
+        created: Option<(AppId, &TaskMeta, &RoaringBitmap)>,
+    ) -> Result<(), tagcast_store::StoreError> {
+        if applied.published.get(&app).is_some_and(|last| seq <= *last) {
+            return Ok(());
+        }
+        let (meta, audience) = match created {
+            Some((a, meta, audience)) if a == app && meta.seq == seq => {
+                (meta.clone(), audience.clone())
+            }
+            _ => match self.read_task(app, seq).await? {
+                Some(task) => task,
+                None => return Ok(()),
+            },
+        };
+        applied.published.insert(app, seq);
+        self.publish(Arc::new(LiveTask::new(app, meta)), audience);
+        Ok(())
+    }
+
+    async fn task_revoked(&self, app: AppId, seq: u64) -> Result<(), tagcast_store::StoreError> {
+        if let Some((meta, audience)) = self.read_task(app, seq).await? {
+            self.revoke(app, seq, &meta.task_id, &audience);
+        }
+        Ok(())
+    }
+
+    async fn read_task(
+        &self,
+        app: AppId,
+        seq: u64,
+    ) -> Result<Option<(TaskMeta, RoaringBitmap)>, tagcast_store::StoreError> {
+        let Some(meta) = self.store.task(app, seq).await? else {
+            return Ok(None);
+        };
+        let audience = self.store.task_audience(app, seq).await?.unwrap_or_default();
+        Ok(Some((meta, audience)))
+    }
+
+    /// Events were lost: the live tasks are read again. Those not yet published are; those
+    /// held that are no longer live were revoked (or expired) meanwhile. Waiting sessions are
+    /// registered.
+    async fn reload(&self, applied: &mut Applied) {
+        let now_ms = crate::clock::now_ms();
+        let tasks = match self.store.live_tasks(now_ms).await {
+            Ok(tasks) => tasks,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the live tasks; will retry");
+                applied.reload = true;
+                return;
+            }
+        };
+        applied.reload = false;
+        let still_live: std::collections::HashSet<(AppId, u64)> =
+            tasks.iter().map(|(app, meta, _)| (*app, meta.seq)).collect();
+        for (app, tasks) in write(&self.live).iter_mut() {
+            tasks.retain(|seq, pending| {
+                let live = still_live.contains(&(*app, *seq));
+                if !live {
+                    pending.revoked.store(true, Ordering::Release);
+                }
+                live
+            });
+        }
+        for (app, meta, audience) in tasks {
+            if applied.published.get(&app).is_some_and(|last| meta.seq <= *last) {
+                continue;
+            }
+            applied.published.insert(app, meta.seq);
+            self.publish(Arc::new(LiveTask::new(app, meta)), audience);
+        }
+        let mut registry = write(&self.registry);
+        let waiting: Vec<u64> = registry.waiting.keys().copied().collect();
+        for session in waiting {
+            registry.register_waiting(session);
+        }
+        drop(registry);
+        tracing::info!("live tasks read again after missed store events");
     }
 
     /// Whether `app` may create another push kept for offline recipients; expired tasks are
@@ -191,9 +362,8 @@ impl Hub {
         }
     }
 
-    /// Makes a new task live and sends it to its connected recipients in `audience`. Call while
-    /// holding `publishing()`.
-    pub fn publish(&self, task: Arc<LiveTask>, audience: RoaringBitmap) {
+    /// Makes a new task live and sends it to its connected recipients in `audience`.
+    fn publish(&self, task: Arc<LiveTask>, audience: RoaringBitmap) {
         tracing::info!(
             app = task.app,
             task = %task.meta.task_id,
@@ -281,7 +451,7 @@ impl Hub {
 
     /// Stops a task: no further deliveries, no offline copies, and its connected recipients are
     /// told.
-    pub fn revoke(&self, app: AppId, seq: u64, task_id: &str, audience: &RoaringBitmap) {
+    fn revoke(&self, app: AppId, seq: u64, task_id: &str, audience: &RoaringBitmap) {
         {
             let mut live = write(&self.live);
             if let Some(pending) = live.get_mut(&app).and_then(|tasks| tasks.remove(&seq)) {
@@ -305,40 +475,54 @@ impl Hub {
         tracing::info!(app, task = task_id, told, "push revoked");
     }
 
-    /// Registers a connected account, replacing an earlier session of the same account.
-    pub fn register(&self, app: AppId, account: AccountId) -> Registration {
+    /// Registers a connected account: tells every node (its earlier session, wherever it is,
+    /// ends) and returns once this node has registered it, in the order of the store's events.
+    pub async fn login(
+        &self,
+        app: AppId,
+        account: AccountId,
+    ) -> Result<Registration, tagcast_store::StoreError> {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        // Unique among the nodes without asking them.
+        let conn = rand::random::<u64>();
         let session = Session {
             conn,
             tx,
             lagged: lagged.clone(),
         };
+        write(&self.registry)
+            .waiting
+            .insert(conn, (app, account, session));
+        if let Err(error) = self.store.login(app, account, conn).await {
+            write(&self.registry).waiting.remove(&conn);
+            return Err(error);
+        }
+        self.apply_events().await;
+        Ok(Registration { conn, rx, lagged })
+    }
+
+    /// Applies a login event: this node's waiting session becomes the account's, ending any
+    /// other session of the account here; another node's login ends the account's session here.
+    fn logged_in(&self, app: AppId, account: AccountId, session: u64) {
         let mut registry = write(&self.registry);
-        if let Some(old) = registry.sessions.insert((app, account), session) {
+        if !registry.register_waiting(session)
+            && let Some(old) = registry.remove(app, account)
+        {
             let _ = old.tx.try_send(Outbound::Replaced);
         }
-        if registry.online.entry(app).or_default().insert(account) {
-            metrics::session_opened();
-        }
-        Registration { conn, rx, lagged }
     }
 
     /// Removes a session, unless the account has reconnected since.
     pub fn unregister(&self, app: AppId, account: AccountId, conn: u64) {
         let mut registry = write(&self.registry);
+        registry.waiting.remove(&conn);
         if registry
             .sessions
             .get(&(app, account))
             .is_some_and(|s| s.conn == conn)
         {
-            registry.sessions.remove(&(app, account));
-            if let Some(online) = registry.online.get_mut(&app)
-                && online.remove(account)
-            {
-                metrics::session_closed();
-            }
+            registry.remove(app, account);
         }
     }
 

@@ -30,6 +30,8 @@ pub enum End {
     Flooding,
     /// The server is shutting down.
     GoingAway,
+    /// The store could not record the login; the client retries later.
+    StoreUnavailable,
     /// Writing to the client failed, or the store did: nothing more can be sent.
     Failed(axum::Error),
 }
@@ -48,6 +50,7 @@ impl End {
             End::MessageTooBig => (close_code::SIZE, "message too big"),
             End::Flooding => (close_code::POLICY, "too many messages per second"),
             End::GoingAway => (close_code::AWAY, "server shutting down"),
+            End::StoreUnavailable => (close_code::ERROR, "the store is unavailable; retry later"),
         };
         Some(CloseFrame {
             code,

@@ -9,6 +9,6 @@ mod recorder;
 mod session;
 
 pub use callback::Callbacks;
-pub use hub::{Hub, LiveTask};
+pub use hub::Hub;
 pub use recorder::Recorder;
 pub use session::websocket;

@@ -101,8 +101,6 @@ async fn run(
     limits: WsConfig,
     socket: WebSocket,
 ) {
-    // Registering before reading the cursor means no push can fall between the two.
-    let mut registration = hub.register(app, account);
     let mut session = Session {
         hub: hub.clone(),
         app,
@@ -110,6 +108,15 @@ async fn run(
         name,
         socket,
         write_timeout: limits.pong_timeout(),
+    };
+    // Registering before reading the cursor means no push can fall between the two.
+    let mut registration = match hub.login(app, account).await {
+        Ok(registration) => registration,
+        Err(error) => {
+            tracing::warn!(account = &*session.name, %error, "login not recorded");
+            session.close(&End::StoreUnavailable).await;
+            return;
+        }
     };
     let end = session
         .serve(&mut registration, Keepalive::new(&limits))

@@ -1,5 +1,6 @@
 //! The ordered per-app change log: every committed transaction that changes an app's audience
-//! appends one entry, numbered from the app's head row. The head row is updated in the writing
+//! or announces one of its events (see `events`) appends one entry, numbered from the app's
+//! head row. The head row is updated in the writing
 //! transaction, so its lock orders the writers: commit order is log order, with no gap (a
 //! transaction that rolls back gives its position back).
 
@@ -10,8 +11,9 @@ use tagcast_audience::Change;
 use tokio_postgres::Row;
 
 use super::tables::{Db, Pipeline};
-use crate::codec::{decode_changes, encode_changes};
+use crate::codec::{decode_entry, encode_entry};
 use crate::engine::Changes;
+use crate::events::Event;
 use crate::health::now_ms;
 use crate::tables::Result;
 use crate::{AppId, StoreError};
@@ -20,15 +22,25 @@ use crate::{AppId, StoreError};
 /// write-heavy app's log stays small; an index further behind is rebuilt instead.
 pub(crate) const RETENTION_MS: u64 = 10 * 60 * 1000;
 
+/// One app's part of a commit.
+#[derive(Default)]
+struct Entry<'a> {
+    changes: Vec<&'a Change>,
+    events: Vec<&'a Event>,
+}
+
 /// Adds to `pipeline` the statements that append `changes` to the log, one entry per app they
 /// touch; returns those apps, in the order of the statements (each answers with its position).
 pub(crate) fn append(pipeline: &mut Pipeline, changes: &Changes) -> Vec<AppId> {
-    let mut by_app: BTreeMap<AppId, Vec<&Change>> = BTreeMap::new();
-    for (app, change) in changes {
-        by_app.entry(*app).or_default().push(change);
+    let mut by_app: BTreeMap<AppId, Entry<'_>> = BTreeMap::new();
+    for (app, change) in &changes.index {
+        by_app.entry(*app).or_default().changes.push(change);
+    }
+    for (app, event) in &changes.events {
+        by_app.entry(*app).or_default().events.push(event);
     }
     let committed_ms = now_ms() as i64;
-    for (app, changes) in &by_app {
+    for (app, entry) in &by_app {
         pipeline.push(
             "WITH head AS (\
                INSERT INTO change_log_heads (app, position) VALUES ($1, 1) \
@@ -39,7 +51,10 @@ pub(crate) fn append(pipeline: &mut Pipeline, changes: &Changes) -> Vec<AppId> {
             vec![
                 Box::new(*app as i64),
                 Box::new(committed_ms),
-                Box::new(encode_changes(changes.iter().copied())),
+                Box::new(encode_entry(
+                    entry.changes.iter().copied(),
+                    entry.events.iter().copied(),
+                )),
             ],
         );
     }
@@ -63,12 +78,8 @@ pub(crate) fn heads(db: Db<'_>) -> Result<Vec<(AppId, u64)>> {
         .collect())
 }
 
-/// The entries of `app` after `position`, in order.
-pub(crate) fn entries_after(
-    db: Db<'_>,
-    app: AppId,
-    position: u64,
-) -> Result<Vec<(u64, Vec<Change>)>> {
+/// The entries of `app` after `position`, in order, as the commits they came from.
+pub(crate) fn entries_after(db: Db<'_>, app: AppId, position: u64) -> Result<Vec<(u64, Changes)>> {
     let rows = db.query(
         "SELECT position, changes FROM change_log WHERE app = $1 AND position > $2 \
          ORDER BY position",
@@ -77,8 +88,12 @@ pub(crate) fn entries_after(
     rows.iter()
         .map(|row| {
             let position = row.get::<_, i64>(0) as u64;
-            let changes = decode_changes(row.get(1))
+            let (changes, events) = decode_entry(row.get(1))
                 .map_err(|e| e.at("change log entry", (app, position)))?;
+            let changes = Changes {
+                index: changes.into_iter().map(|c| (app, c)).collect(),
+                events: events.into_iter().map(|e| (app, e)).collect(),
+            };
             Ok((position, changes))
         })
         .collect()

@@ -10,6 +10,7 @@ use super::connection::{Conn, Pg};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_nodes.sql"),
+    include_str!("migrations/0003_log_events.sql"),
 ];
 
 /// The schema version this build writes.

@@ -119,7 +119,6 @@ impl PgEngine {
                 return Ok(false);
             }
             for (position, changes) in entries {
-                let changes: Vec<_> = changes.into_iter().map(|c| (app, c)).collect();
                 if audiences.apply(&changes, &[(app, position)]).is_err() {
                     return Ok(false);
                 }
