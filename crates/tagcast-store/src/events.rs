@@ -65,7 +65,9 @@ impl Feed {
     pub(crate) fn push(&self, app: AppId, events: impl IntoIterator<Item = Event>) {
         let mut queue = self.lock();
         let before = queue.events.len();
-        queue.events.extend(events.into_iter().map(|event| (app, event)));
+        queue
+            .events
+            .extend(events.into_iter().map(|event| (app, event)));
         if queue.events.len() > FEED_LIMIT {
             queue.events.clear();
             queue.missed = true;

@@ -1,6 +1,5 @@
 //! push / im_push, batch and revoke: create tasks over frozen audiences and hand them to the hub.
 
-
 use serde_json::{Map, Value, json};
 use tagcast_proto::{ApiError, Code, ErrorItem};
 use tagcast_store::{Created, NewTask, PushPolicy, Revoked, RoaringBitmap, TaskKind, TaskMeta};

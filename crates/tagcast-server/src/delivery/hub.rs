@@ -300,7 +300,11 @@ impl Hub {
         let Some(meta) = self.store.task(app, seq).await? else {
             return Ok(None);
         };
-        let audience = self.store.task_audience(app, seq).await?.unwrap_or_default();
+        let audience = self
+            .store
+            .task_audience(app, seq)
+            .await?
+            .unwrap_or_default();
         Ok(Some((meta, audience)))
     }
 
@@ -318,8 +322,10 @@ impl Hub {
             }
         };
         applied.reload = false;
-        let still_live: std::collections::HashSet<(AppId, u64)> =
-            tasks.iter().map(|(app, meta, _)| (*app, meta.seq)).collect();
+        let still_live: std::collections::HashSet<(AppId, u64)> = tasks
+            .iter()
+            .map(|(app, meta, _)| (*app, meta.seq))
+            .collect();
         for (app, tasks) in write(&self.live).iter_mut() {
             tasks.retain(|seq, pending| {
                 let live = still_live.contains(&(*app, *seq));
@@ -330,7 +336,11 @@ impl Hub {
             });
         }
         for (app, meta, audience) in tasks {
-            if applied.published.get(&app).is_some_and(|last| meta.seq <= *last) {
+            if applied
+                .published
+                .get(&app)
+                .is_some_and(|last| meta.seq <= *last)
+            {
                 continue;
             }
             applied.published.insert(app, meta.seq);

@@ -88,8 +88,8 @@ pub(crate) fn entries_after(db: Db<'_>, app: AppId, position: u64) -> Result<Vec
     rows.iter()
         .map(|row| {
             let position = row.get::<_, i64>(0) as u64;
-            let (changes, events) = decode_entry(row.get(1))
-                .map_err(|e| e.at("change log entry", (app, position)))?;
+            let (changes, events) =
+                decode_entry(row.get(1)).map_err(|e| e.at("change log entry", (app, position)))?;
             let changes = Changes {
                 index: changes.into_iter().map(|c| (app, c)).collect(),
                 events: events.into_iter().map(|e| (app, e)).collect(),

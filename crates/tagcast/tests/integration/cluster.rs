@@ -18,7 +18,7 @@ use crate::postgres::{ACCOUNTS, Outcome, account, stored_tags, write_stream};
 const LAG_BOUND: Duration = Duration::from_secs(3);
 
 /// Starts `ids.len()` nodes on `store`'s database, each named by its id.
-fn nodes(store: &TestStore, ids: &[&str], extra: &str) -> Vec<Server> {
+pub(crate) fn nodes(store: &TestStore, ids: &[&str], extra: &str) -> Vec<Server> {
     let url = store.url().expect("a PostgreSQL database").to_string();
     ids.iter()
         .map(|id| {

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod cli_errors;
 mod cluster;
+mod cluster_push;
 mod common;
 mod delivery;
 mod durability;

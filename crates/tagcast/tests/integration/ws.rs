@@ -50,6 +50,19 @@ impl Client {
         }
     }
 
+    /// The next frame, or None once the connection is closed or broken (or nothing comes within
+    /// the timeout).
+    pub async fn try_next_frame(&mut self) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.socket.next()).await;
+            match message.ok()??.ok()? {
+                Message::Text(text) => return serde_json::from_str(&text).ok(),
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
     /// Every frame before the push `marker` (whose arrival ends the wait), in order. Pushes reach
     /// a session in task order, so a push created before the marker arrives before it, if at all.
     pub async fn frames_until(&mut self, marker: &str) -> Vec<Value> {
