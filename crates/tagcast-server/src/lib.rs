@@ -130,13 +130,35 @@ async fn shared_state(
         .map(|app| (app.sdkappid, app.limits.max_live_tasks))
         .collect();
     let hub = Hub::start(store.clone(), recorder, clock::now_ms(), max_live_tasks).await?;
-    Ok(Arc::new(SharedState {
+    let state = Arc::new(SharedState {
         apps,
         store,
         hub,
         http: config.http.clone(),
         websocket: config.websocket.clone(),
-    }))
+    });
+    tokio::spawn(share_rates(Arc::downgrade(&state)));
+    Ok(state)
+}
+
+/// How often the rates' split over the live nodes is brought up to date.
+const NODES_REFRESH: Duration = Duration::from_secs(1);
+
+/// Keeps each app's rate limits split evenly over the live nodes, so that together they admit
+/// what one node alone would.
+async fn share_rates(state: std::sync::Weak<SharedState>) {
+    let mut tick = tokio::time::interval(NODES_REFRESH);
+    while let Some(state) = state.upgrade() {
+        match state.store.nodes().await {
+            Ok(nodes) => state
+                .apps
+                .values()
+                .for_each(|app| app.share_with(nodes.len())),
+            Err(error) => tracing::debug!(%error, "live nodes unknown; rates keep their split"),
+        }
+        drop(state);
+        tick.tick().await;
+    }
 }
 
 fn router(state: Arc<SharedState>) -> Router {

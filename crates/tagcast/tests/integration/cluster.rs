@@ -392,3 +392,33 @@ async fn every_node_recovers_by_itself_when_postgresql_restarts_under_load() {
         outcomes.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_rate_is_split_evenly_over_the_live_nodes() {
+    if !postgres_only("cluster rates", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let cluster = nodes(&store, &["a", "b", "c"], "");
+    let all = ids(&["a", "b", "c"]);
+    await_views(
+        &cluster.iter().collect::<Vec<_>>(),
+        Duration::from_secs(10),
+        |views| views.iter().all(|(seen, _)| *seen == all),
+    )
+    .await;
+    // Each node brings its split up to date every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // TIGHT_APP allows get_attr_name twice a second: alone, a node takes two calls at once
+    // (see auth.rs); one of three takes one, then one per 1.5 s.
+    for node in &cluster {
+        let first = node
+            .call(&TIGHT_APP, "timpush/get_attr_name", json!({}))
+            .await;
+        assert_ok(&first);
+        let second = node
+            .call(&TIGHT_APP, "timpush/get_attr_name", json!({}))
+            .await;
+        assert_fail(&second, 60007, "timpush/get_attr_name");
+    }
+}
