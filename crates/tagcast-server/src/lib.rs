@@ -123,7 +123,8 @@ async fn shared_state(
         .iter()
         .map(|app| (app.sdkappid, AppState::new(app)))
         .collect();
-    let recorder = Recorder::start(store.clone(), Callbacks::start(&config.apps));
+    let callbacks = Callbacks::start(store.clone(), &config.apps);
+    let recorder = Recorder::start(store.clone(), callbacks);
     let max_live_tasks = config
         .apps
         .iter()

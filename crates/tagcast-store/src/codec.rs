@@ -10,6 +10,7 @@ use tagcast_audience::Change;
 use crate::StoreError;
 use crate::events::Event;
 use crate::schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
+use crate::tables::Callback;
 use crate::tasks::TaskMeta;
 
 /// What is wrong with some stored bytes.
@@ -136,6 +137,29 @@ pub(crate) fn decode_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, DecodeError> 
         )));
     }
     Ok(bitmap)
+}
+
+/// A waiting callback batch as `attempts:u32le next_attempt_ms:u64le body`.
+pub(crate) fn encode_callback(callback: &Callback) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + callback.body.len());
+    out.extend_from_slice(&callback.attempts.to_le_bytes());
+    out.extend_from_slice(&callback.next_attempt_ms.to_le_bytes());
+    out.extend_from_slice(callback.body.as_bytes());
+    out
+}
+
+pub(crate) fn decode_callback(bytes: &[u8]) -> Result<Callback, DecodeError> {
+    let mut reader = Reader(bytes);
+    let attempts = reader.u32()?;
+    let next_attempt_ms = reader.u64()?;
+    let body = std::str::from_utf8(reader.0)
+        .map_err(|e| DecodeError(format!("not UTF-8: {e}")))?
+        .to_string();
+    Ok(Callback {
+        body,
+        attempts,
+        next_attempt_ms,
+    })
 }
 
 /// One change-log entry: its audience changes as repeated `kind:u8 account:u32le ...` (see each
@@ -416,6 +440,19 @@ mod tests {
         fails(decode_entry(&bytes[..bytes.len() - 1]), "truncated");
         fails(decode_entry(&[9, 0, 0, 0, 0]), "unknown change kind 9");
         fails(decode_entry(&[16, 0, 0]), "truncated");
+    }
+
+    #[test]
+    fn callbacks_roundtrip_and_truncation_is_corrupt() {
+        let callback = Callback {
+            body: "events of 深圳".into(),
+            attempts: 3,
+            next_attempt_ms: u64::MAX - 1,
+        };
+        let bytes = encode_callback(&callback);
+        assert_eq!(decode_callback(&bytes).unwrap(), callback);
+        fails(decode_callback(&bytes[..11]), "truncated");
+        fails(decode_callback(&bytes[..bytes.len() - 1]), "UTF-8");
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod events;
 mod faults;
 mod health;
 mod migrate;
+mod outbox;
 mod postgres;
 mod read;
 mod redb;
@@ -47,8 +48,10 @@ pub use events::{Event, Feed, Taken};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
 pub use health::{Failure, HealthStatus, StoreHealth};
 pub use migrate::{Migrated, RecordCounts, migrate};
+pub use outbox::{CallbackBatch, MAX_CALLBACK_BATCHES, Settled};
 pub use roaring::RoaringBitmap;
 pub use schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
+pub use tables::Callback;
 pub use tasks::{
     Created, Deliveries, NewTask, PushPolicy, Revoked, TaskIdFormat, TaskIdParts, TaskKind,
     TaskMeta,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use roaring::RoaringBitmap;
 
 use crate::engine::Engine;
-use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, Tables, TagEntry};
+use crate::tables::{AppCounters, Callback, PushState, Result, SeenMsgRandom, Tables, TagEntry};
 use crate::{AccountId, AppId, AttrSchema, Location, StoreError, StoreOptions, TaskMeta};
 
 /// One record of a store, as an engine dumps it.
@@ -26,6 +26,7 @@ pub(crate) enum Record {
     Audience(AppId, u64, RoaringBitmap),
     Delivered(AppId, u64, u64, RoaringBitmap),
     Cursor(AppId, AccountId, u64),
+    Callback(AppId, u64, Callback),
 }
 
 /// How many records of each kind a store holds.
@@ -43,6 +44,7 @@ pub struct RecordCounts {
     pub audiences: u64,
     pub deliveries: u64,
     pub cursors: u64,
+    pub callbacks: u64,
 }
 
 impl RecordCounts {
@@ -51,7 +53,7 @@ impl RecordCounts {
     }
 
     /// Each kind with its count, for reports.
-    pub fn rows(&self) -> [(&'static str, u64); 12] {
+    pub fn rows(&self) -> [(&'static str, u64); 13] {
         [
             ("apps", self.apps),
             ("accounts", self.accounts),
@@ -65,6 +67,7 @@ impl RecordCounts {
             ("task audiences", self.audiences),
             ("delivery records", self.deliveries),
             ("delivery cursors", self.cursors),
+            ("callback batches waiting", self.callbacks),
         ]
     }
 }
@@ -165,5 +168,6 @@ fn write_record(t: &mut dyn Tables, record: Record) -> Result<()> {
             t.set_delivered(app, seq, second, &accounts)
         }
         Record::Cursor(app, account, seq) => t.set_cursor(app, account, seq),
+        Record::Callback(app, id, callback) => t.put_callback(app, id, &callback),
     }
 }

@@ -60,6 +60,17 @@ pub(crate) struct SeenMsgRandom {
     pub created_ms: u64,
 }
 
+/// A batch of callback events waiting in the outbox (see `outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// The request body, as the server wrote it.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When it may be sent (again), in ms.
+    pub next_attempt_ms: u64,
+}
+
 /// Which of an account's records a prefetch brings besides its id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct With {
@@ -162,6 +173,12 @@ pub(crate) trait ReadTables {
     fn deliveries(&mut self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>>;
     /// Sequence number of the last task delivered to the account; 0 if none.
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64>;
+
+    fn callback(&mut self, app: AppId, id: u64) -> Result<Option<Callback>>;
+    /// Up to `limit` callback batches due at `now_ms`, the longest due first.
+    fn callbacks_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<(AppId, u64, Callback)>>;
+    /// How many callback batches of `app` wait.
+    fn callback_count(&mut self, app: AppId) -> Result<u64>;
 }
 
 /// Writing records inside a write transaction; nothing is stored unless it commits.
@@ -195,4 +212,6 @@ pub(crate) trait Tables: ReadTables {
         accounts: &RoaringBitmap,
     ) -> Result<()>;
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()>;
+    fn put_callback(&mut self, app: AppId, id: u64, callback: &Callback) -> Result<()>;
+    fn remove_callback(&mut self, app: AppId, id: u64) -> Result<()>;
 }

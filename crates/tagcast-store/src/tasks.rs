@@ -162,15 +162,21 @@ impl Store {
             .await
     }
 
-    /// Records deliveries and advances each listed account's cursor.
+    /// Records deliveries, advances each listed account's cursor and queues the callback
+    /// batches that report them (see `outbox`); returns the positions in `callbacks` of those
+    /// dropped because their app's outbox was full.
     pub async fn record_deliveries(
         &self,
         deliveries: Vec<Deliveries>,
         cursors: Vec<(AppId, AccountId, u64)>,
-    ) -> Result<()> {
+        callbacks: Vec<(AppId, String)>,
+    ) -> Result<Vec<usize>> {
         self.writer
             .write("record_deliveries", move |ctx| {
-                record_deliveries(ctx, deliveries, cursors)
+                // Counting an outbox reads the database: before this write has changes to send.
+                let dropped = crate::outbox::queue(ctx.tables, callbacks, crate::health::now_ms())?;
+                record_deliveries(ctx, deliveries, cursors)?;
+                Ok(dropped)
             })
             .await
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tagcast_store::{
-    AccountId, AppId, ItemError, ItemResult, RequestError, SlotUpdate, Store, TagEdit, TagLimits,
+    AccountId, AppId, CallbackBatch, ItemError, ItemResult, Location, MAX_CALLBACK_BATCHES,
+    RequestError, Settled, SlotUpdate, Store, TagEdit, TagLimits,
 };
 
 const APP: AppId = 1_400_000_001;
@@ -487,6 +488,87 @@ fn refused_writes_store_nothing() {
         check(&store).await;
         check(&reopen(store, &dir)).await;
     });
+}
+
+/// Every callback batch waiting, whenever due.
+async fn outbox(store: &Store) -> Vec<CallbackBatch> {
+    store.due_callbacks(u64::MAX, usize::MAX).await.unwrap()
+}
+
+#[test]
+fn the_callback_outbox_is_bounded_per_app_and_settles_each_batch() {
+    with_store(|store, dir| async move {
+        let bodies = (0..MAX_CALLBACK_BATCHES + 3)
+            .map(|i| (APP, format!("{{\"n\":{i}}}")))
+            .collect();
+        let dropped = store.record_deliveries(vec![], vec![], bodies).await;
+        let full = MAX_CALLBACK_BATCHES as usize;
+        assert_eq!(dropped.unwrap(), vec![full, full + 1, full + 2]);
+        let other = vec![(OTHER, "other".to_string())];
+        let dropped = store.record_deliveries(vec![], vec![], other).await;
+        assert!(dropped.unwrap().is_empty(), "each app has its own room");
+        let waiting = outbox(&store).await;
+        assert_eq!(waiting.len(), full + 1);
+        assert!(waiting.iter().all(|b| b.callback.attempts == 0));
+        assert!(
+            store.due_callbacks(0, 10).await.unwrap().is_empty(),
+            "nothing is due before it was queued"
+        );
+        assert_eq!(store.due_callbacks(u64::MAX, 7).await.unwrap().len(), 7);
+
+        let (retried, sent) = (&waiting[0], &waiting[1]);
+        let later = u64::MAX - 1;
+        store
+            .settle_callbacks(vec![
+                (
+                    retried.app,
+                    retried.id,
+                    Settled::Retry {
+                        next_attempt_ms: later,
+                    },
+                ),
+                (sent.app, sent.id, Settled::Done),
+            ])
+            .await
+            .unwrap();
+        let due_now = store.due_callbacks(later - 1, usize::MAX).await.unwrap();
+        assert_eq!(due_now.len(), full - 1, "one sent, one due later");
+        let store = reopen(store, &dir);
+        let waiting = outbox(&store).await;
+        assert_eq!(waiting.len(), full, "the outbox survives a restart");
+        let again = waiting.iter().find(|b| b.id == retried.id).unwrap();
+        assert_eq!(again.callback.attempts, 1);
+        assert_eq!(again.callback.body, retried.callback.body);
+        assert!(!waiting.iter().any(|b| b.id == sent.id));
+    });
+}
+
+#[test]
+fn migrate_copies_the_callbacks_still_waiting() {
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = runtime.block_on(async {
+        let store = Store::open(from.path()).unwrap();
+        let bodies = vec![(APP, "a".to_string()), (OTHER, "b".to_string())];
+        store
+            .record_deliveries(vec![], vec![], bodies)
+            .await
+            .unwrap();
+        let before = outbox(&store).await;
+        assert!(store.close(Duration::from_secs(10)));
+        before
+    });
+    let (source, target) = (
+        Location::Embedded(from.path().to_path_buf()),
+        Location::Embedded(to.path().to_path_buf()),
+    );
+    let migrated = tagcast_store::migrate(&source, &target, |_, _| {}).unwrap();
+    assert_eq!(migrated.target.callbacks, 2);
+    let after = runtime.block_on(async { outbox(&Store::open(to.path()).unwrap()).await });
+    assert_eq!(after, before);
 }
 
 #[test]

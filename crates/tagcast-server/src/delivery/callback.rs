@@ -1,93 +1,137 @@
-//! `Push.AllMemberPush` callbacks: delivery events POSTed to the app's URL in batches of up to
-//! 100, retried with backoff, on their own tasks so the API never waits for them.
+//! `Push.AllMemberPush` callbacks: each delivery becomes an event, and the events of a write of
+//! deliveries, in batches of up to 100, are stored in the store's outbox with those deliveries
+//! (see `tagcast_store::outbox`). The leader among the nodes sends them, on a task of its own so
+//! the API never waits, and retries with backoff those the app refuses; a batch whose every
+//! attempt failed is dropped. Another node that takes over the leadership sends what is left.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tagcast_store::AppId;
-use tokio::sync::mpsc;
+use tagcast_store::{AppId, CallbackBatch, Settled, Store};
+use tokio::sync::Notify;
 
 use super::recorder::Delivered;
 use crate::config::AppConfig;
 
 /// Events in one callback request (Tencent's maximum).
 const BATCH: usize = 100;
-/// Events waiting per app; beyond this new events are dropped (and counted in the log).
-const QUEUE: usize = 100_000;
 /// Attempts per batch before it is dropped.
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a graceful stop looks whether the queues are empty.
+/// Batches sent at once, and read from the outbox in one go.
+const ROUND: usize = 16;
+/// How often the leader looks for batches due again without being woken.
+const POLL: Duration = Duration::from_millis(100);
+/// How often a graceful stop looks whether the outbox is empty.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// The callback queues of the apps that have a callback URL.
-#[derive(Clone, Default)]
+/// The apps' callback URLs and the sender.
+#[derive(Clone)]
 pub struct Callbacks {
-    queues: HashMap<AppId, mpsc::Sender<Value>>,
-    /// Events queued or being sent, for a graceful stop to wait for.
-    pending: Arc<AtomicUsize>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    /// Each app's URL with the query of `Push.AllMemberPush`.
+    urls: HashMap<AppId, String>,
+    client: reqwest::Client,
+    /// Woken when batches were stored.
+    queued: Notify,
+}
+
+/// A callback body and the number of events in it.
+pub struct Body {
+    pub app: AppId,
+    pub json: String,
+    pub events: usize,
 }
 
 impl Callbacks {
-    /// Starts one sender task per app with a `callback_url`.
-    pub fn start(apps: &[AppConfig]) -> Self {
+    /// Reads each app's `callback_url`, and starts the sender when an app has one.
+    pub fn start(store: Store, apps: &[AppConfig]) -> Self {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
             .unwrap_or_default();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let queues = apps
+        let urls: HashMap<AppId, String> = apps
             .iter()
             .filter_map(|app| {
                 let url = app.callback_url.as_ref()?;
-                let url = format!(
-                    "{url}{}SdkAppid={}&CallbackCommand=Push.AllMemberPush&contenttype=json",
-                    if url.contains('?') { "&" } else { "?" },
+                let separator = if url.contains('?') { "&" } else { "?" };
+                let query = format!(
+                    "SdkAppid={}&CallbackCommand=Push.AllMemberPush&contenttype=json",
                     app.sdkappid
                 );
-                let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(send_batches(client.clone(), url, rx, pending.clone()));
-                Some((app.sdkappid, tx))
+                Some((app.sdkappid, format!("{url}{separator}{query}")))
             })
             .collect();
-        Self { queues, pending }
+        let inner = Arc::new(Inner {
+            store,
+            urls,
+            client,
+            queued: Notify::new(),
+        });
+        if !inner.urls.is_empty() {
+            tokio::spawn(send_while_leading(Arc::downgrade(&inner)));
+        }
+        Self { inner }
     }
 
-    /// Waits up to `limit` for every queued event to be sent (or given up on); a graceful stop
-    /// calls it so the events of the last deliveries still reach the app.
+    /// The callback bodies reporting `deliveries`, for the apps with a callback URL.
+    pub fn bodies(&self, deliveries: &[Delivered]) -> Vec<Body> {
+        let mut events: HashMap<AppId, Vec<Value>> = HashMap::new();
+        for d in deliveries {
+            if self.inner.urls.contains_key(&d.task.app) {
+                events.entry(d.task.app).or_default().push(event(d));
+            }
+        }
+        events
+            .into_iter()
+            .flat_map(|(app, events)| {
+                let batches: Vec<Vec<Value>> = events.chunks(BATCH).map(<[_]>::to_vec).collect();
+                batches.into_iter().map(move |batch| Body {
+                    app,
+                    events: batch.len(),
+                    json: json!({ "Events": batch }).to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Bodies were stored: the sender looks at once.
+    pub fn stored(&self) {
+        self.inner.queued.notify_one();
+    }
+
+    /// On the leader, sends what the outbox holds for at most `limit`; a graceful stop calls it
+    /// so the events of the last deliveries still reach the app. What is left waits in the
+    /// store for the next leader.
     pub async fn drain(&self, limit: Duration) {
+        let inner = &self.inner;
+        if inner.urls.is_empty() || !inner.store.is_leader() {
+            return;
+        }
         let drained = async {
-            while self.pending.load(Ordering::Acquire) > 0 {
+            loop {
+                match inner.store.due_callbacks(u64::MAX, 1).await {
+                    Ok(left) if left.is_empty() => return,
+                    Ok(_) => {
+                        inner.round().await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "callback outbox unreadable at shutdown");
+                        return;
+                    }
+                }
                 tokio::time::sleep(DRAIN_POLL).await;
             }
         };
         if tokio::time::timeout(limit, drained).await.is_err() {
-            let left = self.pending.load(Ordering::Acquire);
-            tracing::warn!(left, "callback events still unsent at shutdown: dropped");
-        }
-    }
-
-    /// Queues one event per delivery whose app has a callback URL.
-    pub fn report(&self, deliveries: &[Delivered]) {
-        let mut dropped = 0;
-        for d in deliveries {
-            let Some(queue) = self.queues.get(&d.task.app) else {
-                continue;
-            };
-            match queue.try_send(event(d)) {
-                Ok(()) => {
-                    self.pending.fetch_add(1, Ordering::AcqRel);
-                }
-                Err(_) => dropped += 1,
-            }
-        }
-        if dropped > 0 {
-            tracing::warn!(dropped, "callback queue full: events dropped");
-            crate::metrics::callback_events_dropped(dropped);
+            tracing::warn!("callback batches still waiting at shutdown: sent by the next leader");
         }
     }
 }
@@ -112,45 +156,90 @@ fn event(d: &Delivered) -> Value {
     event
 }
 
-async fn send_batches(
-    client: reqwest::Client,
-    url: String,
-    mut rx: mpsc::Receiver<Value>,
-    pending: Arc<AtomicUsize>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let events = batch.len();
-        let body = json!({ "Events": std::mem::take(&mut batch) }).to_string();
-        if !send_with_retries(&client, &url, body).await {
-            crate::metrics::callback_events_dropped(events);
+/// Sends the outbox's due batches whenever this node leads, until the callbacks are dropped.
+async fn send_while_leading(inner: Weak<Inner>) {
+    while let Some(inner) = inner.upgrade() {
+        let full = inner.store.is_leader() && inner.round().await == ROUND;
+        if !full {
+            let _ = tokio::time::timeout(POLL, inner.queued.notified()).await;
         }
-        pending.fetch_sub(events, Ordering::AcqRel);
     }
 }
 
-/// POSTs `body` until the app takes it or every attempt failed (false).
-async fn send_with_retries(client: &reqwest::Client, url: &str, body: String) -> bool {
-    let mut backoff = FIRST_BACKOFF;
-    for attempt in 1..=ATTEMPTS {
-        crate::metrics::callback_attempt(attempt > 1);
-        match client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-        {
-            Ok(response) if response.status().is_success() => return true,
-            Ok(response) => {
-                tracing::warn!(attempt, status = %response.status(), "callback refused")
+impl Inner {
+    /// Sends up to `ROUND` due batches at once and records what became of them; returns how
+    /// many it sent.
+    async fn round(&self) -> usize {
+        let now_ms = crate::clock::now_ms();
+        let due = match self.store.due_callbacks(now_ms, ROUND).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "callback outbox unreadable; will retry");
+                return 0;
             }
-            Err(error) => tracing::warn!(attempt, %error, "callback failed"),
+        };
+        let sent = due.len();
+        let attempts = due.into_iter().map(|batch| self.attempt(batch, now_ms));
+        let outcomes = futures_util::future::join_all(attempts).await;
+        if let Err(error) = self.store.settle_callbacks(outcomes).await {
+            // Sent again by the next round: the app may see a batch twice.
+            tracing::warn!(%error, "callback outcomes not recorded");
+        }
+        sent
+    }
+
+    /// One attempt at a batch.
+    async fn attempt(&self, batch: CallbackBatch, now_ms: u64) -> (AppId, u64, Settled) {
+        let CallbackBatch { app, id, callback } = batch;
+        let Some(url) = self.urls.get(&app) else {
+            tracing::warn!(
+                app,
+                "callback batch for an app without callback_url: dropped"
+            );
+            return (app, id, Settled::Done);
+        };
+        let attempt = callback.attempts + 1;
+        if post(&self.client, url, callback.body.clone(), attempt).await {
+            return (app, id, Settled::Done);
         }
         crate::metrics::callback_failed();
-        tokio::time::sleep(backoff).await;
-        backoff *= 2;
+        if attempt >= ATTEMPTS {
+            let events = serde_json::from_str::<Value>(&callback.body)
+                .ok()
+                .and_then(|body| body["Events"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            crate::metrics::callback_events_dropped(events);
+            tracing::error!(
+                url,
+                events,
+                "callback batch dropped after {ATTEMPTS} attempts"
+            );
+            return (app, id, Settled::Done);
+        }
+        let backoff = FIRST_BACKOFF * 2u32.pow(callback.attempts);
+        let next_attempt_ms = now_ms + backoff.as_millis() as u64;
+        (app, id, Settled::Retry { next_attempt_ms })
     }
-    tracing::error!(url, "callback batch dropped after {ATTEMPTS} attempts");
-    false
+}
+
+/// POSTs `body`; whether the app took it (HTTP 2xx).
+async fn post(client: &reqwest::Client, url: &str, body: String, attempt: u32) -> bool {
+    crate::metrics::callback_attempt(attempt > 1);
+    let sent = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            tracing::warn!(attempt, status = %response.status(), "callback refused");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(attempt, %error, "callback failed");
+            false
+        }
+    }
 }

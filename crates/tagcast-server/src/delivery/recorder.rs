@@ -146,11 +146,24 @@ async fn flush(store: &Store, callbacks: &Callbacks, unflushed: &Unflushed, batc
         .into_iter()
         .map(|((app, account), seq)| (app, account, seq))
         .collect();
-    match store.record_deliveries(deliveries, written.clone()).await {
-        Ok(()) => forget_written(unflushed, &written),
+    let bodies = callbacks.bodies(&batch);
+    let events: Vec<usize> = bodies.iter().map(|b| b.events).collect();
+    let bodies = bodies.into_iter().map(|b| (b.app, b.json)).collect();
+    match store
+        .record_deliveries(deliveries, written.clone(), bodies)
+        .await
+    {
+        Ok(dropped) => {
+            forget_written(unflushed, &written);
+            callbacks.stored();
+            if !dropped.is_empty() {
+                let lost = dropped.iter().map(|i| events[*i]).sum();
+                tracing::warn!(events = lost, "callback outbox full: events dropped");
+                crate::metrics::callback_events_dropped(lost);
+            }
+        }
         Err(error) => tracing::error!(%error, count = batch.len(), "delivery records not written"),
     }
-    callbacks.report(&batch);
 }
 
 /// Drops the cursors now on disk, unless a newer delivery came in meanwhile.

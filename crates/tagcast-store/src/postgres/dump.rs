@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 
 use super::scan::each_row;
-use super::tables::{Db, attrs_of, bitmap_of, meta_of, schema_of, tags_of};
+use super::tables::{Db, attrs_of, bitmap_of, callback_of, meta_of, schema_of, tags_of};
 use crate::AppId;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -15,7 +15,8 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
          (SELECT count(*) FROM tags), (SELECT count(DISTINCT app) FROM attr_names), \
          (SELECT count(*) FROM push_state), (SELECT count(*) FROM msg_randoms), \
          (SELECT count(*) FROM tasks), (SELECT count(*) FROM task_audiences), \
-         (SELECT count(*) FROM task_deliveries), (SELECT count(*) FROM cursors)",
+         (SELECT count(*) FROM task_deliveries), (SELECT count(*) FROM cursors), \
+         (SELECT count(*) FROM callback_outbox)",
         &[],
     )?;
     let n = |i: usize| rows[0].get::<_, i64>(i) as u64;
@@ -32,6 +33,7 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
         audiences: n(9),
         deliveries: n(10),
         cursors: n(11),
+        callbacks: n(12),
     })
 }
 
@@ -138,7 +140,15 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
     each_row(db, "SELECT app, account, seq FROM cursors", |row| {
         let seq = row.get::<_, i64>(2) as u64;
         sink(Record::Cursor(app(row), u32_at(row, 1), seq))
-    })
+    })?;
+    each_row(
+        db,
+        "SELECT app, id, body, attempts, next_attempt_ms FROM callback_outbox",
+        |row| {
+            let id = row.get::<_, i64>(1) as u64;
+            sink(Record::Callback(app(row), id, callback_of(row)))
+        },
+    )
 }
 
 fn app(row: &Row) -> AppId {

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_nodes.sql"),
     include_str!("migrations/0003_log_events.sql"),
+    include_str!("migrations/0004_callback_outbox.sql"),
 ];
 
 /// The schema version this build writes.

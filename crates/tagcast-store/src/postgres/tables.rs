@@ -23,7 +23,8 @@ use crate::codec::{
     encode_meta, encode_tag_ids,
 };
 use crate::tables::{
-    AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter, With,
+    AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
+    TaskFilter, With,
 };
 use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, StoreError, TaskMeta};
 
@@ -204,6 +205,7 @@ pub(crate) struct PgTables<'c> {
     audiences: Cached<(AppId, u64), RoaringBitmap>,
     delivered: Cached<(AppId, u64, u64), RoaringBitmap>,
     cursors: Cached<(AppId, AccountId), u64>,
+    callbacks: Cached<(AppId, u64), Callback>,
 }
 
 impl<'c> PgTables<'c> {
@@ -225,6 +227,7 @@ impl<'c> PgTables<'c> {
             audiences: Cached::default(),
             delivered: Cached::default(),
             cursors: Cached::default(),
+            callbacks: Cached::default(),
         }
     }
 
@@ -397,6 +400,9 @@ impl<'c> PgTables<'c> {
         upsert_audiences(&mut p, self.audiences.take_changed().0)?;
         upsert_deliveries(&mut p, self.delivered.take_changed().0)?;
         upsert_cursors(&mut p, self.cursors.take_changed().0)?;
+        let (callbacks, sent) = self.callbacks.take_changed();
+        delete_callbacks(&mut p, &sent);
+        upsert_callbacks(&mut p, callbacks);
         Ok(p)
     }
 
@@ -413,7 +419,8 @@ impl<'c> PgTables<'c> {
             && self.tasks.dirty.is_empty()
             && self.audiences.dirty.is_empty()
             && self.delivered.dirty.is_empty()
-            && self.cursors.dirty.is_empty())
+            && self.cursors.dirty.is_empty()
+            && self.callbacks.dirty.is_empty())
     }
 
     /// Makes the database see this transaction's writes before a scan.
@@ -669,6 +676,43 @@ impl ReadTables for PgTables<'_> {
             .collect()
     }
 
+    fn callback(&mut self, app: AppId, id: u64) -> Result<Option<Callback>> {
+        self.callbacks.row(
+            (app, id),
+            self.db,
+            "SELECT app, id, body, attempts, next_attempt_ms FROM callback_outbox \
+             WHERE app = $1 AND id = $2",
+            &[&(app as i64), &(id as i64)],
+            |row| Ok(callback_of(row)),
+        )
+    }
+
+    fn callbacks_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<(AppId, u64, Callback)>> {
+        self.flush_before_scan()?;
+        let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let rows = self.db.query(
+            "SELECT app, id, body, attempts, next_attempt_ms FROM callback_outbox \
+             WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, app, id LIMIT $2",
+            &[&now_ms, &(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let (app, id) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
+                (app, id, callback_of(row))
+            })
+            .collect())
+    }
+
+    fn callback_count(&mut self, app: AppId) -> Result<u64> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT count(*) FROM callback_outbox WHERE app = $1",
+            &[&(app as i64)],
+        )?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
+    }
+
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
         self.fetch_pending_cursors()?;
         let seq = self.cursors.row(
@@ -766,6 +810,16 @@ impl Tables for PgTables<'_> {
         Ok(())
     }
 
+    fn put_callback(&mut self, app: AppId, id: u64, callback: &Callback) -> Result<()> {
+        self.callbacks.set((app, id), Some(callback.clone()));
+        Ok(())
+    }
+
+    fn remove_callback(&mut self, app: AppId, id: u64) -> Result<()> {
+        self.callbacks.set((app, id), None);
+        Ok(())
+    }
+
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()> {
         self.cursors.set((app, account), Some(seq));
         Ok(())
@@ -857,6 +911,15 @@ fn accounts_query(with: With) -> &'static str {
              LEFT JOIN account_tags t ON t.app = a.app AND t.id = a.id \
              LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id"
         }
+    }
+}
+
+/// A callback batch from a row of `app, id, body, attempts, next_attempt_ms`.
+pub(crate) fn callback_of(row: &Row) -> Callback {
+    Callback {
+        body: row.get(2),
+        attempts: row.get::<_, i32>(3) as u32,
+        next_attempt_ms: row.get::<_, i64>(4) as u64,
     }
 }
 
@@ -1158,4 +1221,46 @@ fn upsert_cursors(p: &mut Pipeline, rows: Vec<((AppId, AccountId), u64)>) -> Res
         vec![Box::new(apps), Box::new(accounts), Box::new(seqs)],
     );
     Ok(())
+}
+
+fn delete_callbacks(p: &mut Pipeline, keys: &[(AppId, u64)]) {
+    if keys.is_empty() {
+        return;
+    }
+    let (apps, ids): (Vec<i64>, Vec<i64>) = keys
+        .iter()
+        .map(|(app, id)| (*app as i64, *id as i64))
+        .unzip();
+    p.push(
+        "DELETE FROM callback_outbox WHERE (app, id) IN \
+         (SELECT * FROM unnest($1::int8[], $2::int8[]))",
+        vec![Box::new(apps), Box::new(ids)],
+    );
+}
+
+fn upsert_callbacks(p: &mut Pipeline, rows: Vec<((AppId, u64), Callback)>) {
+    if rows.is_empty() {
+        return;
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
+    let ids: Vec<i64> = rows.iter().map(|((_, id), _)| *id as i64).collect();
+    let attempts: Vec<i32> = rows.iter().map(|(_, c)| c.attempts as i32).collect();
+    let next: Vec<i64> = rows
+        .iter()
+        .map(|(_, c)| i64::try_from(c.next_attempt_ms).unwrap_or(i64::MAX))
+        .collect();
+    let bodies: Vec<String> = rows.into_iter().map(|(_, c)| c.body).collect();
+    p.push(
+        "INSERT INTO callback_outbox (app, id, body, attempts, next_attempt_ms) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int4[], $5::int8[]) \
+         ON CONFLICT (app, id) DO UPDATE SET attempts = EXCLUDED.attempts, \
+         next_attempt_ms = EXCLUDED.next_attempt_ms",
+        vec![
+            Box::new(apps),
+            Box::new(ids),
+            Box::new(bodies),
+            Box::new(attempts),
+            Box::new(next),
+        ],
+    );
 }

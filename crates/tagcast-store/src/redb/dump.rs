@@ -3,10 +3,12 @@
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
-    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CURSORS, MSG_RANDOMS,
-    PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
+    MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
 };
-use crate::codec::{decode_attrs, decode_bitmap, decode_meta, decode_schema, decode_tag_ids};
+use crate::codec::{
+    decode_attrs, decode_bitmap, decode_callback, decode_meta, decode_schema, decode_tag_ids,
+};
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
 
@@ -24,6 +26,7 @@ pub(crate) fn counts(txn: &ReadTransaction) -> Result<RecordCounts> {
         audiences: txn.open_table(TASK_AUDIENCES)?.len()?,
         deliveries: txn.open_table(TASK_DELIVERIES)?.len()?,
         cursors: txn.open_table(CURSORS)?.len()?,
+        callbacks: txn.open_table(CALLBACKS)?.len()?,
     })
 }
 
@@ -133,6 +136,13 @@ pub(crate) fn dump(
         let (key, value) = entry?;
         let ((app, account), seq) = (key.value(), value.value());
         sink(Record::Cursor(app, account, seq))?;
+    }
+    for entry in txn.open_table(CALLBACKS)?.iter()? {
+        let (key, bytes) = entry?;
+        let (app, id) = key.value();
+        let callback =
+            decode_callback(bytes.value()).map_err(|e| e.at("callback batch", (app, id)))?;
+        sink(Record::Callback(app, id, callback))?;
     }
     Ok(())
 }

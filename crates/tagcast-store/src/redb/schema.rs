@@ -46,6 +46,10 @@ pub(crate) const TASK_DELIVERIES: TableDefinition<(AppId, u64, u64), &[u8]> =
 pub(crate) const CURSORS: TableDefinition<(AppId, AccountId), u64> =
     TableDefinition::new("cursors");
 
+/// (app, batch id) -> a callback batch waiting to be sent (see `codec::encode_callback`).
+pub(crate) const CALLBACKS: TableDefinition<(AppId, u64), &[u8]> =
+    TableDefinition::new("callbacks");
+
 /// Written and deleted by the writer to prove it can commit again after a failure.
 pub(crate) const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("health_probe");
 
@@ -66,6 +70,7 @@ pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(MSG_RANDOMS)?;
     txn.open_table(TASK_DELIVERIES)?;
     txn.open_table(CURSORS)?;
+    txn.open_table(CALLBACKS)?;
     txn.open_table(PROBE)?;
     txn.commit()?;
     Ok(())

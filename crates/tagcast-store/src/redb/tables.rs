@@ -7,15 +7,16 @@ use redb::{Key, ReadOnlyTable, ReadTransaction, ReadableTable, Table, Value, Wri
 use roaring::RoaringBitmap;
 
 use super::schema::{
-    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS, CURSORS, MSG_RANDOMS,
-    PUSH_STATE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
+    MSG_RANDOMS, PUSH_STATE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_meta, decode_schema, decode_tag_ids, encode_attrs,
-    encode_bitmap, encode_meta, encode_schema, encode_tag_ids,
+    decode_attrs, decode_bitmap, decode_callback, decode_meta, decode_schema, decode_tag_ids,
+    encode_attrs, encode_bitmap, encode_callback, encode_meta, encode_schema, encode_tag_ids,
 };
 use crate::tables::{
-    AppCounters, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry, TaskFilter,
+    AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
+    TaskFilter,
 };
 use crate::{AccountId, AppId, AttrSchema, TaskMeta};
 
@@ -36,6 +37,7 @@ pub(crate) struct Redb<F: Family> {
     task_audiences: F::Table<(AppId, u64), &'static [u8]>,
     task_deliveries: F::Table<(AppId, u64, u64), &'static [u8]>,
     cursors: F::Table<(AppId, AccountId), u64>,
+    callbacks: F::Table<(AppId, u64), &'static [u8]>,
 }
 
 /// What kind of table a transaction opens: read-only, or writable within a write transaction.
@@ -73,6 +75,7 @@ macro_rules! open_all {
             task_audiences: $txn.open_table(TASK_AUDIENCES)?,
             task_deliveries: $txn.open_table(TASK_DELIVERIES)?,
             cursors: $txn.open_table(CURSORS)?,
+            callbacks: $txn.open_table(CALLBACKS)?,
         }
     };
 }
@@ -222,6 +225,38 @@ impl<F: Family> ReadTables for Redb<F> {
         let table = &self.cursors;
         Ok(table.get((app, account))?.map_or(0, |g| g.value()))
     }
+
+    fn callback(&mut self, app: AppId, id: u64) -> Result<Option<Callback>> {
+        match self.callbacks.get((app, id))? {
+            Some(g) => Ok(Some(callback_in(g.value(), (app, id))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A scan of the whole outbox: it holds what is being sent or retried, a few batches.
+    fn callbacks_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<(AppId, u64, Callback)>> {
+        let mut due = Vec::new();
+        for entry in self.callbacks.iter()? {
+            let (key, value) = entry?;
+            let (app, id) = key.value();
+            let callback = callback_in(value.value(), (app, id))?;
+            if callback.next_attempt_ms <= now_ms {
+                due.push((app, id, callback));
+            }
+        }
+        due.sort_by_key(|(app, id, c)| (c.next_attempt_ms, *app, *id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    fn callback_count(&mut self, app: AppId) -> Result<u64> {
+        let mut count = 0;
+        for entry in self.callbacks.range((app, 0)..=(app, u64::MAX))? {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
 }
 
 impl Tables for Redb<Writable<'_>> {
@@ -329,6 +364,21 @@ impl Tables for Redb<Writable<'_>> {
         self.cursors.insert((app, account), seq)?;
         Ok(())
     }
+
+    fn put_callback(&mut self, app: AppId, id: u64, callback: &Callback) -> Result<()> {
+        self.callbacks
+            .insert((app, id), encode_callback(callback).as_slice())?;
+        Ok(())
+    }
+
+    fn remove_callback(&mut self, app: AppId, id: u64) -> Result<()> {
+        self.callbacks.remove((app, id))?;
+        Ok(())
+    }
+}
+
+fn callback_in(bytes: &[u8], key: (AppId, u64)) -> Result<Callback> {
+    decode_callback(bytes).map_err(|e| e.at("callback batch", key))
 }
 
 fn meta_in(bytes: &[u8], key: (AppId, u64)) -> Result<TaskMeta> {

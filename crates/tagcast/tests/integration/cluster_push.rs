@@ -5,6 +5,7 @@
 //! elsewhere. These run in the PostgreSQL pass of scripts/test.sh.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -236,5 +237,63 @@ async fn clients_of_a_killed_node_reconnect_elsewhere_and_get_what_they_missed()
         got.extend(client.pushes_until(&end).await);
         let missing: Vec<_> = created.iter().filter(|t| !got.contains(*t)).collect();
         assert!(missing.is_empty(), "{name} never got {missing:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leader_dies_another_node_retries_its_refused_callback() {
+    if !postgres_only("cluster callbacks", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    let mut receiver = CallbackReceiver::start(0).await;
+    receiver.refusing.store(true, Ordering::SeqCst);
+    let store = TestStore::fresh();
+    let url = store.url().expect("a PostgreSQL database").to_string();
+    let mut cluster: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let config = format!("node_id = {id:?}\n[cluster]\nnode_gone_after_secs = 2\n");
+            Server::start_on_with_callback(TestStore::at(url.clone()), &config, &receiver.url)
+        })
+        .collect();
+    let leader = await_leader(&cluster).await;
+    // The delivery happens on a node that does not lead; the leader sends its event.
+    let other = (leader + 1) % 3;
+    import(&cluster[other], &PUSH_APP, &["cb_lead"]).await;
+    let mut client = Client::connect(&cluster[other], &PUSH_APP, "cb_lead").await;
+    let task = marker(&cluster[other], &PUSH_APP, 63).await;
+    assert_eq!(client.next_frame().await["TaskId"], task);
+    receiver.await_refused(1).await;
+    cluster[leader].kill9();
+    receiver.refusing.store(false, Ordering::SeqCst);
+    let body = receiver.next_body().await;
+    assert_eq!(body["Events"][0]["TaskId"], task);
+    assert_eq!(body["Events"][0]["To_Account"], "cb_lead");
+    let now_leading = await_leader(&cluster).await;
+    assert_ne!(now_leading, leader);
+}
+
+/// Waits until exactly one of the live nodes says it leads; its position.
+async fn await_leader(cluster: &[Server]) -> usize {
+    let started = std::time::Instant::now();
+    loop {
+        let mut leading = Vec::new();
+        for (i, node) in cluster.iter().enumerate() {
+            let url = format!("{}/cluster", node.base);
+            if let Ok(response) = node.client().get(&url).send().await
+                && let Ok(view) = response.json::<serde_json::Value>().await
+                && view["leader"] == true
+            {
+                leading.push(i);
+            }
+        }
+        if let [one] = leading[..] {
+            return one;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no single leader: {leading:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

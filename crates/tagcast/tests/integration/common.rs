@@ -210,13 +210,18 @@ impl Server {
     /// keys, then tables such as `[http]`, `[websocket]` or more `[[apps]]`), its descriptor
     /// limit set to `nofile` if given.
     pub fn start_with(extra: &str, nofile: Option<u64>) -> Server {
-        Self::start_custom(TestStore::fresh(), None, extra, nofile)
+        Self::start_custom(TestStore::fresh(), None, extra, nofile, None)
     }
 
     /// Starts a plain-HTTP server on `store` whatever this run's backend, with `extra` TOML
     /// (see `start_with`).
     pub fn start_on(store: TestStore, extra: &str) -> Server {
-        Self::start_custom(store, None, extra, None)
+        Self::start_custom(store, None, extra, None, None)
+    }
+
+    /// `start_on`, with PUSH_APP's callbacks going to `callback_url`.
+    pub fn start_on_with_callback(store: TestStore, extra: &str, callback_url: &str) -> Server {
+        Self::start_custom(store, None, extra, None, Some(callback_url))
     }
 
     /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its data dir in
@@ -226,11 +231,12 @@ impl Server {
         data_dir: Option<&Path>,
         extra: &str,
         nofile: Option<u64>,
+        callback: Option<&str>,
     ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tagcast.toml");
         let default_data = dir.path().join("data");
-        let text = config_toml(data_dir.unwrap_or(&default_data), &store, None, None);
+        let text = config_toml(data_dir.unwrap_or(&default_data), &store, None, callback);
         // Top-level keys of `extra` go first, its tables after the standard ones.
         let lines: Vec<&str> = extra.lines().collect();
         let split = lines
@@ -893,7 +899,7 @@ impl Server {
     /// TOML appended to the standard config (e.g. a `[[testing.faults]]` fault plan; the test
     /// binary is built with fault injection; faults apply on either backend).
     pub fn start_with_store(data_dir: &Path, extra: &str) -> Server {
-        Self::start_custom(TestStore::fresh(), Some(data_dir), extra, None)
+        Self::start_custom(TestStore::fresh(), Some(data_dir), extra, None, None)
     }
 }
 

@@ -337,7 +337,9 @@ async fn statistics_and_trace_come_from_recorded_deliveries() {
 
 #[tokio::test]
 async fn callbacks_report_each_delivery_to_the_app() {
-    let (url, mut received) = callback_receiver(0).await;
+    let CallbackReceiver {
+        url, mut received, ..
+    } = CallbackReceiver::start(0).await;
     let server = Server::start_with_callback(&url);
     import(&server, &PUSH_APP, &["cb_a"]).await;
     let mut client = Client::connect(&server, &PUSH_APP, "cb_a").await;
@@ -368,7 +370,9 @@ async fn callbacks_report_each_delivery_to_the_app() {
 
 #[tokio::test]
 async fn a_refused_callback_is_retried_until_the_app_takes_it() {
-    let (url, mut received) = callback_receiver(2).await;
+    let CallbackReceiver {
+        url, mut received, ..
+    } = CallbackReceiver::start(2).await;
     let server = Server::start_with_callback(&url);
     import(&server, &PUSH_APP, &["cb_retry"]).await;
     let mut client = Client::connect(&server, &PUSH_APP, "cb_retry").await;
@@ -382,11 +386,36 @@ async fn a_refused_callback_is_retried_until_the_app_takes_it() {
     assert_eq!(body["Events"][0]["To_Account"], "cb_retry");
 }
 
+// Multi-threaded: the receiver answers while this thread waits for the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_events_wait_in_the_store_through_a_crash() {
+    let mut receiver = CallbackReceiver::start(0).await;
+    receiver
+        .refusing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut server = Server::start_with_callback(&receiver.url);
+    import(&server, &PUSH_APP, &["cb_crash"]).await;
+    let mut client = Client::connect(&server, &PUSH_APP, "cb_crash").await;
+    let task = marker(&server, &PUSH_APP, 62).await;
+    assert_eq!(client.next_frame().await["TaskId"], task);
+    // Refused once: the event waits for its retry when the server dies.
+    receiver.await_refused(1).await;
+    server.crash_and_restart();
+    receiver
+        .refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let body = receiver.next_body().await;
+    assert_eq!(body["Events"][0]["TaskId"], task);
+    assert_eq!(body["Events"][0]["To_Account"], "cb_crash");
+}
+
 // Multi-threaded: the receiver must answer while this thread waits for the server to exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_sends_the_last_callback_events_first() {
     // The first attempt is refused, so the event is waiting for its retry when the stop comes.
-    let (url, mut received) = callback_receiver(1).await;
+    let CallbackReceiver {
+        url, mut received, ..
+    } = CallbackReceiver::start(1).await;
     let mut server = Server::start_with_callback(&url);
     import(&server, &PUSH_APP, &["cb_stop"]).await;
     let mut client = Client::connect(&server, &PUSH_APP, "cb_stop").await;
@@ -400,43 +429,6 @@ async fn a_graceful_stop_sends_the_last_callback_events_first() {
         .expect("the event was sent before the server exited");
     assert_eq!(body["Events"][0]["TaskId"], task);
     assert_eq!(body["Events"][0]["To_Account"], "cb_stop");
-}
-
-/// A local HTTP server that records each callback's query and body; returns its URL.
-/// The first `fail_first` requests are answered HTTP 500 (and not recorded).
-async fn callback_receiver(
-    fail_first: usize,
-) -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
-) {
-    use axum::extract::RawQuery;
-    use axum::response::IntoResponse;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().route(
-        "/callback",
-        axum::routing::post(move |RawQuery(query): RawQuery, body: String| {
-            let tx = tx.clone();
-            let calls = calls.clone();
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) < fail_first {
-                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
-                }
-                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let _ = tx.send((query.unwrap_or_default(), body));
-                axum::Json(json!({ "ActionStatus": "OK", "ErrorInfo": "", "ErrorCode": 0 }))
-                    .into_response()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/callback"), rx)
 }
 
 async fn statistics(server: &Server, tasks: &[&str]) -> Value {

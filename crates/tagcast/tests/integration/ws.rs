@@ -1,5 +1,7 @@
 //! A real WebSocket client of `GET /ws`, and helpers to push and to see who received what.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -119,4 +121,77 @@ pub async fn push(server: &Server, app: &TestApp, msg_random: u32, extra: Value)
 /// Pushes to everyone: a marker that ends `frames_until`.
 pub async fn marker(server: &Server, app: &TestApp, msg_random: u32) -> String {
     push(server, app, msg_random, json!({})).await
+}
+
+/// A local HTTP server that records each callback's query and body.
+pub struct CallbackReceiver {
+    pub url: String,
+    pub received: tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
+    /// While set, every request is answered HTTP 500 (and not recorded).
+    pub refusing: Arc<AtomicBool>,
+    /// Requests refused so far.
+    pub refused: Arc<AtomicUsize>,
+}
+
+impl CallbackReceiver {
+    /// Starts one whose first `fail_first` requests are answered HTTP 500 (and not recorded).
+    pub async fn start(fail_first: usize) -> CallbackReceiver {
+        use axum::extract::RawQuery;
+        use axum::response::IntoResponse;
+        let (tx, received) = tokio::sync::mpsc::unbounded_channel();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (refusing_now, refused_so_far) = (refusing.clone(), refused.clone());
+        let app = axum::Router::new().route(
+            "/callback",
+            axum::routing::post(move |RawQuery(query): RawQuery, body: String| {
+                let tx = tx.clone();
+                let (refusing, refused) = (refusing_now.clone(), refused_so_far.clone());
+                async move {
+                    if refusing.load(Ordering::SeqCst)
+                        || refused.load(Ordering::SeqCst) < fail_first
+                    {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                    }
+                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let _ = tx.send((query.unwrap_or_default(), body));
+                    axum::Json(json!({ "ActionStatus": "OK", "ErrorInfo": "", "ErrorCode": 0 }))
+                        .into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        CallbackReceiver {
+            url: format!("http://{addr}/callback"),
+            received,
+            refusing,
+            refused,
+        }
+    }
+
+    /// Waits until at least `n` requests were refused.
+    pub async fn await_refused(&self, n: usize) {
+        let started = std::time::Instant::now();
+        while self.refused.load(Ordering::SeqCst) < n {
+            assert!(
+                started.elapsed() < FRAME_TIMEOUT,
+                "fewer than {n} callback requests within {FRAME_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The next callback's body; fails the test if none comes within the timeout.
+    pub async fn next_body(&mut self) -> Value {
+        tokio::time::timeout(FRAME_TIMEOUT, self.received.recv())
+            .await
+            .expect("a callback within the timeout")
+            .expect("callback receiver running")
+            .1
+    }
 }
