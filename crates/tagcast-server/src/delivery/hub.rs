@@ -197,20 +197,20 @@ impl Hub {
         }
         metrics::set_live_tasks(live.values().map(BTreeMap::len).sum());
         let (fan_out_queue, queue) = mpsc::unbounded_channel();
-        Ok(Arc::new_cyclic(|hub| {
-            tokio::spawn(Self::fan_out_worker(hub.clone(), queue));
-            tokio::spawn(Self::follow_events(hub.clone()));
-            Self {
-                store,
-                registry: RwLock::new(Registry::default()),
-                live: RwLock::new(live),
-                applied: tokio::sync::Mutex::new(applied),
-                recorder,
-                fan_out_queue,
-                fanning: Mutex::new(HashMap::new()),
-                max_live_tasks,
-            }
-        }))
+        let hub = Arc::new(Self {
+            store,
+            registry: RwLock::new(Registry::default()),
+            live: RwLock::new(live),
+            applied: tokio::sync::Mutex::new(applied),
+            recorder,
+            fan_out_queue,
+            fanning: Mutex::new(HashMap::new()),
+            max_live_tasks,
+        });
+        // Spawned once the hub exists: a task that ran before could not reach it.
+        tokio::spawn(Self::fan_out_worker(Arc::downgrade(&hub), queue));
+        tokio::spawn(Self::follow_events(Arc::downgrade(&hub)));
+        Ok(hub)
     }
 
     /// Applies the store's events as they come, until the hub is dropped.

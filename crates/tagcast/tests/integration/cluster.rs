@@ -266,7 +266,7 @@ async fn nodes_know_each_other_one_leads_and_leadership_moves_when_it_dies() {
 }
 
 /// One write stream per node, each with tags of its own prefix.
-fn streams(
+pub(crate) fn streams(
     cluster: &[Server],
     prefixes: &[&'static str],
     stop: &Arc<AtomicBool>,
@@ -288,7 +288,7 @@ fn streams(
 
 /// Every acknowledged write of `outcomes` is in the tables, and every node of `cluster`
 /// counts each tag written or tried exactly as the tables hold it.
-async fn assert_nothing_acknowledged_lost(cluster: &[&Server], outcomes: &[Outcome]) {
+pub(crate) async fn assert_nothing_acknowledged_lost(cluster: &[&Server], outcomes: &[Outcome]) {
     let stored = stored_tags(cluster[0]).await;
     for outcome in outcomes.iter().filter(|o| o.code == Some(0)) {
         let held = &stored[&account(outcome.n)];
@@ -420,5 +420,32 @@ async fn an_apps_rate_is_split_evenly_over_the_live_nodes() {
             .call(&TIGHT_APP, "timpush/get_attr_name", json!({}))
             .await;
         assert_fail(&second, 60007, "timpush/get_attr_name");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_started_at_once_on_an_empty_database_all_come_up() {
+    if !postgres_only("cluster start", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    let store = TestStore::fresh();
+    let url = store.url().expect("a PostgreSQL database").to_string();
+    // Each creates or migrates the schema, or waits for the one that does.
+    let cluster: Vec<Server> = std::thread::scope(|scope| {
+        let starting: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    Server::start_on(TestStore::at(url), &format!("node_id = {id:?}"))
+                })
+            })
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    import(&cluster[2], &APP, &["together"]).await;
+    add_tags(&cluster[1], &APP, "together", &["at_once"]).await;
+    for node in &cluster {
+        await_count(node, "at_once", 1).await;
     }
 }

@@ -13,8 +13,12 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::cluster::nodes;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::cluster::{assert_nothing_acknowledged_lost, nodes, streams};
 use crate::common::*;
+use crate::postgres::{ACCOUNTS, account};
 use crate::ws::*;
 
 /// Who is connected where, and which tags they have.
@@ -183,7 +187,11 @@ async fn a_login_on_another_node_replaces_the_first_session() {
     let (mut first, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect");
-    let _connected = first.next().await;
+    let connected = first.next().await.expect("a frame").expect("no error");
+    assert!(
+        connected.to_text().unwrap().contains("Connected"),
+        "{connected:?}"
+    );
     let mut second = Client::connect(&cluster[1], &PUSH_APP, "twice").await;
     assert_eq!(close_code(&mut first).await, CloseCode::from(4000));
     // Pushes now reach the account on b only.
@@ -192,7 +200,7 @@ async fn a_login_on_another_node_replaces_the_first_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_of_a_killed_node_reconnect_elsewhere_and_get_what_they_missed() {
+async fn a_node_killed_during_writes_and_pushes_loses_nothing_and_its_clients_catch_up_elsewhere() {
     if !postgres_only(
         "cluster kill -9 and pushes",
         "its nodes share a PostgreSQL database",
@@ -201,21 +209,42 @@ async fn clients_of_a_killed_node_reconnect_elsewhere_and_get_what_they_missed()
     }
     let store = TestStore::fresh();
     let mut cluster = nodes(&store, &["a", "b", "c"], "");
+    let writers: Vec<String> = (0..ACCOUNTS).map(account).collect();
+    import(&cluster[0], &APP, &as_strs(&writers)).await;
     let names: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
     import(&cluster[0], &PUSH_APP, &as_strs(&names)).await;
     let mut on_b = Vec::new();
     for name in &names {
         on_b.push(Client::connect(&cluster[1], &PUSH_APP, name).await);
     }
-    // Pushes from a and c, while b dies.
+    // Writes on every node, and pushes from a and c, while b dies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = streams(&cluster, &["a", "b", "c"], &stop);
     let mut created = Vec::new();
     for i in 0..6 {
         let from = &cluster[[0, 2][i % 2]];
         created.push(marker(from, &PUSH_APP, 100 + i as u32).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
         if i == 2 {
             cluster[1].kill9();
         }
     }
+    stop.store(true, Ordering::SeqCst);
+    let mut outcomes = Vec::new();
+    for (node, stream) in running.into_iter().enumerate() {
+        let stream = stream.await.unwrap();
+        if node != 1 {
+            let failed: Vec<_> = stream.iter().filter(|o| o.code != Some(0)).collect();
+            assert!(failed.is_empty(), "node {node} kept serving: {failed:?}");
+        }
+        outcomes.extend(stream);
+    }
+    assert!(
+        outcomes.iter().any(|o| o.code.is_none()),
+        "node b was not killed during its writes"
+    );
+    assert_nothing_acknowledged_lost(&[&cluster[0], &cluster[2]], &outcomes).await;
+
     let mut received: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for mut client in on_b {
         // What reached it before b died, until its connection drops.
@@ -230,10 +259,14 @@ async fn clients_of_a_killed_node_reconnect_elsewhere_and_get_what_they_missed()
         }
     }
     for (i, name) in names.iter().enumerate() {
+        let got = received.entry(name.clone()).or_default();
+        assert!(
+            !got.contains(&created[5]),
+            "{name} got a push made after b died from b"
+        );
         let elsewhere = &cluster[if i % 2 == 0 { 0 } else { 2 }];
         let mut client = Client::connect(elsewhere, &PUSH_APP, name).await;
         let end = marker(&cluster[0], &PUSH_APP, 200 + i as u32).await;
-        let got = received.entry(name.clone()).or_default();
         got.extend(client.pushes_until(&end).await);
         let missing: Vec<_> = created.iter().filter(|t| !got.contains(*t)).collect();
         assert!(missing.is_empty(), "{name} never got {missing:?}");
