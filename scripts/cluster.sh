@@ -71,6 +71,12 @@ EOF
     "-d '{\"UserTags\":[{\"To_Account\":\"u1\",\"Tags\":[\"vip\"]}]}'"
   echo "  curl -s 'http://127.0.0.1:$((first_port + n - 1))/v4/tagcast/audience_count?$query'" \
     "-d '{\"Audience\":{\"Tag\":\"vip\"}}'"
+  echo "then listen as u1 on node$n, and push to the vips on node1:"
+  echo "  TAGCAST_KEY=$key target/release/tagcast listen" \
+    "--url http://127.0.0.1:$((first_port + n - 1)) --sdkappid 1400000001 --identifier u1"
+  echo "  curl -s 'http://127.0.0.1:$first_port/v4/timpush/push?$query'" \
+    "-d '{\"MsgRandom\":1,\"Condition\":{\"TagsAnd\":[\"vip\"]},\"MsgBody\":" \
+    "[{\"MsgType\":\"TIMTextElem\",\"MsgContent\":{\"Text\":\"hi\"}}]}'"
 }
 
 status() {

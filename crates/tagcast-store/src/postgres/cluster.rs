@@ -150,7 +150,13 @@ impl Node {
                 }
             }
         });
-        pg.block(client.batch_execute(&format!("LISTEN {CHANNEL}")))?;
+        // The leadership lock goes with this connection: if this machine vanishes, PostgreSQL
+        // should notice within about `gone_after`, not after the system's TCP keepalive (hours).
+        let idle = (self.gone_after.as_secs() / 2).max(1);
+        pg.block(client.batch_execute(&format!(
+            "LISTEN {CHANNEL}; SET tcp_keepalives_idle = {idle}; \
+             SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3"
+        )))?;
         Ok(Listener { client, woken })
     }
 
