@@ -28,30 +28,35 @@ pub(crate) fn nodes(store: &TestStore, ids: &[&str], extra: &str) -> Vec<Server>
         .collect()
 }
 
-/// Waits until `tag`'s count on `server` is `expected`; the time it took, or a failure.
-async fn await_count(server: &Server, tag: &str, expected: u64) -> Duration {
-    let started = Instant::now();
-    loop {
-        let count = tag_count(server, &APP, tag).await;
-        if count == expected {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < LAG_BOUND,
-            "{tag}: {count} on {}, expected {expected} within {LAG_BOUND:?}",
-            server.base
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Three nodes a, b, c on a fresh database (with the database, to keep while they run); None
+/// outside the PostgreSQL pass.
+pub(crate) fn three_nodes(test: &str, extra: &str) -> Option<(TestStore, Vec<Server>)> {
+    if !postgres_only(test, "its nodes share a PostgreSQL database") {
+        return None;
     }
+    let store = TestStore::fresh();
+    let cluster = nodes(&store, &["a", "b", "c"], extra);
+    Some((store, cluster))
+}
+
+/// Waits until `tag`'s count on `server` is `expected`; the time it took, or a failure.
+pub(crate) async fn await_count(server: &Server, tag: &str, expected: u64) -> Duration {
+    let every = Duration::from_millis(5);
+    let (_, took) = eventually(LAG_BOUND, every, || async {
+        match tag_count(server, &APP, tag).await {
+            count if count == expected => Ok(()),
+            count => Err(format!("{tag}: {count} on {}, not {expected}", server.base)),
+        }
+    })
+    .await;
+    took
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_node_is_read_and_counted_on_the_others() {
-    if !postgres_only("cluster reads", "its nodes share a PostgreSQL database") {
+    let Some((_store, cluster)) = three_nodes("cluster reads", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     let (a, b, c) = (&cluster[0], &cluster[1], &cluster[2]);
     import(a, &APP, &["u1", "u2", "u3"]).await;
     a.ok(
@@ -74,18 +79,18 @@ async fn a_write_on_one_node_is_read_and_counted_on_the_others() {
     assert_eq!(attrs_of(a, &APP, "u3").await, json!({"city": "Paris"}));
     let paris = json!({"AttrsAnd": {"city": "Paris"}});
     for node in [a, b] {
-        let started = Instant::now();
-        loop {
+        let (_, lag) = eventually(LAG_BOUND, Duration::from_millis(5), || async {
             let r = node
                 .ok(&APP, "tagcast/audience_count", json!({"Condition": paris}))
                 .await;
             if r["Count"] == 1 {
-                lags.push(started.elapsed());
-                break;
+                Ok(())
+            } else {
+                Err(r.to_string())
             }
-            assert!(started.elapsed() < LAG_BOUND, "{r}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await;
+        lags.push(lag);
     }
     // A node that removes the tag makes the others count it gone.
     b.ok(&APP, "timpush/remove_tag", tags_body_for(&["u1"], &["vip"]))
@@ -141,11 +146,9 @@ async fn tables(server: &Server, accounts: &[String]) -> BTreeMap<String, BTreeS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_storm_over_three_nodes_leaves_every_index_equal_to_the_tables() {
-    if !postgres_only("cluster storm", "its nodes share a PostgreSQL database") {
+    let Some((store, cluster)) = three_nodes("cluster storm", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     let accounts: Vec<String> = (0..40).map(storm_account).collect();
     import(&cluster[0], &APP, &as_strs(&accounts)).await;
     let started = Instant::now();
@@ -203,18 +206,18 @@ async fn await_views(
     within: Duration,
     check: impl Fn(&[(BTreeSet<String>, bool)]) -> bool,
 ) -> Vec<(BTreeSet<String>, bool)> {
-    let started = Instant::now();
-    loop {
+    let (views, _) = eventually(within, Duration::from_millis(50), || async {
         let mut views = Vec::new();
         for node in nodes {
             views.push(seen(node).await);
         }
-        if check(&views) {
-            return views;
+        match check(&views) {
+            true => Ok(views),
+            false => Err(format!("views {views:?}")),
         }
-        assert!(started.elapsed() < within, "views never settled: {views:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    views
 }
 
 fn ids(ids: &[&str]) -> BTreeSet<String> {
@@ -223,18 +226,10 @@ fn ids(ids: &[&str]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_know_each_other_one_leads_and_leadership_moves_when_it_dies() {
-    if !postgres_only(
-        "cluster membership",
-        "its nodes share a PostgreSQL database",
-    ) {
+    let gone_after = "[cluster]\nnode_gone_after_secs = 2\n";
+    let Some((_store, mut cluster)) = three_nodes("cluster membership", gone_after) else {
         return;
-    }
-    let store = TestStore::fresh();
-    let mut cluster = nodes(
-        &store,
-        &["a", "b", "c"],
-        "[cluster]\nnode_gone_after_secs = 2\n",
-    );
+    };
     let all = ids(&["a", "b", "c"]);
     let one_leader =
         |views: &[(BTreeSet<String>, bool)]| views.iter().filter(|(_, leads)| *leads).count() == 1;
@@ -286,6 +281,29 @@ pub(crate) fn streams(
         .collect()
 }
 
+/// The outcomes of `streams` whose node `killed` was killed while they ran: the nodes left never
+/// failed a write (and each wrote), the killed one failed some.
+pub(crate) async fn outcomes_with_one_killed(
+    running: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
+    killed: usize,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for (node, stream) in running.into_iter().enumerate() {
+        let stream = stream.await.unwrap();
+        if node != killed {
+            let failed: Vec<_> = stream.iter().filter(|o| o.code != Some(0)).collect();
+            assert!(failed.is_empty(), "node {node} kept serving: {failed:?}");
+            assert!(stream.len() > 5, "node {node} wrote only {}", stream.len());
+        }
+        outcomes.extend(stream);
+    }
+    assert!(
+        outcomes.iter().any(|o| o.code.is_none()),
+        "node {killed} was not killed during its writes"
+    );
+    outcomes
+}
+
 /// Every acknowledged write of `outcomes` is in the tables, and every node of `cluster`
 /// counts each tag written or tried exactly as the tables hold it.
 pub(crate) async fn assert_nothing_acknowledged_lost(cluster: &[&Server], outcomes: &[Outcome]) {
@@ -304,11 +322,9 @@ pub(crate) async fn assert_nothing_acknowledged_lost(cluster: &[&Server], outcom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_during_writes_loses_nothing_and_the_others_serve_on() {
-    if !postgres_only("cluster kill -9", "its nodes share a PostgreSQL database") {
+    let Some((_store, mut cluster)) = three_nodes("cluster kill -9", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let mut cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
     import(&cluster[0], &APP, &as_strs(&names)).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -317,19 +333,8 @@ async fn a_node_killed_during_writes_loses_nothing_and_the_others_serve_on() {
     cluster[1].kill9();
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, Ordering::SeqCst);
-    let mut outcomes = Vec::new();
-    for (node, stream) in running.into_iter().enumerate() {
-        let stream = stream.await.unwrap();
-        if node != 1 {
-            // The nodes left never failed a write.
-            let failed: Vec<_> = stream.iter().filter(|o| o.code != Some(0)).collect();
-            assert!(failed.is_empty(), "node {node}: {failed:?}");
-            assert!(stream.len() > 20, "node {node} wrote only {}", stream.len());
-        }
-        outcomes.extend(stream);
-    }
+    let outcomes = outcomes_with_one_killed(running, 1).await;
     let killed_during = outcomes.iter().filter(|o| o.code.is_none()).count();
-    assert!(killed_during > 0, "node b was not killed during its writes");
     let left = [&cluster[0], &cluster[2]];
     assert_nothing_acknowledged_lost(&left, &outcomes).await;
     eprintln!(
@@ -359,21 +364,17 @@ async fn every_node_recovers_by_itself_when_postgresql_restarts_under_load() {
     pg.resume();
     // Every node serves again, with no restart.
     for node in &cluster {
-        let started = Instant::now();
-        loop {
+        let every = Duration::from_millis(100);
+        eventually(Duration::from_secs(30), every, || async {
             let r = node
                 .call(&APP, "timpush/add_tag", tag_body("u0", &["after"]))
                 .await;
-            if r["ErrorCode"] == 0 {
-                break;
+            match r["ErrorCode"] == 0 {
+                true => Ok(()),
+                false => Err(format!("{}: {r}", node.base)),
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{}: {r}",
-                node.base
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
     stop.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
@@ -395,11 +396,9 @@ async fn every_node_recovers_by_itself_when_postgresql_restarts_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apps_rate_is_split_evenly_over_the_live_nodes() {
-    if !postgres_only("cluster rates", "its nodes share a PostgreSQL database") {
+    let Some((_store, cluster)) = three_nodes("cluster rates", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     let all = ids(&["a", "b", "c"]);
     await_views(
         &cluster.iter().collect::<Vec<_>>(),

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::cluster::{assert_nothing_acknowledged_lost, nodes, streams};
+use crate::cluster::{
+    assert_nothing_acknowledged_lost, outcomes_with_one_killed, streams, three_nodes,
+};
 use crate::common::*;
 use crate::postgres::{ACCOUNTS, account};
 use crate::ws::*;
@@ -45,11 +46,9 @@ async fn people(at: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_on_one_node_reaches_every_nodes_sessions_once_and_a_revoke_on_another_too() {
-    if !postgres_only("cluster pushes", "its nodes share a PostgreSQL database") {
+    let Some((_store, cluster)) = three_nodes("cluster pushes", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     people(&cluster[1]).await;
     let mut online = Vec::new();
     for (name, node, _) in PEOPLE.iter().filter(|(n, _, _)| *n != "p_off") {
@@ -113,31 +112,28 @@ async fn a_push_on_one_node_reaches_every_nodes_sessions_once_and_a_revoke_on_an
 
 /// Waits until node `server` reports `task` delivered to `expected` accounts.
 async fn await_delivered(server: &Server, task: &str, expected: u64) {
-    let started = std::time::Instant::now();
-    loop {
+    let every = Duration::from_millis(50);
+    eventually(Duration::from_secs(10), every, || async {
         let body = json!({ "StartTime": now() - 3600, "EndTime": now() + 3600, "TaskID": [task] });
         let r = server
             .ok(&PUSH_APP, "timpush/all_member_push_statistics", body)
             .await;
-        if r["Results"][0]["DeliveredCount"] == expected {
-            return;
+        match r["Results"][0]["DeliveredCount"] == expected {
+            true => Ok(()),
+            false => Err(format!(
+                "{} reports {r}, not {expected} deliveries",
+                server.base
+            )),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{} reports {r} for {task}, expected {expected} deliveries",
-            server.base
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_msg_random_on_two_nodes_at_once_makes_one_task_and_the_quota_is_shared() {
-    if !postgres_only("cluster MsgRandom", "its nodes share a PostgreSQL database") {
+    let Some((_store, cluster)) = three_nodes("cluster MsgRandom", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     let body = json!({ "MsgRandom": 77, "MsgBody": text_body("once") });
     let (on_a, on_b) = tokio::join!(
         cluster[0].ok(&QUOTA_APP, "timpush/push", body.clone()),
@@ -158,30 +154,11 @@ async fn the_same_msg_random_on_two_nodes_at_once_makes_one_task_and_the_quota_i
     }
 }
 
-/// Waits for the close frame of `socket` and returns its code.
-async fn close_code<S>(socket: &mut S) -> CloseCode
-where
-    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a close frame within 10 s")
-            .expect("a frame")
-            .expect("no error");
-        if let Message::Close(close) = frame {
-            return close.expect("a close code").code;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_on_another_node_replaces_the_first_session() {
-    if !postgres_only("cluster sessions", "its nodes share a PostgreSQL database") {
+    let Some((_store, cluster)) = three_nodes("cluster sessions", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     import(&cluster[0], &PUSH_APP, &["twice"]).await;
     let url = ws_url(&cluster[0], &PUSH_APP, "twice", &sig(&PUSH_APP, "twice"));
     let (mut first, _) = tokio_tungstenite::connect_async(url)
@@ -193,7 +170,7 @@ async fn a_login_on_another_node_replaces_the_first_session() {
         "{connected:?}"
     );
     let mut second = Client::connect(&cluster[1], &PUSH_APP, "twice").await;
-    assert_eq!(close_code(&mut first).await, CloseCode::from(4000));
+    assert_eq!(close_frame(&mut first).await.code, CloseCode::from(4000));
     // Pushes now reach the account on b only.
     let end = marker(&cluster[2], &PUSH_APP, 5).await;
     assert!(second.pushes_until(&end).await.is_empty());
@@ -201,14 +178,9 @@ async fn a_login_on_another_node_replaces_the_first_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_during_writes_and_pushes_loses_nothing_and_its_clients_catch_up_elsewhere() {
-    if !postgres_only(
-        "cluster kill -9 and pushes",
-        "its nodes share a PostgreSQL database",
-    ) {
+    let Some((_store, mut cluster)) = three_nodes("cluster kill -9 and pushes", "") else {
         return;
-    }
-    let store = TestStore::fresh();
-    let mut cluster = nodes(&store, &["a", "b", "c"], "");
+    };
     let writers: Vec<String> = (0..ACCOUNTS).map(account).collect();
     import(&cluster[0], &APP, &as_strs(&writers)).await;
     let names: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
@@ -230,19 +202,7 @@ async fn a_node_killed_during_writes_and_pushes_loses_nothing_and_its_clients_ca
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let mut outcomes = Vec::new();
-    for (node, stream) in running.into_iter().enumerate() {
-        let stream = stream.await.unwrap();
-        if node != 1 {
-            let failed: Vec<_> = stream.iter().filter(|o| o.code != Some(0)).collect();
-            assert!(failed.is_empty(), "node {node} kept serving: {failed:?}");
-        }
-        outcomes.extend(stream);
-    }
-    assert!(
-        outcomes.iter().any(|o| o.code.is_none()),
-        "node b was not killed during its writes"
-    );
+    let outcomes = outcomes_with_one_killed(running, 1).await;
     assert_nothing_acknowledged_lost(&[&cluster[0], &cluster[2]], &outcomes).await;
 
     let mut received: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -308,8 +268,8 @@ async fn when_the_leader_dies_another_node_retries_its_refused_callback() {
 
 /// Waits until exactly one of the live nodes says it leads; its position.
 async fn await_leader(cluster: &[Server]) -> usize {
-    let started = std::time::Instant::now();
-    loop {
+    let every = Duration::from_millis(50);
+    let (leader, _) = eventually(Duration::from_secs(15), every, || async {
         let mut leading = Vec::new();
         for (i, node) in cluster.iter().enumerate() {
             let url = format!("{}/cluster", node.base);
@@ -320,13 +280,11 @@ async fn await_leader(cluster: &[Server]) -> usize {
                 leading.push(i);
             }
         }
-        if let [one] = leading[..] {
-            return one;
+        match leading[..] {
+            [one] => Ok(one),
+            _ => Err(format!("leading: {leading:?}")),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no single leader: {leading:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    leader
 }

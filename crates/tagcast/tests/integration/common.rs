@@ -956,6 +956,23 @@ pub fn postgres_only(test: &str, why: &str) -> bool {
     postgres
 }
 
+/// Polls `probe` every `every` until it answers Ok; the value, with how long it took. Fails the
+/// test with the probe's last Err (what it saw instead) once `within` has passed.
+pub async fn eventually<T, F, Fut>(within: Duration, every: Duration, mut probe: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match probe().await {
+            Ok(value) => return (value, started.elapsed()),
+            Err(seen) => assert!(started.elapsed() < within, "not within {within:?}: {seen}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// PostgreSQL 15's programs, as Debian installs them (scripts/postgres.sh).
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 

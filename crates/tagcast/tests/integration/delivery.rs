@@ -294,10 +294,18 @@ async fn statistics_and_trace_come_from_recorded_deliveries() {
     .await;
     assert_eq!(online.next_frame().await["TaskId"], task);
 
-    let stats = eventually(|| async {
-        let stats = statistics(&server, &[&task]).await;
-        (stats[0]["DeliveredCount"] == 1).then_some(stats)
-    })
+    // Deliveries are recorded a moment after they happen.
+    let (stats, _) = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let stats = statistics(&server, &[&task]).await;
+            match stats[0]["DeliveredCount"] == 1 {
+                true => Ok(stats),
+                false => Err(stats.to_string()),
+            }
+        },
+    )
     .await;
     assert_eq!(stats[0]["AudienceCount"], 2);
     assert_eq!(stats[0]["Type"], "Tag");
@@ -449,21 +457,6 @@ fn window(tasks: Option<&[&str]>) -> Value {
         body["TaskID"] = json!(tasks);
     }
     body
-}
-
-/// Polls `probe` until it yields a value: deliveries are recorded a moment after they happen.
-async fn eventually<T, F, Fut>(probe: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..200 {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the condition did not hold within 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

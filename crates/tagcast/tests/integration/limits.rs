@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::common::*;
-use crate::ws::ws_url;
+use crate::ws::{close_frame, ws_url};
 
 /// A server whose WebSocket keepalive acts within seconds.
 const QUICK_KEEPALIVE: &str = "[websocket]\nping_interval_secs = 1\npong_timeout_secs = 1\n";
@@ -338,16 +338,7 @@ async fn a_replaced_session_is_closed_with_4000_and_a_reason() {
     let (_second, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect again");
-    let close = loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), first.next())
-            .await
-            .expect("a close frame")
-            .expect("a frame")
-            .expect("no error");
-        if let Message::Close(close) = frame {
-            break close.expect("a close code");
-        }
-    };
+    let close = close_frame(&mut first).await;
     assert_eq!(close.code, CloseCode::from(4000));
     assert_eq!(close.reason.as_str(), "replaced by a newer session");
 }

@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::common::*;
@@ -95,6 +96,23 @@ impl Client {
     }
 }
 
+/// Waits for the close frame of `socket`, skipping other frames; fails the test if none comes.
+pub async fn close_frame<S>(socket: &mut S) -> CloseFrame
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let frame = tokio::time::timeout(FRAME_TIMEOUT, socket.next())
+            .await
+            .expect("a close frame within the timeout")
+            .expect("a frame")
+            .expect("no error");
+        if let Message::Close(close) = frame {
+            return close.expect("a close code");
+        }
+    }
+}
+
 pub fn ws_url(server: &Server, app: &TestApp, account: &str, usersig: &str) -> String {
     let base = server.base.replacen("http", "ws", 1);
     format!(
@@ -176,14 +194,13 @@ impl CallbackReceiver {
 
     /// Waits until at least `n` requests were refused.
     pub async fn await_refused(&self, n: usize) {
-        let started = std::time::Instant::now();
-        while self.refused.load(Ordering::SeqCst) < n {
-            assert!(
-                started.elapsed() < FRAME_TIMEOUT,
-                "fewer than {n} callback requests within {FRAME_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(FRAME_TIMEOUT, Duration::from_millis(10), || async {
+            match self.refused.load(Ordering::SeqCst) {
+                refused if refused >= n => Ok(()),
+                refused => Err(format!("{refused} callback requests, not {n}")),
+            }
+        })
+        .await;
     }
 
     /// The next callback's body; fails the test if none comes within the timeout.
