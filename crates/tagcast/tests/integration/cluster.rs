@@ -356,6 +356,13 @@ async fn every_node_recovers_by_itself_when_postgresql_restarts_under_load() {
         .collect();
     let names: Vec<String> = (0..ACCOUNTS).map(account).collect();
     import(&cluster[0], &APP, &as_strs(&names)).await;
+    // One session on each node, connected through the outage.
+    let listeners = ["on_a", "on_b", "on_c"];
+    import(&cluster[0], &PUSH_APP, &listeners).await;
+    let mut sessions = Vec::new();
+    for (node, name) in cluster.iter().zip(listeners) {
+        sessions.push(crate::ws::Client::connect(node, &PUSH_APP, name).await);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let running = streams(&cluster, &["a", "b", "c"], &stop);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -388,6 +395,16 @@ async fn every_node_recovers_by_itself_when_postgresql_restarts_under_load() {
     }
     let all: Vec<&Server> = cluster.iter().collect();
     assert_nothing_acknowledged_lost(&all, &outcomes).await;
+    // And pushes cross the nodes again: each node's follower listens anew.
+    let after = crate::ws::marker(&cluster[2], &PUSH_APP, 1).await;
+    for session in &mut sessions {
+        assert_eq!(
+            session.next_frame().await["TaskId"],
+            after,
+            "{}",
+            session.account
+        );
+    }
     eprintln!(
         "cluster: {} writes over three nodes, {failed} refused during the outage; all recovered",
         outcomes.len()
