@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_json::Value;
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
 use tagcast_bench::synth::SDKAPPID;
 
 use crate::server::KEY;
@@ -52,6 +53,33 @@ impl Api {
             bail!("{path} failed: {reply}");
         }
         Ok((reply, took))
+    }
+}
+
+impl Api {
+    /// Imports `names` with `multiaccount_import`, 100 per request, 8 requests at a time; an
+    /// error when a request fails or refuses an account.
+    pub async fn import(&self, names: &[String]) -> anyhow::Result<()> {
+        futures_util::stream::iter(names.chunks(100))
+            .map(|chunk| async move {
+                let (reply, _) = self
+                    .call(
+                        "im_open_login_svc/multiaccount_import",
+                        &json!({ "Accounts": chunk }),
+                    )
+                    .await?;
+                if reply
+                    .get("FailAccounts")
+                    .is_some_and(|f| f.as_array().is_none_or(|f| !f.is_empty()))
+                {
+                    bail!("multiaccount_import failed: {reply}");
+                }
+                Ok(())
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 }
 

@@ -52,8 +52,8 @@ pub struct FanoutArgs {
     pub work: PathBuf,
 }
 
-/// What the clients of one server saw.
-struct Tally {
+/// What the clients of one server (or of several) saw.
+pub(crate) struct Tally {
     base: Instant,
     /// `reached[j]`: connections that have received at least `j + 1` push frames.
     reached: Vec<AtomicUsize>,
@@ -61,11 +61,11 @@ struct Tally {
     failed: AtomicUsize,
     frames: AtomicU64,
     last_frame_ns: AtomicU64,
-    first_push: OnceLock<String>,
+    pub(crate) first_push: OnceLock<String>,
 }
 
 impl Tally {
-    fn new(pushes: usize) -> Arc<Self> {
+    pub(crate) fn new(pushes: usize) -> Arc<Self> {
         Arc::new(Self {
             base: Instant::now(),
             reached: (0..pushes).map(|_| AtomicUsize::new(0)).collect(),
@@ -96,11 +96,13 @@ struct Phase {
 }
 
 /// What the pushes of one server measured.
-struct Measured {
+pub(crate) struct Measured {
     /// One push at a time: push request to the last frame of that push, per push.
-    single: Samples,
+    pub(crate) single: Samples,
+    /// One push at a time: the push request alone (to its answer), per push.
+    pub(crate) single_requests: Samples,
     /// Server CPU seconds used during the one-at-a-time pushes.
-    single_server_cpu: f64,
+    pub(crate) single_server_cpu: f64,
     /// Back to back: frames received and expected, first request to last frame, request times.
     burst_frames: u64,
     burst_expected: u64,
@@ -134,7 +136,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let server = Server::start(&bin, &args.work.join("data"), &args.work).await?;
     let api = Api::new(&server.url)?;
     let started = Instant::now();
-    import(&api, connections).await?;
+    api.import(&accounts(connections)).await?;
     println!(
         "fanout: imported {connections} accounts in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -143,12 +145,8 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let rss_idle = rss_mib(server.pid());
     let tally = Tally::new(total);
     let started = Instant::now();
-    let clients = connect_all(args, addr, connections, &tally, [127, 1, salt], |i| {
-        let id = account(i);
-        format!(
-            "ws://{addr}/ws?sdkappid={SDKAPPID}&identifier={id}&usersig={}",
-            sign(&id)
-        )
+    let clients = connect_all(args, connections, &tally, [127, 1, salt], |i| {
+        (addr, session_url(addr, &account(i)))
     })
     .await?;
     let connect = started.elapsed();
@@ -157,13 +155,7 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let measured = measure("tagcast", args, connections, &tally, server.pid(), || {
         random += 1;
         let api = api.clone();
-        async move {
-            let body = json!({
-                "MsgRandom": random,
-                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "benchmark push"}}],
-            });
-            api.call("timpush/push", &body).await.map(|(_, took)| took)
-        }
+        async move { push_to_all(&api, random).await }
     })
     .await?;
     let tagcast = Phase {
@@ -200,8 +192,8 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let rss_idle = rss_mib(raw_pid);
     let tally = Tally::new(total);
     let started = Instant::now();
-    let clients = connect_all(args, addr, connections, &tally, [127, 2, salt], |_| {
-        format!("ws://{addr}/ws")
+    let clients = connect_all(args, connections, &tally, [127, 2, salt], |_| {
+        (addr, format!("ws://{addr}/ws"))
     })
     .await?;
     let connect = started.elapsed();
@@ -234,9 +226,19 @@ pub async fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An all-account push with `MsgRandom` `random` (distinct for every push: a repeated one
+/// would return the earlier task); how long the request took.
+pub(crate) async fn push_to_all(api: &Api, random: u32) -> anyhow::Result<Duration> {
+    let body = json!({
+        "MsgRandom": random,
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "benchmark push"}}],
+    });
+    api.call("timpush/push", &body).await.map(|(_, took)| took)
+}
+
 /// First `--single-pushes` pushes one at a time (each waited for at every client), then
 /// `--pushes` pushes back to back.
-async fn measure<F, Fut>(
+pub(crate) async fn measure<F, Fut>(
     name: &str,
     args: &FanoutArgs,
     connections: usize,
@@ -248,11 +250,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Duration>>,
 {
-    let mut single = Samples::new();
+    let (mut single, mut single_requests) = (Samples::new(), Samples::new());
     let single_cpu = cpu_secs(server_pid);
     for k in 0..args.single_pushes {
         let start = tally.now_ns();
-        push().await?;
+        single_requests.push(push().await?);
         if !wait(args, connections, tally, k, "one at a time").await {
             bail!(
                 "fanout: {name}: push {} of {} one at a time did not reach every connection (see above)",
@@ -289,6 +291,7 @@ where
     }
     Ok(Measured {
         single,
+        single_requests,
         single_server_cpu,
         burst_frames,
         burst_expected,
@@ -357,11 +360,25 @@ async fn wait(
     true
 }
 
-fn account(i: usize) -> String {
+/// The WebSocket URL of `account`'s session on the server at `addr`, with its own UserSig.
+pub(crate) fn session_url(addr: SocketAddr, account: &str) -> String {
+    format!(
+        "ws://{addr}/ws?sdkappid={SDKAPPID}&identifier={account}&usersig={}",
+        sign(account)
+    )
+}
+
+/// The name of the account of connection `i`.
+pub(crate) fn account(i: usize) -> String {
     format!("f{i:06}")
 }
 
-fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
+/// The accounts of `connections` connections.
+pub(crate) fn accounts(connections: usize) -> Vec<String> {
+    (0..connections).map(account).collect()
+}
+
+pub(crate) fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let host = url
         .strip_prefix("http://")
         .context("the server's URL is not http://")?;
@@ -370,7 +387,7 @@ fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
 
 /// Raises this process's open-file limit (inherited by the servers it starts) to hold
 /// `connections`; returns how many connections it can hold.
-fn raise_fd_limit(connections: usize) -> anyhow::Result<usize> {
+pub(crate) fn raise_fd_limit(connections: usize) -> anyhow::Result<usize> {
     use rlimit::Resource;
     let want = connections as u64 + 4096;
     let (soft, hard) = rlimit::getrlimit(Resource::NOFILE)?;
@@ -393,46 +410,14 @@ fn raise_fd_limit(connections: usize) -> anyhow::Result<usize> {
     Ok(fit)
 }
 
-async fn import(api: &Api, connections: usize) -> anyhow::Result<()> {
-    let mut calls = JoinSet::new();
-    let gate = Arc::new(Semaphore::new(4));
-    for start in (0..connections).step_by(100) {
-        let accounts: Vec<String> = (start..(start + 100).min(connections))
-            .map(account)
-            .collect();
-        let (api, gate) = (api.clone(), gate.clone());
-        calls.spawn(async move {
-            let _permit = gate.acquire().await?;
-            let (reply, _) = api
-                .call(
-                    "im_open_login_svc/multiaccount_import",
-                    &json!({ "Accounts": accounts }),
-                )
-                .await?;
-            if reply["FailAccounts"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty())
-            {
-                bail!("import failed: {reply}");
-            }
-            Ok(())
-        });
-    }
-    while let Some(result) = calls.join_next().await {
-        result??;
-    }
-    Ok(())
-}
-
 /// Opens `connections` WebSockets from source addresses `prefix.N` (loopback, spread so the
 /// ephemeral ports of one address never run out) and waits for every `Connected` frame.
-async fn connect_all(
+pub(crate) async fn connect_all(
     args: &FanoutArgs,
-    server: SocketAddr,
     connections: usize,
     tally: &Arc<Tally>,
     prefix: [u8; 3],
-    url: impl Fn(usize) -> String,
+    target: impl Fn(usize) -> (SocketAddr, String),
 ) -> anyhow::Result<JoinSet<()>> {
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut clients = JoinSet::new();
@@ -443,7 +428,7 @@ async fn connect_all(
             prefix[2],
             1 + (i % 200) as u8,
         ));
-        let (url, gate, tally) = (url(i), gate.clone(), tally.clone());
+        let ((server, url), gate, tally) = (target(i), gate.clone(), tally.clone());
         clients.spawn(async move {
             let socket = {
                 let Ok(_permit) = gate.acquire().await else {

@@ -1,10 +1,11 @@
 //! `tagcast-bench`: the push benchmarks, the comparison with Redis and PostgreSQL, and tagcast on
 //! its two stores. Each reports ratios against a baseline measured in the same run, next to the
 //! absolute numbers. See bench/README.md; `bench/push.sh` runs the push benchmarks,
-//! `bench/run.sh` the comparison, `bench/store.sh` the stores.
+//! `bench/run.sh` the comparison, `bench/store.sh` the stores, `bench/cluster.sh` several nodes.
 
 mod audience;
 mod client;
+mod cluster;
 mod compare;
 mod fanout;
 mod gen_data;
@@ -40,6 +41,9 @@ enum Command {
     /// tagcast on its embedded store and on PostgreSQL next to raw PostgreSQL: add_tag, get_tag,
     /// start-up (bench/store.sh).
     Store(storage::StoreArgs),
+    /// Three tagcast nodes on one PostgreSQL against one: replication lag, add_tag, fan-out
+    /// across nodes, a node joining (bench/cluster.sh).
+    Cluster(cluster::ClusterArgs),
     /// The raw PostgreSQL baseline of add_tag and get_tag: one statement of 100 accounts per
     /// transaction, on a table of its own.
     PgUpdate(storage::pg_update::PgUpdateArgs),
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => runtime.block_on(fanout::run(&args)),
         Command::Compare(args) => runtime.block_on(compare::run(&args)),
         Command::Store(args) => runtime.block_on(storage::run(&args)),
+        Command::Cluster(args) => runtime.block_on(cluster::run(&args)),
         Command::PgUpdate(args) => runtime.block_on(storage::pg_update::run(&args)),
         Command::Open(args) => runtime.block_on(storage::open::run(&args)),
         Command::RawServer { listen } => runtime.block_on(raw::serve(listen)),

@@ -64,15 +64,28 @@ impl Server {
         store_url: Option<&str>,
         run_dir: &Path,
     ) -> anyhow::Result<Server> {
+        Self::start_node(bin, data_dir, store_url, None, run_dir).await
+    }
+
+    /// `start_on`, as the node `node_id` of several sharing the store (the config's top-level
+    /// `node_id`) when one is given.
+    pub async fn start_node(
+        bin: &Path,
+        data_dir: &Path,
+        store_url: Option<&str>,
+        node_id: Option<&str>,
+        run_dir: &Path,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(run_dir)?;
         let store = store_url.map_or(String::new(), |url| format!("\n[store]\nurl = \"{url}\"\n"));
+        let node = node_id.map_or(String::new(), |id| format!("node_id = \"{id}\"\n"));
         let config = run_dir.join("tagcast.toml");
         std::fs::write(
             &config,
             format!(
                 r#"listen = "127.0.0.1:0"
 data_dir = "{data}"
-{store}
+{node}{store}
 [[apps]]
 sdkappid = {SDKAPPID}
 secret_key = "{KEY}"

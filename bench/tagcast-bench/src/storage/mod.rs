@@ -19,7 +19,7 @@
 
 pub mod open;
 pub mod pg_update;
-mod pg_watch;
+pub(crate) mod pg_watch;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +27,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures_util::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tagcast_bench::stats::{cpu_secs, machine_cpu_secs, table};
 use tagcast_bench::synth::{DEFAULT_SEED, Model};
@@ -101,7 +100,7 @@ pub struct StoreArgs {
 }
 
 /// `server` (postgres://user@host:port[/anything]) with database `db`.
-fn database_url(server: &str, db: &str) -> anyhow::Result<String> {
+pub(crate) fn database_url(server: &str, db: &str) -> anyhow::Result<String> {
     let (scheme, rest) = server
         .split_once("://")
         .context("--postgres: a postgres:// URL")?;
@@ -245,7 +244,8 @@ impl Ctx<'_> {
             args.accounts
         );
         let api = Api::new(&server.url)?;
-        import(&api, args.accounts).await?;
+        let names: Vec<String> = (0..args.accounts).map(Model::account_name).collect();
+        api.import(&names).await?;
 
         let target = Target {
             tagcast: Some((pid, &server.url)),
@@ -393,34 +393,6 @@ async fn hot_updates(url: &str) -> anyhow::Result<String> {
         .join("; "))
 }
 
-/// Imports the accounts `u00000000`... 100 per request, 8 requests at a time.
-async fn import(api: &Api, accounts: u64) -> anyhow::Result<()> {
-    let per = workload::ACCOUNTS_PER_REQUEST;
-    futures_util::stream::iter((0..accounts).step_by(per as usize))
-        .map(|first| async move {
-            let names: Vec<String> = (first..(first + per).min(accounts))
-                .map(Model::account_name)
-                .collect();
-            let (reply, _) = api
-                .call(
-                    "im_open_login_svc/multiaccount_import",
-                    &json!({ "Accounts": names }),
-                )
-                .await?;
-            if reply
-                .get("FailAccounts")
-                .is_some_and(|f| f.as_array().is_none_or(|f| !f.is_empty()))
-            {
-                bail!("multiaccount_import failed: {reply}");
-            }
-            Ok(())
-        })
-        .buffer_unordered(8)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
-}
-
 /// `tagcast_store_commits` from the server's `/metrics`.
 async fn store_commits(url: &str) -> Option<u64> {
     let text = reqwest::get(format!("{url}/metrics"))
@@ -553,6 +525,32 @@ struct Startup {
     embedded: Opened,
 }
 
+/// `tagcast migrate --from DATA --to URL --quiet` (into an empty database; the command checks
+/// the counts on both sides): how long it took, or why it failed.
+pub(crate) async fn migrate(
+    tagcast: &std::path::Path,
+    data: &std::path::Path,
+    url: &str,
+) -> anyhow::Result<Duration> {
+    println!("tagcast migrate --from {} --to {url}", data.display());
+    let started = Instant::now();
+    let out = tokio::process::Command::new(tagcast)
+        .arg("migrate")
+        .arg("--from")
+        .arg(data)
+        .args(["--to", url, "--quiet"])
+        .output()
+        .await
+        .context("running tagcast migrate")?;
+    let took = started.elapsed();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("tagcast migrate failed ({})", out.status);
+    }
+    Ok(took)
+}
+
 async fn startup(ctx: &Ctx<'_>) -> anyhow::Result<Startup> {
     let args = ctx.args;
     let m = args.rebuild_accounts;
@@ -562,25 +560,7 @@ async fn startup(ctx: &Ctx<'_>) -> anyhow::Result<Startup> {
         .unwrap_or_else(|| crate::default_data_dir(m));
     crate::gen_data::generate(&data, m, args.seed, 50_000, false).await?;
     let url = database_url(&ctx.server, DB_REBUILD)?;
-    println!(
-        "start-up: tagcast migrate --from {} --to {url}",
-        data.display()
-    );
-    let started = Instant::now();
-    let out = tokio::process::Command::new(&ctx.tagcast)
-        .arg("migrate")
-        .arg("--from")
-        .arg(&data)
-        .args(["--to", &url, "--quiet"])
-        .output()
-        .await
-        .context("running tagcast migrate")?;
-    let migrate = started.elapsed();
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        bail!("tagcast migrate failed ({})", out.status);
-    }
+    let migrate = migrate(&ctx.tagcast, &data, &url).await?;
     println!(
         "start-up: migrated {m} accounts in {:.1} s",
         migrate.as_secs_f64()
@@ -684,7 +664,7 @@ pub async fn run(args: &StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms >= 100.0 {
         format!("{ms:.0}")
@@ -700,7 +680,7 @@ fn elapsed_secs(t: &Throughput) -> f64 {
     t.requests as f64 / t.requests_per_s.max(1e-9)
 }
 
-fn met(ok: bool) -> &'static str {
+pub(crate) fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
