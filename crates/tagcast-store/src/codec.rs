@@ -7,7 +7,7 @@
 use roaring::RoaringBitmap;
 use tagcast_audience::Change;
 
-use crate::StoreError;
+use crate::{Device, StoreError};
 use crate::events::Event;
 use crate::schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
 use crate::tables::Callback;
@@ -137,6 +137,15 @@ pub(crate) fn decode_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, DecodeError> 
         )));
     }
     Ok(bitmap)
+}
+
+/// A device, as JSON.
+pub(crate) fn encode_device(device: &Device) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(device).map_err(|e| StoreError::Storage(format!("encode device: {e}")))
+}
+
+pub(crate) fn decode_device(bytes: &[u8]) -> Result<Device, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError(format!("not a device: {e}")))
 }
 
 /// A waiting callback batch as `attempts:u32le next_attempt_ms:u64le body`.

@@ -17,6 +17,7 @@
 
 mod audience;
 mod codec;
+mod devices;
 mod engine;
 mod error;
 mod events;
@@ -43,6 +44,7 @@ use tagcast_audience::AppIndex;
 
 pub use crate::postgres::redact as redact_url;
 pub use crate::redb::FILE_NAME;
+pub use devices::{Device, NewDevice, Platform, Registered, registration_id};
 pub use error::{ItemError, RequestError, StoreError};
 pub use events::{Event, Feed, Taken};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};

@@ -9,7 +9,9 @@ use roaring::RoaringBitmap;
 
 use crate::engine::Engine;
 use crate::tables::{AppCounters, Callback, PushState, Result, SeenMsgRandom, Tables, TagEntry};
-use crate::{AccountId, AppId, AttrSchema, Location, StoreError, StoreOptions, TaskMeta};
+use crate::{
+    AccountId, AppId, AttrSchema, Device, Location, StoreError, StoreOptions, TaskMeta,
+};
 
 /// One record of a store, as an engine dumps it.
 #[derive(Debug, Clone)]
@@ -27,6 +29,7 @@ pub(crate) enum Record {
     Delivered(AppId, u64, u64, RoaringBitmap),
     Cursor(AppId, AccountId, u64),
     Callback(AppId, u64, Callback),
+    Device(AppId, Box<Device>),
 }
 
 /// How many records of each kind a store holds.
@@ -45,6 +48,7 @@ pub struct RecordCounts {
     pub deliveries: u64,
     pub cursors: u64,
     pub callbacks: u64,
+    pub devices: u64,
 }
 
 impl RecordCounts {
@@ -53,7 +57,7 @@ impl RecordCounts {
     }
 
     /// Each kind with its count, for reports.
-    pub fn rows(&self) -> [(&'static str, u64); 13] {
+    pub fn rows(&self) -> [(&'static str, u64); 14] {
         [
             ("apps", self.apps),
             ("accounts", self.accounts),
@@ -68,6 +72,7 @@ impl RecordCounts {
             ("delivery records", self.deliveries),
             ("delivery cursors", self.cursors),
             ("callback batches waiting", self.callbacks),
+            ("devices", self.devices),
         ]
     }
 }
@@ -169,5 +174,6 @@ fn write_record(t: &mut dyn Tables, record: Record) -> Result<()> {
         }
         Record::Cursor(app, account, seq) => t.set_cursor(app, account, seq),
         Record::Callback(app, id, callback) => t.put_callback(app, id, &callback),
+        Record::Device(app, device) => t.put_device(app, &device),
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
-use crate::{AccountId, AppId, AttrSchema, StoreError, TaskMeta};
+use crate::{AccountId, AppId, AttrSchema, Device, StoreError, TaskMeta};
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -179,6 +179,10 @@ pub(crate) trait ReadTables {
     fn callbacks_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<(AppId, u64, Callback)>>;
     /// How many callback batches of `app` wait.
     fn callback_count(&mut self, app: AppId) -> Result<u64>;
+
+    fn device(&mut self, app: AppId, registration_id: &str) -> Result<Option<Device>>;
+    /// The RegistrationIDs of the account's devices, in no particular order.
+    fn account_devices(&mut self, app: AppId, account: AccountId) -> Result<Vec<String>>;
 }
 
 /// Writing records inside a write transaction; nothing is stored unless it commits.
@@ -214,4 +218,7 @@ pub(crate) trait Tables: ReadTables {
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()>;
     fn put_callback(&mut self, app: AppId, id: u64, callback: &Callback) -> Result<()>;
     fn remove_callback(&mut self, app: AppId, id: u64) -> Result<()>;
+    /// Creates or replaces the device (it is found by its account as well as by its id).
+    fn put_device(&mut self, app: AppId, device: &Device) -> Result<()>;
+    fn remove_device(&mut self, app: AppId, device: &Device) -> Result<()>;
 }

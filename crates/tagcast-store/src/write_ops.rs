@@ -250,6 +250,11 @@ fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool
     };
     let _ = set_account_tags(ctx.tables, app, id, &[], &no_limits, &mut ctx.changes.index)?;
     write_account_attrs(ctx, app, id, BTreeMap::new())?;
+    for device in ctx.tables.account_devices(app, id)? {
+        if let Some(device) = ctx.tables.device(app, &device)? {
+            ctx.tables.remove_device(app, &device)?;
+        }
+    }
     ctx.tables.remove_account(app, id, name)?;
     ctx.record(app, Change::AccountRemoved(id));
     Ok(true)

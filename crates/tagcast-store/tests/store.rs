@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tagcast_store::{
     AccountId, AppId, CallbackBatch, ItemError, ItemResult, Location, MAX_CALLBACK_BATCHES,
-    RequestError, Settled, SlotUpdate, Store, TagEdit, TagLimits,
+    NewDevice, Platform, RequestError, Settled, SlotUpdate, Store, TagEdit, TagLimits,
 };
 
 const APP: AppId = 1_400_000_001;
@@ -569,6 +569,61 @@ fn migrate_copies_the_callbacks_still_waiting() {
     assert_eq!(migrated.target.callbacks, 2);
     let after = runtime.block_on(async { outbox(&Store::open(to.path()).unwrap()).await });
     assert_eq!(after, before);
+}
+
+fn apns(token: &str) -> NewDevice {
+    NewDevice {
+        platform: Platform::Apns,
+        token: token.into(),
+        sandbox: false,
+    }
+}
+
+/// The RegistrationIDs of the account's devices, oldest first.
+async fn device_ids(store: &Store, account: AccountId) -> Vec<String> {
+    let devices = store.devices(APP, account).await.unwrap();
+    devices.into_iter().map(|d| d.registration_id).collect()
+}
+
+#[test]
+fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
+    with_store(|store, dir| async move {
+        import(&store, APP, &["ann", "bob"]).await;
+        let ann = id_of(&store, APP, "ann").await.unwrap();
+        let bob = id_of(&store, APP, "bob").await.unwrap();
+        let first = store.register_device(APP, ann, apns("aa"), 2, 1).await.unwrap();
+        let again = store.register_device(APP, ann, apns("aa"), 2, 2).await.unwrap();
+        assert_eq!(first.registration_id, again.registration_id, "the same device, the same id");
+        assert_eq!(device_ids(&store, ann).await, vec![first.registration_id.clone()]);
+
+        // Registered by another account, the device moves.
+        store.register_device(APP, bob, apns("aa"), 2, 3).await.unwrap();
+        assert!(device_ids(&store, ann).await.is_empty());
+        assert_eq!(device_ids(&store, bob).await, vec![first.registration_id.clone()]);
+
+        // A third device of bob's drops his oldest.
+        let second = store.register_device(APP, bob, apns("bb"), 2, 4).await.unwrap();
+        let third = store.register_device(APP, bob, apns("cc"), 2, 5).await.unwrap();
+        assert_eq!(third.dropped, vec![first.registration_id.clone()]);
+        let kept = vec![second.registration_id.clone(), third.registration_id.clone()];
+        assert_eq!(device_ids(&store, bob).await, kept);
+
+        // Only its owner's unregistration counts; an admin's (no account) always does.
+        let id = second.registration_id.clone();
+        assert!(!store.unregister_device(APP, Some(ann), id.clone()).await.unwrap());
+        assert!(store.unregister_device(APP, Some(bob), id.clone()).await.unwrap());
+        assert!(!store.unregister_device(APP, None, id).await.unwrap());
+        let store = reopen(store, &dir);
+        assert_eq!(device_ids(&store, bob).await, vec![third.registration_id.clone()]);
+        let device = &store.devices(APP, bob).await.unwrap()[0];
+        assert_eq!((device.platform, device.token.as_str()), (Platform::Apns, "cc"));
+
+        // Deleting the account deletes its devices.
+        store.delete_accounts(APP, strings(&["bob"])).await.unwrap();
+        assert!(device_ids(&store, bob).await.is_empty());
+        let gone = third.registration_id;
+        assert!(!store.unregister_device(APP, None, gone).await.unwrap());
+    });
 }
 
 #[test]

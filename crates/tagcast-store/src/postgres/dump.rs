@@ -3,7 +3,9 @@
 use tokio_postgres::Row;
 
 use super::scan::each_row;
-use super::tables::{Db, attrs_of, bitmap_of, callback_of, meta_of, schema_of, tags_of};
+use super::tables::{
+    Db, attrs_of, bitmap_of, callback_of, device_of, meta_of, schema_of, tags_of,
+};
 use crate::AppId;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -16,7 +18,7 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
          (SELECT count(*) FROM push_state), (SELECT count(*) FROM msg_randoms), \
          (SELECT count(*) FROM tasks), (SELECT count(*) FROM task_audiences), \
          (SELECT count(*) FROM task_deliveries), (SELECT count(*) FROM cursors), \
-         (SELECT count(*) FROM callback_outbox)",
+         (SELECT count(*) FROM callback_outbox), (SELECT count(*) FROM devices)",
         &[],
     )?;
     let n = |i: usize| rows[0].get::<_, i64>(i) as u64;
@@ -34,6 +36,7 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
         deliveries: n(10),
         cursors: n(11),
         callbacks: n(12),
+        devices: n(13),
     })
 }
 
@@ -148,7 +151,11 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
             let id = row.get::<_, i64>(1) as u64;
             sink(Record::Callback(app(row), id, callback_of(row)))
         },
-    )
+    )?;
+    each_row(db, "SELECT app, registration_id, device FROM devices", |row| {
+        let key = (app(row), row.get::<_, String>(1));
+        sink(Record::Device(key.0, Box::new(device_of(row, 2, &key)?)))
+    })
 }
 
 fn app(row: &Row) -> AppId {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_nodes.sql"),
     include_str!("migrations/0003_log_events.sql"),
     include_str!("migrations/0004_callback_outbox.sql"),
+    include_str!("migrations/0005_devices.sql"),
 ];
 
 /// The schema version this build writes.

@@ -19,14 +19,14 @@ use futures_util::future::{join_all, try_join_all};
 
 use super::connection::{Pg, pg_error};
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_meta, decode_tag_ids, encode_attrs, encode_bitmap,
-    encode_meta, encode_tag_ids,
+    decode_attrs, decode_bitmap, decode_device, decode_meta, decode_tag_ids, encode_attrs,
+    encode_bitmap, encode_device, encode_meta, encode_tag_ids,
 };
 use crate::tables::{
     AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
     TaskFilter, With,
 };
-use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, StoreError, TaskMeta};
+use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, Device, StoreError, TaskMeta};
 
 /// One statement's parameters.
 type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -206,6 +206,7 @@ pub(crate) struct PgTables<'c> {
     delivered: Cached<(AppId, u64, u64), RoaringBitmap>,
     cursors: Cached<(AppId, AccountId), u64>,
     callbacks: Cached<(AppId, u64), Callback>,
+    devices: Cached<(AppId, String), Device>,
 }
 
 impl<'c> PgTables<'c> {
@@ -228,6 +229,7 @@ impl<'c> PgTables<'c> {
             delivered: Cached::default(),
             cursors: Cached::default(),
             callbacks: Cached::default(),
+            devices: Cached::default(),
         }
     }
 
@@ -403,6 +405,9 @@ impl<'c> PgTables<'c> {
         let (callbacks, sent) = self.callbacks.take_changed();
         delete_callbacks(&mut p, &sent);
         upsert_callbacks(&mut p, callbacks);
+        let (devices, removed) = self.devices.take_changed();
+        delete_devices(&mut p, &removed);
+        upsert_devices(&mut p, devices)?;
         Ok(p)
     }
 
@@ -420,7 +425,8 @@ impl<'c> PgTables<'c> {
             && self.audiences.dirty.is_empty()
             && self.delivered.dirty.is_empty()
             && self.cursors.dirty.is_empty()
-            && self.callbacks.dirty.is_empty())
+            && self.callbacks.dirty.is_empty()
+            && self.devices.dirty.is_empty())
     }
 
     /// Makes the database see this transaction's writes before a scan.
@@ -713,6 +719,27 @@ impl ReadTables for PgTables<'_> {
         Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0) as u64))
     }
 
+    fn device(&mut self, app: AppId, registration_id: &str) -> Result<Option<Device>> {
+        let key = (app, registration_id.to_string());
+        self.devices.row(
+            key.clone(),
+            self.db,
+            "SELECT app, registration_id, device FROM devices \
+             WHERE app = $1 AND registration_id = $2",
+            &[&(app as i64), &registration_id],
+            |row| device_of(row, 2, &key),
+        )
+    }
+
+    fn account_devices(&mut self, app: AppId, account: AccountId) -> Result<Vec<String>> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT registration_id FROM devices WHERE app = $1 AND account = $2",
+            &[&(app as i64), &(account as i32)],
+        )?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
         self.fetch_pending_cursors()?;
         let seq = self.cursors.row(
@@ -820,6 +847,18 @@ impl Tables for PgTables<'_> {
         Ok(())
     }
 
+    fn put_device(&mut self, app: AppId, device: &Device) -> Result<()> {
+        let key = (app, device.registration_id.clone());
+        self.devices.set(key, Some(device.clone()));
+        Ok(())
+    }
+
+    fn remove_device(&mut self, app: AppId, device: &Device) -> Result<()> {
+        self.devices
+            .set((app, device.registration_id.clone()), None);
+        Ok(())
+    }
+
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()> {
         self.cursors.set((app, account), Some(seq));
         Ok(())
@@ -912,6 +951,16 @@ fn accounts_query(with: With) -> &'static str {
              LEFT JOIN account_attrs x ON x.app = a.app AND x.id = a.id"
         }
     }
+}
+
+/// The device in column `column` of `row`, stored as JSON text.
+pub(crate) fn device_of(
+    row: &Row,
+    column: usize,
+    key: &(AppId, String),
+) -> Result<Device> {
+    let text: &str = row.get(column);
+    decode_device(text.as_bytes()).map_err(|e| e.at("device", key))
 }
 
 /// A callback batch from a row of `app, id, body, attempts, next_attempt_ms`.
@@ -1263,4 +1312,43 @@ fn upsert_callbacks(p: &mut Pipeline, rows: Vec<((AppId, u64), Callback)>) {
             Box::new(next),
         ],
     );
+}
+
+fn delete_devices(p: &mut Pipeline, keys: &[(AppId, String)]) {
+    if keys.is_empty() {
+        return;
+    }
+    let (apps, ids): (Vec<i64>, Vec<String>) =
+        keys.iter().map(|(app, id)| (*app as i64, id.clone())).unzip();
+    p.push(
+        "DELETE FROM devices WHERE (app, registration_id) IN \
+         (SELECT * FROM unnest($1::int8[], $2::text[]))",
+        vec![Box::new(apps), Box::new(ids)],
+    );
+}
+
+fn upsert_devices(p: &mut Pipeline, rows: Vec<((AppId, String), Device)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
+    let accounts: Vec<i32> = rows.iter().map(|(_, d)| d.account as i32).collect();
+    let devices = rows
+        .iter()
+        .map(|(_, d)| String::from_utf8(encode_device(d)?).map_err(|e| StoreError::Storage(e.to_string())))
+        .collect::<Result<Vec<String>>>()?;
+    let ids: Vec<String> = rows.into_iter().map(|((_, id), _)| id).collect();
+    p.push(
+        "INSERT INTO devices (app, registration_id, account, device) \
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[]) \
+         ON CONFLICT (app, registration_id) DO UPDATE SET account = EXCLUDED.account, \
+         device = EXCLUDED.device",
+        vec![
+            Box::new(apps),
+            Box::new(ids),
+            Box::new(accounts),
+            Box::new(devices),
+        ],
+    );
+    Ok(())
 }

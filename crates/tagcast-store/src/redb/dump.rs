@@ -4,10 +4,11 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
     ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
-    MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    DEVICES, MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_callback, decode_meta, decode_schema, decode_tag_ids,
+    decode_attrs, decode_bitmap, decode_callback, decode_device, decode_meta, decode_schema,
+    decode_tag_ids,
 };
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -27,6 +28,7 @@ pub(crate) fn counts(txn: &ReadTransaction) -> Result<RecordCounts> {
         deliveries: txn.open_table(TASK_DELIVERIES)?.len()?,
         cursors: txn.open_table(CURSORS)?.len()?,
         callbacks: txn.open_table(CALLBACKS)?.len()?,
+        devices: txn.open_table(DEVICES)?.len()?,
     })
 }
 
@@ -143,6 +145,12 @@ pub(crate) fn dump(
         let callback =
             decode_callback(bytes.value()).map_err(|e| e.at("callback batch", (app, id)))?;
         sink(Record::Callback(app, id, callback))?;
+    }
+    for entry in txn.open_table(DEVICES)?.iter()? {
+        let (key, bytes) = entry?;
+        let (app, id) = key.value();
+        let device = decode_device(bytes.value()).map_err(|e| e.at("device", (app, id)))?;
+        sink(Record::Device(app, Box::new(device)))?;
     }
     Ok(())
 }

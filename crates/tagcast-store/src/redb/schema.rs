@@ -50,6 +50,12 @@ pub(crate) const CURSORS: TableDefinition<(AppId, AccountId), u64> =
 pub(crate) const CALLBACKS: TableDefinition<(AppId, u64), &[u8]> =
     TableDefinition::new("callbacks");
 
+/// (app, RegistrationID) -> the device as JSON (see `devices::Device`).
+pub(crate) const DEVICES: TableDefinition<(AppId, &str), &[u8]> = TableDefinition::new("devices");
+/// (app, account id, RegistrationID): the devices of each account.
+pub(crate) const ACCOUNT_DEVICES: TableDefinition<(AppId, AccountId, &str), ()> =
+    TableDefinition::new("account_devices");
+
 /// Written and deleted by the writer to prove it can commit again after a failure.
 pub(crate) const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("health_probe");
 
@@ -71,6 +77,8 @@ pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(TASK_DELIVERIES)?;
     txn.open_table(CURSORS)?;
     txn.open_table(CALLBACKS)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(ACCOUNT_DEVICES)?;
     txn.open_table(PROBE)?;
     txn.commit()?;
     Ok(())

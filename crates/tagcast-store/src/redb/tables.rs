@@ -7,18 +7,20 @@ use redb::{Key, ReadOnlyTable, ReadTransaction, ReadableTable, Table, Value, Wri
 use roaring::RoaringBitmap;
 
 use super::schema::{
-    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
-    MSG_RANDOMS, PUSH_STATE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    ACCOUNT_ATTRS, ACCOUNT_DEVICES, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS,
+    CALLBACKS, CURSORS, DEVICES, MSG_RANDOMS, PUSH_STATE, TAG_NAMES, TAGS, TASK_AUDIENCES,
+    TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_callback, decode_meta, decode_schema, decode_tag_ids,
-    encode_attrs, encode_bitmap, encode_callback, encode_meta, encode_schema, encode_tag_ids,
+    decode_attrs, decode_bitmap, decode_callback, decode_device, decode_meta, decode_schema,
+    decode_tag_ids, encode_attrs, encode_bitmap, encode_callback, encode_device, encode_meta,
+    encode_schema, encode_tag_ids,
 };
 use crate::tables::{
     AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
     TaskFilter,
 };
-use crate::{AccountId, AppId, AttrSchema, TaskMeta};
+use crate::{AccountId, AppId, AttrSchema, Device, TaskMeta};
 
 /// The tables of one transaction, each opened once for the whole transaction (opening a table
 /// costs a lookup, and a request reads or writes hundreds of records).
@@ -38,6 +40,8 @@ pub(crate) struct Redb<F: Family> {
     task_deliveries: F::Table<(AppId, u64, u64), &'static [u8]>,
     cursors: F::Table<(AppId, AccountId), u64>,
     callbacks: F::Table<(AppId, u64), &'static [u8]>,
+    devices: F::Table<(AppId, &'static str), &'static [u8]>,
+    account_devices: F::Table<(AppId, AccountId, &'static str), ()>,
 }
 
 /// What kind of table a transaction opens: read-only, or writable within a write transaction.
@@ -76,6 +80,8 @@ macro_rules! open_all {
             task_deliveries: $txn.open_table(TASK_DELIVERIES)?,
             cursors: $txn.open_table(CURSORS)?,
             callbacks: $txn.open_table(CALLBACKS)?,
+            devices: $txn.open_table(DEVICES)?,
+            account_devices: $txn.open_table(ACCOUNT_DEVICES)?,
         }
     };
 }
@@ -257,6 +263,25 @@ impl<F: Family> ReadTables for Redb<F> {
         }
         Ok(count)
     }
+
+    fn device(&mut self, app: AppId, registration_id: &str) -> Result<Option<Device>> {
+        match self.devices.get((app, registration_id))? {
+            Some(g) => Ok(Some(
+                decode_device(g.value()).map_err(|e| e.at("device", (app, registration_id)))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn account_devices(&mut self, app: AppId, account: AccountId) -> Result<Vec<String>> {
+        // RegistrationIDs are ASCII: every one sorts below U+007F.
+        let range = (app, account, "")..=(app, account, "\u{7f}");
+        let mut ids = Vec::new();
+        for entry in self.account_devices.range(range)? {
+            ids.push(entry?.0.value().2.to_string());
+        }
+        Ok(ids)
+    }
 }
 
 impl Tables for Redb<Writable<'_>> {
@@ -373,6 +398,21 @@ impl Tables for Redb<Writable<'_>> {
 
     fn remove_callback(&mut self, app: AppId, id: u64) -> Result<()> {
         self.callbacks.remove((app, id))?;
+        Ok(())
+    }
+
+    fn put_device(&mut self, app: AppId, device: &Device) -> Result<()> {
+        let id = device.registration_id.as_str();
+        self.devices
+            .insert((app, id), encode_device(device)?.as_slice())?;
+        self.account_devices.insert((app, device.account, id), ())?;
+        Ok(())
+    }
+
+    fn remove_device(&mut self, app: AppId, device: &Device) -> Result<()> {
+        let id = device.registration_id.as_str();
+        self.devices.remove((app, id))?;
+        self.account_devices.remove((app, device.account, id))?;
         Ok(())
     }
 }
