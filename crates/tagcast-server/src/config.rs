@@ -347,6 +347,11 @@ pub struct Limits {
     /// Pushes kept for offline recipients at once (each holds its audience in memory); beyond,
     /// new ones are refused with 90047 until some expire.
     pub max_live_tasks: usize,
+    /// Devices an account keeps; registering one more drops its oldest.
+    pub devices_per_account: usize,
+    /// Accept Web Push endpoints on loopback or private addresses (tests, closed networks);
+    /// by default only `https` URLs to public hosts are.
+    pub webpush_private_endpoints: bool,
 }
 
 impl Default for Limits {
@@ -378,6 +383,8 @@ impl Default for Limits {
             revoke_window_secs: 86_400,
             revokes_per_second: 1,
             max_live_tasks: 100_000,
+            devices_per_account: 10,
+            webpush_private_endpoints: false,
         }
     }
 }
@@ -458,6 +465,7 @@ impl Limits {
             ("batch_accounts", self.batch_accounts),
             ("revokes_per_second", self.revokes_per_second as usize),
             ("max_live_tasks", self.max_live_tasks),
+            ("devices_per_account", self.devices_per_account),
         ])?;
         if let Some((api, _)) = self
             .api_calls_per_second_by_api

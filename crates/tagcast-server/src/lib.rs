@@ -283,7 +283,10 @@ async fn handle(
             format!("{} is not supported; the REST API takes POST only", method),
         ));
     }
-    let (app, identifier) = auth::authenticate(state, uri.query(), route.family)?;
+    let (app, identifier) = match route.accounts_may_call() {
+        true => auth::authenticate_account(state, uri.query())?,
+        false => auth::authenticate(state, uri.query(), route.family)?,
+    };
     if !app.admit(&route) {
         return Err(ApiError::new(
             Code::RateLimited,
@@ -300,6 +303,7 @@ async fn handle(
     let body = read_body(body.take().unwrap_or_default(), limit, code, &state.http).await?;
     let ctx = Ctx {
         app,
+        is_admin: app.admins.contains(&identifier),
         identifier: &identifier,
         route,
         store: &state.store,

@@ -35,6 +35,9 @@ pub enum Op {
     Statistics,
     Trace,
     AudienceCount,
+    DeviceRegister,
+    DeviceUnregister,
+    DeviceList,
 }
 
 /// A known API path.
@@ -132,12 +135,29 @@ const ROUTES: &[(&str, Op, Family)] = &[
     ),
     ("timpush/all_member_push_trace", Op::Trace, Family::TimPush),
     ("tagcast/audience_count", Op::AudienceCount, Family::Tagcast),
+    (
+        "tagcast/device_register",
+        Op::DeviceRegister,
+        Family::Tagcast,
+    ),
+    (
+        "tagcast/device_unregister",
+        Op::DeviceUnregister,
+        Family::Tagcast,
+    ),
+    ("tagcast/device_list", Op::DeviceList, Family::Tagcast),
 ];
 
 impl Route {
     /// Push and batch bodies have their own, smaller size limit (90056).
     pub fn is_push(&self) -> bool {
         matches!(self.op, Op::Push | Op::Batch)
+    }
+
+    /// Whether any account of the app may call it with its own UserSig (for itself), not only
+    /// an admin.
+    pub fn accounts_may_call(&self) -> bool {
+        matches!(self.op, Op::DeviceRegister | Op::DeviceUnregister)
     }
 
     /// The route for a path after `/v4/`, e.g. `timpush/add_tag`.

@@ -3,6 +3,7 @@
 mod accounts;
 mod attrs;
 mod audience;
+mod devices;
 mod push;
 mod reports;
 mod tags;
@@ -26,8 +27,9 @@ use crate::state::AppState;
 /// One authenticated request.
 pub struct Ctx<'a> {
     pub app: &'a AppState,
-    /// The calling admin.
+    /// The caller: an admin, or an account on the routes it may call for itself.
     pub identifier: &'a str,
+    pub is_admin: bool,
     pub route: Route,
     pub store: &'a Store,
     pub hub: &'a Arc<Hub>,
@@ -85,6 +87,9 @@ async fn run(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         Op::Statistics => reports::statistics(ctx, body).await,
         Op::Trace => reports::trace(ctx, body).await,
         Op::AudienceCount => audience::audience_count(ctx, body).await,
+        Op::DeviceRegister => devices::register(ctx, body).await,
+        Op::DeviceUnregister => devices::unregister(ctx, body).await,
+        Op::DeviceList => devices::list(ctx, body).await,
     }
 }
 

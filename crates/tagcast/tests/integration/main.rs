@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_push;
 mod common;
 mod delivery;
+mod devices;
 mod durability;
 mod errors;
 mod faults;
