@@ -1,5 +1,139 @@
-//! What tagcast sends to the push providers that reach devices whose app is closed (issue 10).
-//! Each provider's module builds its requests and reads its answers; sending them, queueing and
-//! retrying is the server's.
+//! What tagcast sends to the push providers that reach devices whose app is closed (issue 10),
+//! and how it reads their answers: APNs, FCM HTTP v1 and Web Push. Each provider's module
+//! builds its requests and classifies its answers; sending, queueing and retrying is the
+//! server's.
 
+pub mod apns;
+pub mod fcm;
 pub mod webpush;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The notification a device shows, from a push's `OfflinePushInfo` (Tencent's fields; see
+/// docs/extensions.md for the mapping onto each provider).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alert {
+    pub title: Option<String>,
+    /// `ApnsInfo.Title`: the title on Apple devices, instead of `title`.
+    pub apns_title: Option<String>,
+    pub subtitle: Option<String>,
+    pub body: Option<String>,
+    /// `Ext`: passed through to the app.
+    pub ext: Option<String>,
+    pub sound: Option<String>,
+    /// `ApnsInfo.BadgeMode` 0 (the default) counts the push on the badge.
+    pub badge: bool,
+    pub image: Option<String>,
+    pub mutable_content: bool,
+    /// `AndroidInfo.GoogleChannelID`: the Android notification channel.
+    pub android_channel: Option<String>,
+}
+
+impl Alert {
+    /// From `OfflinePushInfo`.
+    pub fn from_offline_push_info(info: &Value) -> Self {
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let apns = &info["ApnsInfo"];
+        let android = &info["AndroidInfo"];
+        Self {
+            title: text(&info["Title"]),
+            apns_title: text(&apns["Title"]),
+            subtitle: text(&apns["SubTitle"]),
+            body: text(&info["Desc"]),
+            ext: text(&info["Ext"]),
+            sound: text(&apns["Sound"]).or_else(|| text(&android["Sound"])),
+            badge: apns["BadgeMode"].as_u64() != Some(1),
+            image: text(&apns["Image"]),
+            mutable_content: apns["MutableContent"].as_u64() == Some(1),
+            android_channel: text(&android["GoogleChannelID"]),
+        }
+    }
+}
+
+/// What a provider's answer to one notification means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted for delivery.
+    Accepted,
+    /// The device is gone (uninstalled, token expired): remove it.
+    Gone { reason: String },
+    /// Try again later (throttled, or the provider failed); `after` is the provider's
+    /// `Retry-After` when it gave one.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Refused for good (a bad request, bad credentials): counted, not retried.
+    Failed { reason: String },
+}
+
+/// The `Retry-After` of an answer, in seconds (the HTTP-date form is not used by the
+/// providers).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let seconds = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    seconds.trim().parse().ok().map(Duration::from_secs)
+}
+
+/// What an answer with `status` and no more specific meaning is.
+pub fn by_status(status: u16, reason: String, after: Option<Duration>) -> Outcome {
+    match status {
+        200..=299 => Outcome::Accepted,
+        429 | 500..=599 => Outcome::Retry { reason, after },
+        _ => Outcome::Failed { reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn offline_push_info_maps_onto_an_alert() {
+        let info = json!({
+            "PushFlag": 0, "Title": "Sale", "Desc": "50% off", "Ext": "{\"k\":1}",
+            "ApnsInfo": { "Title": "Sale!", "Sound": "ding.aiff", "BadgeMode": 1, "SubTitle": "today",
+                          "Image": "https://img.example/x.png", "MutableContent": 1 },
+            "AndroidInfo": { "GoogleChannelID": "promos" }
+        });
+        let alert = Alert::from_offline_push_info(&info);
+        assert_eq!(alert.title.as_deref(), Some("Sale"));
+        assert_eq!(alert.apns_title.as_deref(), Some("Sale!"));
+        assert_eq!(alert.body.as_deref(), Some("50% off"));
+        assert_eq!(alert.subtitle.as_deref(), Some("today"));
+        assert_eq!(alert.sound.as_deref(), Some("ding.aiff"));
+        assert!(!alert.badge, "BadgeMode 1 does not count");
+        assert!(alert.mutable_content);
+        assert_eq!(alert.android_channel.as_deref(), Some("promos"));
+        let plain = Alert::from_offline_push_info(&json!({ "Title": "" }));
+        assert_eq!(
+            plain,
+            Alert {
+                badge: true,
+                ..Alert::default()
+            }
+        );
+    }
+
+    #[test]
+    fn statuses_without_more_meaning_are_classified() {
+        assert_eq!(by_status(200, String::new(), None), Outcome::Accepted);
+        let after = Some(Duration::from_secs(3));
+        assert!(
+            matches!(by_status(429, "x".into(), after), Outcome::Retry { after: a, .. } if a == after)
+        );
+        assert!(matches!(
+            by_status(503, "x".into(), None),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            by_status(403, "x".into(), None),
+            Outcome::Failed { .. }
+        ));
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}
