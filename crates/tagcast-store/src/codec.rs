@@ -7,11 +7,11 @@
 use roaring::RoaringBitmap;
 use tagcast_audience::Change;
 
-use crate::{Device, StoreError};
 use crate::events::Event;
 use crate::schema::{ATTR_SLOTS, AttrSchema, AttrSlot};
 use crate::tables::Callback;
 use crate::tasks::TaskMeta;
+use crate::{Device, StoreError};
 
 /// What is wrong with some stored bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,7 @@ use roaring::RoaringBitmap;
 
 use crate::engine::Engine;
 use crate::tables::{AppCounters, Callback, PushState, Result, SeenMsgRandom, Tables, TagEntry};
-use crate::{
-    AccountId, AppId, AttrSchema, Device, Location, StoreError, StoreOptions, TaskMeta,
-};
+use crate::{AccountId, AppId, AttrSchema, Device, Location, StoreError, StoreOptions, TaskMeta};
 
 /// One record of a store, as an engine dumps it.
 #[derive(Debug, Clone)]

@@ -591,32 +591,75 @@ fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
         import(&store, APP, &["ann", "bob"]).await;
         let ann = id_of(&store, APP, "ann").await.unwrap();
         let bob = id_of(&store, APP, "bob").await.unwrap();
-        let first = store.register_device(APP, ann, apns("aa"), 2, 1).await.unwrap();
-        let again = store.register_device(APP, ann, apns("aa"), 2, 2).await.unwrap();
-        assert_eq!(first.registration_id, again.registration_id, "the same device, the same id");
-        assert_eq!(device_ids(&store, ann).await, vec![first.registration_id.clone()]);
+        let first = store
+            .register_device(APP, ann, apns("aa"), 2, 1)
+            .await
+            .unwrap();
+        let again = store
+            .register_device(APP, ann, apns("aa"), 2, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            first.registration_id, again.registration_id,
+            "the same device, the same id"
+        );
+        assert_eq!(
+            device_ids(&store, ann).await,
+            vec![first.registration_id.clone()]
+        );
 
         // Registered by another account, the device moves.
-        store.register_device(APP, bob, apns("aa"), 2, 3).await.unwrap();
+        store
+            .register_device(APP, bob, apns("aa"), 2, 3)
+            .await
+            .unwrap();
         assert!(device_ids(&store, ann).await.is_empty());
-        assert_eq!(device_ids(&store, bob).await, vec![first.registration_id.clone()]);
+        assert_eq!(
+            device_ids(&store, bob).await,
+            vec![first.registration_id.clone()]
+        );
 
         // A third device of bob's drops his oldest.
-        let second = store.register_device(APP, bob, apns("bb"), 2, 4).await.unwrap();
-        let third = store.register_device(APP, bob, apns("cc"), 2, 5).await.unwrap();
+        let second = store
+            .register_device(APP, bob, apns("bb"), 2, 4)
+            .await
+            .unwrap();
+        let third = store
+            .register_device(APP, bob, apns("cc"), 2, 5)
+            .await
+            .unwrap();
         assert_eq!(third.dropped, vec![first.registration_id.clone()]);
-        let kept = vec![second.registration_id.clone(), third.registration_id.clone()];
+        let kept = vec![
+            second.registration_id.clone(),
+            third.registration_id.clone(),
+        ];
         assert_eq!(device_ids(&store, bob).await, kept);
 
         // Only its owner's unregistration counts; an admin's (no account) always does.
         let id = second.registration_id.clone();
-        assert!(!store.unregister_device(APP, Some(ann), id.clone()).await.unwrap());
-        assert!(store.unregister_device(APP, Some(bob), id.clone()).await.unwrap());
+        assert!(
+            !store
+                .unregister_device(APP, Some(ann), id.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .unregister_device(APP, Some(bob), id.clone())
+                .await
+                .unwrap()
+        );
         assert!(!store.unregister_device(APP, None, id).await.unwrap());
         let store = reopen(store, &dir);
-        assert_eq!(device_ids(&store, bob).await, vec![third.registration_id.clone()]);
+        assert_eq!(
+            device_ids(&store, bob).await,
+            vec![third.registration_id.clone()]
+        );
         let device = &store.devices(APP, bob).await.unwrap()[0];
-        assert_eq!((device.platform, device.token.as_str()), (Platform::Apns, "cc"));
+        assert_eq!(
+            (device.platform, device.token.as_str()),
+            (Platform::Apns, "cc")
+        );
 
         // Deleting the account deletes its devices.
         store.delete_accounts(APP, strings(&["bob"])).await.unwrap();

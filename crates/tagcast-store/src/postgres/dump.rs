@@ -3,9 +3,7 @@
 use tokio_postgres::Row;
 
 use super::scan::each_row;
-use super::tables::{
-    Db, attrs_of, bitmap_of, callback_of, device_of, meta_of, schema_of, tags_of,
-};
+use super::tables::{Db, attrs_of, bitmap_of, callback_of, device_of, meta_of, schema_of, tags_of};
 use crate::AppId;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -152,10 +150,14 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
             sink(Record::Callback(app(row), id, callback_of(row)))
         },
     )?;
-    each_row(db, "SELECT app, registration_id, device FROM devices", |row| {
-        let key = (app(row), row.get::<_, String>(1));
-        sink(Record::Device(key.0, Box::new(device_of(row, 2, &key)?)))
-    })
+    each_row(
+        db,
+        "SELECT app, registration_id, device FROM devices",
+        |row| {
+            let key = (app(row), row.get::<_, String>(1));
+            sink(Record::Device(key.0, Box::new(device_of(row, 2, &key)?)))
+        },
+    )
 }
 
 fn app(row: &Row) -> AppId {

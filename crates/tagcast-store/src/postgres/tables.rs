@@ -954,11 +954,7 @@ fn accounts_query(with: With) -> &'static str {
 }
 
 /// The device in column `column` of `row`, stored as JSON text.
-pub(crate) fn device_of(
-    row: &Row,
-    column: usize,
-    key: &(AppId, String),
-) -> Result<Device> {
+pub(crate) fn device_of(row: &Row, column: usize, key: &(AppId, String)) -> Result<Device> {
     let text: &str = row.get(column);
     decode_device(text.as_bytes()).map_err(|e| e.at("device", key))
 }
@@ -1318,8 +1314,10 @@ fn delete_devices(p: &mut Pipeline, keys: &[(AppId, String)]) {
     if keys.is_empty() {
         return;
     }
-    let (apps, ids): (Vec<i64>, Vec<String>) =
-        keys.iter().map(|(app, id)| (*app as i64, id.clone())).unzip();
+    let (apps, ids): (Vec<i64>, Vec<String>) = keys
+        .iter()
+        .map(|(app, id)| (*app as i64, id.clone()))
+        .unzip();
     p.push(
         "DELETE FROM devices WHERE (app, registration_id) IN \
          (SELECT * FROM unnest($1::int8[], $2::text[]))",
@@ -1335,7 +1333,9 @@ fn upsert_devices(p: &mut Pipeline, rows: Vec<((AppId, String), Device)>) -> Res
     let accounts: Vec<i32> = rows.iter().map(|(_, d)| d.account as i32).collect();
     let devices = rows
         .iter()
-        .map(|(_, d)| String::from_utf8(encode_device(d)?).map_err(|e| StoreError::Storage(e.to_string())))
+        .map(|(_, d)| {
+            String::from_utf8(encode_device(d)?).map_err(|e| StoreError::Storage(e.to_string()))
+        })
         .collect::<Result<Vec<String>>>()?;
     let ids: Vec<String> = rows.into_iter().map(|((_, id), _)| id).collect();
     p.push(

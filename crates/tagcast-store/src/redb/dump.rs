@@ -3,8 +3,8 @@
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
-    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
-    DEVICES, MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS, DEVICES,
+    MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
     decode_attrs, decode_bitmap, decode_callback, decode_device, decode_meta, decode_schema,
