@@ -95,7 +95,7 @@ fn is_u32(s: &str) -> bool {
 }
 
 /// Query parameters, percent-decoded: some clients escape the UserSig.
-fn query_params(raw: &str) -> HashMap<String, String> {
+pub(crate) fn query_params(raw: &str) -> HashMap<String, String> {
     raw.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {

@@ -284,6 +284,73 @@ pub struct AppConfig {
     /// All-user, tag and batch pushes are allowed (else 90045).
     #[serde(default = "enabled")]
     pub push_enabled: bool,
+    /// Apple's push service, for the app's iOS and macOS devices.
+    #[serde(default)]
+    pub apns: Option<ApnsConfig>,
+    /// Firebase Cloud Messaging (HTTP v1), for its Android devices.
+    #[serde(default)]
+    pub fcm: Option<FcmConfig>,
+    /// Web Push, for its browsers.
+    #[serde(default)]
+    pub webpush: Option<WebPushConfig>,
+}
+
+/// `[apps.apns]`: token authentication with the team's `.p8` key.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsConfig {
+    /// The `.p8` file Apple's developer site gives (a PKCS#8 P-256 key).
+    pub key_file: PathBuf,
+    pub key_id: String,
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
+    #[serde(default = "apns_production")]
+    pub endpoint: String,
+    #[serde(default = "apns_sandbox")]
+    pub sandbox_endpoint: String,
+    /// PEM certificates to trust besides the public roots (tests, proxies).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[apps.fcm]`: a service account of the Firebase project.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// The service account's JSON key file.
+    pub service_account_file: PathBuf,
+    #[serde(default = "fcm_api")]
+    pub endpoint: String,
+    /// Overrides the file's `token_uri` (tests).
+    #[serde(default)]
+    pub token_uri: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[apps.webpush]`: the app server's VAPID identity.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushConfig {
+    /// The VAPID private key, base64url, as `tagcast vapid-key` writes it.
+    pub vapid_key_file: PathBuf,
+    /// Who push services may contact about this app: `mailto:` or `https:`.
+    pub contact: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn apns_production() -> String {
+    "https://api.push.apple.com".into()
+}
+
+fn apns_sandbox() -> String {
+    "https://api.sandbox.push.apple.com".into()
+}
+
+fn fcm_api() -> String {
+    "https://fcm.googleapis.com".into()
 }
 
 fn enabled() -> bool {

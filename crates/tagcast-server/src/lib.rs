@@ -56,6 +56,9 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A push provider's credentials; the message names the app and the config key.
+    #[error("{0}")]
+    Providers(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -74,6 +77,7 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
     // Every rustls user in the process (TLS server, callback client) shares the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = config.tls.as_ref().map(transport::load_tls).transpose()?;
+    let apps = load_apps(&config)?;
     let listener = transport::bind(config.listen).await?;
     let described = config.store_description();
     let store_error = |source| ServeError::Store {
@@ -91,7 +95,9 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
     let seconds = opening.elapsed().as_secs_f64();
     metrics::store_opened(file, seconds);
     tracing::info!(store = %described, seconds, "store opened");
-    let state = shared_state(&config, store).await.map_err(store_error)?;
+    let state = shared_state(&config, apps, store)
+        .await
+        .map_err(store_error)?;
     let mut http = config.http.clone();
     http.max_connections = transport::connection_cap(http.max_connections);
     tracing::info!(max_connections = http.max_connections, "connection cap");
@@ -114,15 +120,29 @@ async fn start_and_serve(config: ServerConfig, handle: ServerHandle) -> Result<(
     Ok(())
 }
 
-async fn shared_state(
-    config: &ServerConfig,
-    store: Store,
-) -> Result<Arc<SharedState>, tagcast_store::StoreError> {
-    let apps: HashMap<u64, AppState> = config
+/// Each app with its push providers' credentials loaded.
+fn load_apps(config: &ServerConfig) -> Result<HashMap<u64, AppState>, ServeError> {
+    config
         .apps
         .iter()
-        .map(|app| (app.sdkappid, AppState::new(app)))
-        .collect();
+        .enumerate()
+        .map(|(i, app)| {
+            let state = AppState::load(app)
+                .map_err(|e| ServeError::Providers(format!("apps[{i}].{e}")))?;
+            let providers = state.providers.describe();
+            if !providers.is_empty() {
+                tracing::info!(app = app.sdkappid, providers = ?providers, "push providers loaded");
+            }
+            Ok((app.sdkappid, state))
+        })
+        .collect()
+}
+
+async fn shared_state(
+    config: &ServerConfig,
+    apps: HashMap<u64, AppState>,
+    store: Store,
+) -> Result<Arc<SharedState>, tagcast_store::StoreError> {
     let callbacks = Callbacks::start(store.clone(), &config.apps);
     let recorder = Recorder::start(store.clone(), callbacks);
     let max_live_tasks = config
@@ -167,6 +187,7 @@ fn router(state: Arc<SharedState>) -> Router {
         .route("/healthz", get(health))
         .route("/metrics", get(render_metrics))
         .route("/cluster", get(cluster))
+        .route("/webpush/vapid_public_key", get(vapid_public_key))
         .route("/ws", get(delivery::websocket))
         .route("/v4/{*path}", any(v4))
         .fallback(any(v4))
@@ -177,6 +198,23 @@ fn router(state: Arc<SharedState>) -> Router {
 
 async fn render_metrics(State(state): State<Arc<SharedState>>) -> String {
     metrics::render(&state.store.health())
+}
+
+/// The VAPID public key browsers of app `sdkappid` subscribe with (`applicationServerKey`),
+/// base64url; public, so no UserSig is asked for.
+async fn vapid_public_key(State(state): State<Arc<SharedState>>, uri: Uri) -> Response {
+    let app = auth::query_params(uri.query().unwrap_or(""))
+        .get("sdkappid")
+        .and_then(|id| id.parse::<u64>().ok())
+        .and_then(|id| state.apps.get(&id));
+    match app.and_then(|app| app.providers.webpush.as_ref()) {
+        Some(vapid) => (axum::http::StatusCode::OK, format!("{}\n", vapid.public_key())).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "no app with that sdkappid has [apps.webpush]\n",
+        )
+            .into_response(),
+    }
 }
 
 /// This node and the live nodes sharing its store, as JSON (see docs/operations.md).

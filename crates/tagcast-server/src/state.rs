@@ -11,7 +11,7 @@ use tagcast_proto::{ApiError, Code};
 use tagcast_store::{Store, TagLimits};
 
 use crate::config::{AppConfig, HttpConfig, Limits, WsConfig};
-use crate::delivery::Hub;
+use crate::delivery::{Hub, Providers};
 use crate::routes::Route;
 use crate::sync::{read, write};
 
@@ -23,6 +23,8 @@ pub struct AppState {
     pub push_enabled: bool,
     /// This node's share of the app's rates.
     buckets: RwLock<Buckets>,
+    /// What reaches the app's devices while it is closed.
+    pub providers: Providers,
 }
 
 /// The token buckets of one app on this node: each rate split evenly over the live nodes.
@@ -67,8 +69,18 @@ fn share(per_second: u32, nodes: u32) -> Quota {
 }
 
 impl AppState {
+    /// The app of `config`, its provider credentials loaded (an error names the config key).
+    pub fn load(config: &AppConfig) -> Result<Self, String> {
+        Ok(Self {
+            providers: Providers::load(config)?,
+            ..Self::new(config)
+        })
+    }
+
+    /// The app of `config`, without push providers.
     pub fn new(config: &AppConfig) -> Self {
         Self {
+            providers: Providers::default(),
             sdkappid: config.sdkappid,
             secret_key: config.secret_key.clone(),
             admins: config.admins.iter().cloned().collect(),

@@ -39,6 +39,17 @@ pub enum Command {
     /// deliveries, cursors); at the end the records of each kind are counted on both sides, and
     /// the command fails unless they match. The target must hold no tagcast data.
     Migrate(MigrateArgs),
+    /// Write a new VAPID key pair for Web Push: the private key to a new file (readable by its
+    /// owner only), for `[apps.webpush] vapid_key_file`; the public key to stdout, for
+    /// browsers' `applicationServerKey`.
+    VapidKey(VapidKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VapidKeyArgs {
+    /// The file to create; an existing one is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -54,6 +54,9 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<(AppConfig, DevAppInf
         limits: Limits::default(),
         callback_url: None,
         push_enabled: true,
+        apns: None,
+        fcm: None,
+        webpush: None,
     };
     Ok((config, DevAppInfo { app, path, new }))
 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             .and_then(|runtime| runtime.block_on(listen::listen(args))),
         Command::Usersig(args) => print_usersig(&args),
         Command::Migrate(args) => migrate::migrate(args),
+        Command::VapidKey(args) => write_vapid_key(&args.out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,7 +49,7 @@ fn note_key_source(command: &mut Command, matches: &ArgMatches) {
     let (keys, name): (&mut KeyArgs, _) = match command {
         Command::Usersig(args) => (&mut args.key, "usersig"),
         Command::Listen(args) => (&mut args.key, "listen"),
-        Command::Serve(_) | Command::Migrate(_) => return,
+        Command::Serve(_) | Command::Migrate(_) | Command::VapidKey(_) => return,
     };
     keys.key_from_env = matches
         .subcommand_matches(name)
@@ -140,6 +141,27 @@ async fn shutdown_on_signal(handle: ServerHandle) {
     }
     tracing::info!("shutting down");
     handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+}
+
+/// Creates `path` with a new VAPID private key, readable by its owner only, and prints the
+/// public key.
+fn write_vapid_key(path: &std::path::Path) -> Result<(), Failure> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let vapid = tagcast_push::webpush::Vapid::generate("");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| Failure::config(anyhow!("cannot create {}: {e}", path.display())))?;
+    writeln!(file, "{}", vapid.private_key())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::runtime(anyhow!("cannot write {}: {e}", path.display())))?;
+    println!("{}", vapid.public_key());
+    Ok(())
 }
 
 fn print_usersig(args: &UserSigArgs) -> Result<(), Failure> {

@@ -5,10 +5,12 @@
 mod callback;
 mod hub;
 mod keepalive;
+mod providers;
 mod recorder;
 mod session;
 
 pub use callback::Callbacks;
 pub use hub::Hub;
+pub use providers::Providers;
 pub use recorder::Recorder;
 pub use session::websocket;

@@ -461,3 +461,119 @@ fn migrate_refuses_a_source_that_is_not_a_store_and_a_store_copied_onto_itself()
     assert!(line.contains("the same store"), "{line}");
     assert!(!line.contains("secret"), "the password leaked: {line}");
 }
+
+/// `serve` with app 1400000001 and the provider table `provider` after it.
+fn serve_with_provider(dir: &Path, name: &str, provider: &str) -> Command {
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[[apps]]\nsdkappid = 1400000001\n\
+         secret_key = \"k\"\nadmins = [\"administrator\"]\n{provider}\n",
+        dir.join("data").display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut command = clean_tagcast(&["serve", "--config"]);
+    command.arg(config);
+    command
+}
+
+#[test]
+fn bad_push_provider_credentials_are_named_without_their_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "-----BEGIN PRIVATE KEY-----\nSECRET-CONTENT\n-----END PRIVATE KEY-----\n";
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, secret).unwrap();
+    let missing = dir.path().join("missing.p8");
+    let apns = |file: &Path| {
+        format!(
+            "[apps.apns]\nkey_file = {:?}\nkey_id = \"K\"\nteam_id = \"T\"\ntopic = \"com.x\"",
+            file.display().to_string()
+        )
+    };
+    let fcm = format!(
+        "[apps.fcm]\nservice_account_file = {:?}",
+        garbage.display().to_string()
+    );
+    let webpush = |file: &Path, contact: &str| {
+        format!(
+            "[apps.webpush]\nvapid_key_file = {:?}\ncontact = {contact:?}",
+            file.display().to_string()
+        )
+    };
+    let cases = [
+        (apns(&missing), "apps[0].apns.key_file: cannot read"),
+        (apns(&garbage), "apps[0].apns.key_file"),
+        (fcm, "apps[0].fcm.service_account_file"),
+        (
+            webpush(&garbage, "mailto:ops@example.com"),
+            "apps[0].webpush.vapid_key_file",
+        ),
+        (
+            webpush(&garbage, "ops@example.com"),
+            "apps[0].webpush.contact",
+        ),
+    ];
+    for (i, (provider, mentions)) in cases.iter().enumerate() {
+        let stderr = assert_start_error(&mut serve_with_provider(
+            dir.path(),
+            &format!("p{i}"),
+            provider,
+        ));
+        assert!(stderr.contains(mentions), "{mentions:?} in {stderr}");
+        assert!(
+            !stderr.contains("SECRET-CONTENT"),
+            "the file's content leaked: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "a bad config never touches the data"
+    );
+}
+
+#[tokio::test]
+async fn vapid_key_writes_a_private_file_once_and_the_server_publishes_its_public_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vapid.key");
+    let key_arg = key.to_str().unwrap();
+    let output = run_to_exit(&mut clean_tagcast(&["vapid-key", "--out", key_arg]));
+    assert!(output.status.success(), "{output:?}");
+    let public = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(public.len(), 87, "65 bytes in base64url: {public}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let before = std::fs::read(&key).unwrap();
+    let again = run_to_exit(&mut clean_tagcast(&["vapid-key", "--out", key_arg]));
+    assert_eq!(again.status.code(), Some(CONFIG_ERROR));
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "an existing key is never overwritten"
+    );
+
+    let webpush = format!(
+        "[apps.webpush]\nvapid_key_file = {key_arg:?}\ncontact = \"mailto:ops@example.com\""
+    );
+    let mut command = serve_with_provider(dir.path(), "webpush", &webpush);
+    let (child, _, base) = spawn_listening(&mut command);
+    let _running = Running(child);
+    let client = client_builder().build().unwrap();
+    let served = client
+        .get(format!(
+            "{base}/webpush/vapid_public_key?sdkappid=1400000001"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap().trim(), public);
+    let unknown = client
+        .get(format!("{base}/webpush/vapid_public_key?sdkappid=42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
