@@ -127,8 +127,8 @@ fn load_apps(config: &ServerConfig) -> Result<HashMap<u64, AppState>, ServeError
         .iter()
         .enumerate()
         .map(|(i, app)| {
-            let state = AppState::load(app)
-                .map_err(|e| ServeError::Providers(format!("apps[{i}].{e}")))?;
+            let state =
+                AppState::load(app).map_err(|e| ServeError::Providers(format!("apps[{i}].{e}")))?;
             let providers = state.providers.describe();
             if !providers.is_empty() {
                 tracing::info!(app = app.sdkappid, providers = ?providers, "push providers loaded");
@@ -208,7 +208,11 @@ async fn vapid_public_key(State(state): State<Arc<SharedState>>, uri: Uri) -> Re
         .and_then(|id| id.parse::<u64>().ok())
         .and_then(|id| state.apps.get(&id));
     match app.and_then(|app| app.providers.webpush.as_ref()) {
-        Some(vapid) => (axum::http::StatusCode::OK, format!("{}\n", vapid.public_key())).into_response(),
+        Some(vapid) => (
+            axum::http::StatusCode::OK,
+            format!("{}\n", vapid.public_key()),
+        )
+            .into_response(),
         None => (
             axum::http::StatusCode::NOT_FOUND,
             "no app with that sdkappid has [apps.webpush]\n",

@@ -36,7 +36,12 @@ impl Providers {
         Ok(Self {
             apns: app.apns.as_ref().map(load_apns).transpose()?.map(Arc::new),
             fcm: app.fcm.as_ref().map(load_fcm).transpose()?.map(Arc::new),
-            webpush: app.webpush.as_ref().map(load_webpush).transpose()?.map(Arc::new),
+            webpush: app
+                .webpush
+                .as_ref()
+                .map(load_webpush)
+                .transpose()?
+                .map(Arc::new),
         })
     }
 }
