@@ -69,6 +69,49 @@ pub enum Outcome {
     Failed { reason: String },
 }
 
+/// A provider's answer, its body cut at `MAX_ANSWER` bytes.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// The most of an answer's body that is read: providers answer with a few hundred bytes, and a
+/// Web Push endpoint is any server a browser named.
+pub const MAX_ANSWER: usize = 64 * 1024;
+
+/// Sends `request` with `client`, within `timeout`; the answer, or why there is none.
+pub async fn send(
+    client: &reqwest::Client,
+    request: http::Request<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
+        .map_err(|e| format!("request: {e}"))?;
+    let exchange = async {
+        let mut response = client.execute(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            let room = MAX_ANSWER - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == MAX_ANSWER {
+                break;
+            }
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
 /// The `Retry-After` of an answer, in seconds (the HTTP-date form is not used by the
 /// providers).
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {

@@ -203,6 +203,17 @@ pub fn topic_header(topic: &str) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("tagcast"))
 }
 
+/// What a push service's answer means (RFC 8030 §5, §6.2): 201 accepted; 404 and 410, the
+/// subscription is gone; 429 and 5xx retried; anything else (400 bad request, 401/403 a VAPID
+/// key the service refuses, 413 too large) fails for good.
+pub fn outcome(answer: &crate::Answer) -> crate::Outcome {
+    let reason = format!("HTTP {}", answer.status);
+    match answer.status {
+        404 | 410 => crate::Outcome::Gone { reason },
+        status => crate::by_status(status, reason, crate::retry_after(&answer.headers)),
+    }
+}
+
 /// Seconds since the epoch, for the checks of a signature's expiry.
 pub fn unix_now() -> u64 {
     SystemTime::now()
