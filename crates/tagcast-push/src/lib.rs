@@ -81,6 +81,23 @@ pub struct Answer {
 /// Web Push endpoint is any server a browser named.
 pub const MAX_ANSWER: usize = 64 * 1024;
 
+/// A client for a provider: rustls with the public roots and, when given, the PEM
+/// certificates of `ca` (a test's or a proxy's); HTTP/2 only when `http2_only` (APNs).
+pub fn client(ca: Option<&[u8]>, http2_only: bool) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .pool_idle_timeout(Duration::from_secs(90));
+    if let Some(pem) = ca {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca: {e}"))? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if http2_only {
+        builder = builder.http2_prior_knowledge();
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 /// Sends `request` with `client`, within `timeout`; the answer, or why there is none.
 pub async fn send(
     client: &reqwest::Client,
