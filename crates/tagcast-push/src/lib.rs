@@ -5,6 +5,7 @@
 
 pub mod apns;
 pub mod fcm;
+pub mod net;
 pub mod webpush;
 
 use std::time::Duration;
@@ -84,6 +85,25 @@ pub const MAX_ANSWER: usize = 64 * 1024;
 /// A client for a provider: rustls with the public roots and, when given, the PEM
 /// certificates of `ca` (a test's or a proxy's); HTTP/2 only when `http2_only` (APNs).
 pub fn client(ca: Option<&[u8]>, http2_only: bool) -> Result<reqwest::Client, String> {
+    client_builder(ca, http2_only)?
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// `client`, for endpoints browsers name (Web Push): names that resolve to a loopback or
+/// private address are refused unless `private_allowed`, and redirects are not followed.
+pub fn endpoint_client(
+    ca: Option<&[u8]>,
+    private_allowed: bool,
+) -> Result<reqwest::Client, String> {
+    let mut builder = client_builder(ca, false)?.redirect(reqwest::redirect::Policy::none());
+    if !private_allowed {
+        builder = builder.dns_resolver(std::sync::Arc::new(net::PublicOnly));
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+fn client_builder(ca: Option<&[u8]>, http2_only: bool) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .pool_idle_timeout(Duration::from_secs(90));
@@ -95,7 +115,7 @@ pub fn client(ca: Option<&[u8]>, http2_only: bool) -> Result<reqwest::Client, St
     if http2_only {
         builder = builder.http2_prior_knowledge();
     }
-    builder.build().map_err(|e| e.to_string())
+    Ok(builder)
 }
 
 /// Sends `request` with `client`, within `timeout`; the answer, or why there is none.
@@ -107,11 +127,11 @@ pub async fn send(
     let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
         .map_err(|e| format!("request: {e}"))?;
     let exchange = async {
-        let mut response = client.execute(request).await.map_err(|e| e.to_string())?;
+        let mut response = client.execute(request).await.map_err(|e| causes(&e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| causes(&e))? {
             let room = MAX_ANSWER - body.len();
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if body.len() == MAX_ANSWER {
@@ -127,6 +147,19 @@ pub async fn send(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+/// An error with its causes, which reqwest keeps out of its own message ("error sending
+/// request" says nothing of a refused address or an untrusted certificate).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The `Retry-After` of an answer, in seconds (the HTTP-date form is not used by the

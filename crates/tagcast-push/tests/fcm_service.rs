@@ -101,7 +101,10 @@ async fn messages_reach_google_with_a_token_got_once_by_the_service_accounts_gra
     });
     let app = axum::Router::new()
         .route("/token", axum::routing::post(token))
-        .route("/v1/projects/{project}/messages:send", axum::routing::post(messages))
+        .route(
+            "/v1/projects/{project}/messages:send",
+            axum::routing::post(messages),
+        )
         .with_state(google.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 

@@ -138,4 +138,35 @@ async fn the_push_service_gets_exactly_the_payload_signed_by_the_apps_key() {
         1,
         "nothing more was accepted"
     );
+    // An endpoint that answers with a megabyte costs at most MAX_ANSWER of it.
+    let chatty = subscribe(&format!("{origin}/push/chatty"), &private, &auth);
+    let request = webpush::request(&chatty, &vapid, &notification).unwrap();
+    let answer = send(&client, request, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 201);
+    assert_eq!(answer.body.len(), tagcast_push::MAX_ANSWER);
+    // A name that resolves to this machine is refused unless the app allows private endpoints.
+    let by_name = origin.replace("127.0.0.1", "localhost");
+    let local = subscribe(&format!("{by_name}/push/s3"), &private, &auth);
+    let public_only = tagcast_push::endpoint_client(None, false).unwrap();
+    let request = webpush::request(&local, &vapid, &notification).unwrap();
+    let refused = send(&public_only, request, Duration::from_secs(5)).await;
+    assert!(
+        matches!(&refused, Err(e) if e.contains("private address")),
+        "{refused:?}"
+    );
+    let allowed = tagcast_push::endpoint_client(None, true).unwrap();
+    let request = webpush::request(&local, &vapid, &notification).unwrap();
+    let answer = send(&allowed, request, Duration::from_secs(5))
+        .await
+        .unwrap();
+    // It reached the service, which refuses it: signed for localhost, not its origin.
+    assert_eq!(
+        answer.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(received.lock().unwrap().len(), 1);
 }

@@ -3,8 +3,6 @@
 //! (admins). Tokens are checked for shape and length before they are stored, and never shown
 //! whole in an answer.
 
-use std::net::IpAddr;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -267,7 +265,7 @@ fn check_endpoint(endpoint: &str, private_allowed: bool) -> Result<(), ApiError>
     }
     let url = reqwest::Url::parse(endpoint).map_err(|e| refuse(&format!("not a URL: {e}")))?;
     let host = url.host_str().ok_or_else(|| refuse("has no host"))?;
-    let private = is_private_host(host);
+    let private = tagcast_push::net::is_private_host(host);
     match (url.scheme(), private) {
         (_, true) if !private_allowed => Err(refuse(
             "a loopback or private address, which this app does not accept \
@@ -276,38 +274,6 @@ fn check_endpoint(endpoint: &str, private_allowed: bool) -> Result<(), ApiError>
         ("https", _) => Ok(()),
         ("http", true) => Ok(()),
         _ => Err(refuse("must be an https URL")),
-    }
-}
-
-/// Whether `host` names this machine or a private network.
-pub fn is_private_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return is_private_ip(ip);
-    }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost" || host.ends_with(".localhost") || !host.contains('.')
-}
-
-pub fn is_private_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private_ip(IpAddr::V4(v4)))
-        }
     }
 }
 
@@ -347,36 +313,6 @@ fn masked(device: &Device) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_hosts_are_recognised() {
-        for host in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.1.1",
-            "100.64.0.1",
-            "0.0.0.0",
-            "[::1]",
-            "[fd00::1]",
-            "[fe80::1]",
-            "[::ffff:127.0.0.1]",
-            "localhost",
-            "push.localhost",
-            "intranet",
-        ] {
-            assert!(is_private_host(host), "{host}");
-        }
-        for host in [
-            "8.8.8.8",
-            "fcm.googleapis.com",
-            "[2001:4860::8888]",
-            "100.128.0.1",
-        ] {
-            assert!(!is_private_host(host), "{host}");
-        }
-    }
 
     #[test]
     fn endpoints_must_be_https_and_public_unless_allowed() {
