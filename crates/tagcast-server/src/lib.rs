@@ -208,9 +208,9 @@ async fn vapid_public_key(State(state): State<Arc<SharedState>>, uri: Uri) -> Re
         .and_then(|id| id.parse::<u64>().ok())
         .and_then(|id| state.apps.get(&id));
     match app.and_then(|app| app.providers.webpush.as_ref()) {
-        Some(vapid) => (
+        Some(webpush) => (
             axum::http::StatusCode::OK,
-            format!("{}\n", vapid.public_key()),
+            format!("{}\n", webpush.vapid.public_key()),
         )
             .into_response(),
         None => (

@@ -14,12 +14,21 @@ pub struct Apns {
     pub topic: String,
     pub endpoint: String,
     pub sandbox_endpoint: String,
+    /// Certificates to trust besides the system's (PEM), from `ca_file`.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// FCM for one app: its service account and where messages go.
 pub struct Fcm {
     pub account: fcm::ServiceAccount,
     pub endpoint: String,
+    pub ca: Option<Vec<u8>>,
+}
+
+/// Web Push for one app: its VAPID identity.
+pub struct WebPush {
+    pub vapid: webpush::Vapid,
+    pub ca: Option<Vec<u8>>,
 }
 
 /// What an app can reach devices with; each provider only when configured.
@@ -27,7 +36,7 @@ pub struct Fcm {
 pub struct Providers {
     pub apns: Option<Arc<Apns>>,
     pub fcm: Option<Arc<Fcm>>,
-    pub webpush: Option<Arc<webpush::Vapid>>,
+    pub webpush: Option<Arc<WebPush>>,
 }
 
 impl Providers {
@@ -52,24 +61,52 @@ impl Providers {
         let mut described = Vec::new();
         if let Some(apns) = &self.apns {
             described.push(format!(
-                "apns (team {}, key {}, topic {}, {} and {})",
+                "apns (team {}, key {}, topic {}, {} and {}{})",
                 apns.credentials.team_id,
                 apns.credentials.key_id,
                 apns.topic,
                 apns.endpoint,
-                apns.sandbox_endpoint
+                apns.sandbox_endpoint,
+                trusting(&apns.ca)
             ));
         }
         if let Some(fcm) = &self.fcm {
             described.push(format!(
-                "fcm (project {}, {}, tokens from {})",
-                fcm.account.project_id, fcm.endpoint, fcm.account.token_uri
+                "fcm (project {}, {}, tokens from {}{})",
+                fcm.account.project_id,
+                fcm.endpoint,
+                fcm.account.token_uri,
+                trusting(&fcm.ca)
             ));
         }
-        if let Some(vapid) = &self.webpush {
-            described.push(format!("webpush (VAPID public key {})", vapid.public_key()));
+        if let Some(webpush) = &self.webpush {
+            let key = webpush.vapid.public_key();
+            described.push(format!(
+                "webpush (VAPID public key {key}{})",
+                trusting(&webpush.ca)
+            ));
         }
         described
+    }
+}
+
+/// What the log says of a `ca_file`.
+fn trusting(ca: &Option<Vec<u8>>) -> &'static str {
+    match ca {
+        Some(_) => ", trusting its ca_file too",
+        None => "",
+    }
+}
+
+/// The certificates of `ca_file` (PEM), checked; the error names `key`.
+fn read_ca(key: &str, path: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem = read(key, path)?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(Some(pem)),
+        _ => Err(format!("{key}: no PEM certificate in {}", path.display())),
     }
 }
 
@@ -87,6 +124,7 @@ fn load_apns(config: &ApnsConfig) -> Result<Apns, String> {
         topic: config.topic.clone(),
         endpoint: config.endpoint.clone(),
         sandbox_endpoint: config.sandbox_endpoint.clone(),
+        ca: read_ca("apns.ca_file", config.ca_file.as_deref())?,
     })
 }
 
@@ -104,10 +142,11 @@ fn load_fcm(config: &FcmConfig) -> Result<Fcm, String> {
     Ok(Fcm {
         account,
         endpoint: config.endpoint.clone(),
+        ca: read_ca("fcm.ca_file", config.ca_file.as_deref())?,
     })
 }
 
-fn load_webpush(config: &WebPushConfig) -> Result<webpush::Vapid, String> {
+fn load_webpush(config: &WebPushConfig) -> Result<WebPush, String> {
     if !(config.contact.starts_with("mailto:") || config.contact.starts_with("https:")) {
         return Err(format!(
             "webpush.contact: '{}' is not a mailto: or https: URI",
@@ -116,10 +155,14 @@ fn load_webpush(config: &WebPushConfig) -> Result<webpush::Vapid, String> {
     }
     let key = read("webpush.vapid_key_file", &config.vapid_key_file)?;
     let key = String::from_utf8_lossy(&key);
-    webpush::Vapid::from_private_key(&key, config.contact.clone()).map_err(|e| {
+    let vapid = webpush::Vapid::from_private_key(&key, config.contact.clone()).map_err(|e| {
         format!(
             "webpush.vapid_key_file: {}: {e} (tagcast vapid-key writes one)",
             config.vapid_key_file.display()
         )
+    })?;
+    Ok(WebPush {
+        vapid,
+        ca: read_ca("webpush.ca_file", config.ca_file.as_deref())?,
     })
 }

@@ -576,4 +576,11 @@ async fn vapid_key_writes_a_private_file_once_and_the_server_publishes_its_publi
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+
+    // A ca_file must hold certificates.
+    let no_certs = dir.path().join("no-certs.pem");
+    std::fs::write(&no_certs, "not a certificate").unwrap();
+    let with_ca = format!("{webpush}\nca_file = {:?}", no_certs.display().to_string());
+    let stderr = assert_start_error(&mut serve_with_provider(dir.path(), "ca", &with_ca));
+    assert!(stderr.contains("apps[0].webpush.ca_file: no PEM certificate"), "{stderr}");
 }
