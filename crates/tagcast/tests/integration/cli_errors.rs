@@ -582,5 +582,8 @@ async fn vapid_key_writes_a_private_file_once_and_the_server_publishes_its_publi
     std::fs::write(&no_certs, "not a certificate").unwrap();
     let with_ca = format!("{webpush}\nca_file = {:?}", no_certs.display().to_string());
     let stderr = assert_start_error(&mut serve_with_provider(dir.path(), "ca", &with_ca));
-    assert!(stderr.contains("apps[0].webpush.ca_file: no PEM certificate"), "{stderr}");
+    assert!(
+        stderr.contains("apps[0].webpush.ca_file: no PEM certificate"),
+        "{stderr}"
+    );
 }
