@@ -53,41 +53,7 @@ echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 ulimit -Sn "$(ulimit -Hn)"
 echo "open-file limit: $(ulimit -Sn)"
 
-echo "== build"
-cargo build --release --locked -q -p tagcast -p tagcast-bench -p tagcast-loadgen
-
-echo "== PostgreSQL"
-scripts/postgres.sh install
-pg_version=$(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')
-[[ ${pg_version%%.*} == 15 ]] || { echo "PostgreSQL 15 expected, found $pg_version" >&2; exit 1; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tagcast-cluster-bench.XXXXXX")
-chmod 755 "$tmp"
-pg_data=
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  # tagcast-bench kills the nodes it started when it exits (also on failure).
-  if [[ -n $pg_data ]]; then
-    scripts/postgres.sh stop "$pg_data"
-  fi
-  rm -rf "$tmp"
-  if ((status != 0)); then echo "bench/cluster.sh: FAILED (exit $status)" >&2; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-probe=$(fsync_probe_us "$tmp")
-echo "fsync probe: 1000 synchronous 8 KiB writes (dd oflag=dsync) in ${TMPDIR:-/tmp}: $probe us each"
-
-{
-  pg_bench_conf
-  echo "shared_preload_libraries = 'pg_stat_statements'"
-} > "$tmp/pg.conf"
-pg_data=$tmp/pg
-pg_port=$(scripts/postgres.sh start "$pg_data" 25432 "$tmp/pg.conf")
-echo "PostgreSQL $pg_version on 127.0.0.1:$pg_port (data in $pg_data)"
+bench_postgres_run bench/cluster.sh cluster
 
 mkdir -p target/bench-logs
 report=target/bench-logs/cluster-$join.md

@@ -136,7 +136,9 @@ fn devices_of(
     for id in t.account_devices(app, account)? {
         devices.extend(t.device(app, &id)?);
     }
-    devices.sort_by_key(|d| (d.registered_ms, d.registration_id.clone()));
+    devices.sort_by(|a, b| {
+        (a.registered_ms, &a.registration_id).cmp(&(b.registered_ms, &b.registration_id))
+    });
     Ok(devices)
 }
 

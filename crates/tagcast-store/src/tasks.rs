@@ -185,6 +185,22 @@ impl Store {
         self.read("task", move |t| t.task(app, seq)).await
     }
 
+    /// The task and its frozen audience, from one snapshot.
+    pub async fn task_with_audience(
+        &self,
+        app: AppId,
+        seq: u64,
+    ) -> Result<Option<(TaskMeta, RoaringBitmap)>> {
+        self.read("task_with_audience", move |t| {
+            let Some(meta) = t.task(app, seq)? else {
+                return Ok(None);
+            };
+            let audience = t.task_audience(app, seq)?.unwrap_or_default();
+            Ok(Some((meta, audience)))
+        })
+        .await
+    }
+
     pub async fn task_audience(&self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
         self.read("task_audience", move |t| t.task_audience(app, seq))
             .await

@@ -85,6 +85,19 @@ impl Store {
         .await
     }
 
+    /// The account's id, importing it when it is new, as Tencent's login does (a WebSocket
+    /// connection, a device registration). A known account costs one read, no write.
+    pub async fn log_in(&self, app: AppId, name: &str) -> Result<AccountId> {
+        let names = [name.to_string()];
+        if let Some(id) = self.account_ids(app, &names).await?[0] {
+            return Ok(id);
+        }
+        self.import_accounts(app, names.to_vec()).await?;
+        self.account_ids(app, &names).await?[0].ok_or_else(|| {
+            crate::StoreError::NotCommitted("the account was deleted while logging in".into())
+        })
+    }
+
     /// Deletes accounts with their tags and attributes; returns, for each, whether it existed.
     pub async fn delete_accounts(&self, app: AppId, names: Vec<String>) -> Result<Vec<bool>> {
         self.for_each_account("delete_accounts", app, names, With::ALL, delete_account)

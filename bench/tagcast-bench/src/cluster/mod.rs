@@ -32,7 +32,7 @@ use tokio_postgres::Client;
 
 use crate::client::Api;
 use crate::compare::baseline_pg::{self, check_durable, connect};
-use crate::compare::tagcast_side::{bin_beside, loadgen_command, loadgen_run};
+use crate::compare::tagcast_side::{Binaries, loadgen_command, loadgen_run};
 use crate::compare::workload::{self, Throughput};
 use crate::compare::{fmt_int, fmt_ratio};
 use crate::fanout::{self, FanoutArgs, Measured, Tally};
@@ -105,12 +105,8 @@ pub struct ClusterArgs {
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The tagcast binary [default: beside this one].
-    #[arg(long)]
-    pub tagcast_bin: Option<PathBuf>,
-    /// The tagcast-loadgen binary [default: beside this one].
-    #[arg(long)]
-    pub loadgen_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub binaries: Binaries,
     /// Microseconds of one synchronous 8 KiB write on this disk, for the report's header.
     #[arg(long)]
     pub fsync_probe_us: Option<f64>,
@@ -640,8 +636,7 @@ pub async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     }
     // First: the nodes inherit the limit.
     let sessions = fanout::raise_fd_limit(args.sessions)?;
-    let tagcast = bin_beside("tagcast", &args.tagcast_bin)?;
-    let loadgen = bin_beside("tagcast-loadgen", &args.loadgen_bin)?;
+    let (tagcast, loadgen) = args.binaries.resolve()?;
     let work = args
         .work
         .clone()

@@ -20,7 +20,7 @@ use workload::Throughput;
 
 use baseline_pg::PgResult;
 use baseline_redis::RedisResult;
-use tagcast_side::TagcastResult;
+use tagcast_side::{Binaries, TagcastResult};
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -62,12 +62,8 @@ pub struct CompareArgs {
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The tagcast binary [default: beside this one].
-    #[arg(long)]
-    pub tagcast_bin: Option<PathBuf>,
-    /// The tagcast-loadgen binary [default: beside this one].
-    #[arg(long)]
-    pub loadgen_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub binaries: Binaries,
 }
 
 impl CompareArgs {

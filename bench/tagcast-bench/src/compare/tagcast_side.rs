@@ -42,7 +42,28 @@ pub struct TagcastResult {
     pub inproc: Vec<CountResult>,
 }
 
-pub(crate) fn bin_beside(name: &str, arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The tagcast and tagcast-loadgen binaries a benchmark runs.
+#[derive(Debug, clap::Args)]
+pub struct Binaries {
+    /// The tagcast binary [default: beside this one].
+    #[arg(long)]
+    pub tagcast_bin: Option<PathBuf>,
+    /// The tagcast-loadgen binary [default: beside this one].
+    #[arg(long)]
+    pub loadgen_bin: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// (tagcast, tagcast-loadgen), each as given or beside this binary.
+    pub fn resolve(&self) -> anyhow::Result<(PathBuf, PathBuf)> {
+        Ok((
+            bin_beside("tagcast", &self.tagcast_bin)?,
+            bin_beside("tagcast-loadgen", &self.loadgen_bin)?,
+        ))
+    }
+}
+
+fn bin_beside(name: &str, arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(bin) = arg {
         return Ok(bin.clone());
     }
@@ -61,8 +82,7 @@ pub(crate) fn bin_beside(name: &str, arg: &Option<PathBuf>) -> anyhow::Result<Pa
 
 pub async fn run(args: &CompareArgs, data: &Path, work: &Path) -> anyhow::Result<TagcastResult> {
     let accounts = args.set.accounts;
-    let tagcast = bin_beside("tagcast", &args.tagcast_bin)?;
-    let loadgen = bin_beside("tagcast-loadgen", &args.loadgen_bin)?;
+    let (tagcast, loadgen) = args.binaries.resolve()?;
 
     // The writes go to a copy, so the cached data set stays as generated.
     let run_dir = work.join("tagcast");

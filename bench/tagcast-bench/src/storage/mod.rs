@@ -35,7 +35,7 @@ use tokio_postgres::Client;
 use crate::client::Api;
 use crate::compare::baseline_pg::{self, Update, check_durable, connect};
 use crate::compare::tagcast_side::{
-    bin_beside, busiest_threads, describe_threads, first_error, loadgen_command, loadgen_run,
+    Binaries, busiest_threads, describe_threads, first_error, loadgen_command, loadgen_run,
     thread_cpu,
 };
 use crate::compare::workload::{self, Throughput};
@@ -87,12 +87,8 @@ pub struct StoreArgs {
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The tagcast binary [default: beside this one].
-    #[arg(long)]
-    pub tagcast_bin: Option<PathBuf>,
-    /// The tagcast-loadgen binary [default: beside this one].
-    #[arg(long)]
-    pub loadgen_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub binaries: Binaries,
     /// Microseconds of one synchronous 8 KiB write on this disk, for the report's header
     /// (bench/store.sh measures it with dd).
     #[arg(long)]
@@ -593,8 +589,7 @@ async fn startup(ctx: &Ctx<'_>) -> anyhow::Result<Startup> {
 
 pub async fn run(args: &StoreArgs) -> anyhow::Result<()> {
     let begun = Instant::now();
-    let tagcast = bin_beside("tagcast", &args.tagcast_bin)?;
-    let loadgen = bin_beside("tagcast-loadgen", &args.loadgen_bin)?;
+    let (tagcast, loadgen) = args.binaries.resolve()?;
     let work = args
         .work
         .clone()

@@ -124,21 +124,21 @@ fn target(ctx: &Ctx<'_>, to_account: Option<String>) -> Result<String, ApiError>
     }
 }
 
-/// The id of account `name`: 70107 if it does not exist, unless `import` (an account registering
+/// The id of account `name`: 70107 if it does not exist, unless `log_in` (an account registering
 /// its own device logs in, as a WebSocket connection does).
-async fn account_of(ctx: &Ctx<'_>, name: &str, import: bool) -> Result<AccountId, ApiError> {
+async fn account_of(ctx: &Ctx<'_>, name: &str, log_in: bool) -> Result<AccountId, ApiError> {
     let app = ctx.app.sdkappid;
-    let names = [name.to_string()];
-    if import {
+    if log_in {
         ctx.app.check_user_id("To_Account", name)?;
-        ctx.store
-            .import_accounts(app, names.to_vec())
+        return ctx
+            .store
+            .log_in(app, name)
             .await
-            .map_err(|e| ctx.internal(e))?;
+            .map_err(|e| ctx.internal(e));
     }
     let ids = ctx
         .store
-        .account_ids(app, &names)
+        .account_ids(app, &[name.to_string()])
         .await
         .map_err(|e| ctx.internal(e))?;
     ids[0].ok_or_else(|| {

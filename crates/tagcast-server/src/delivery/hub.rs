@@ -275,7 +275,7 @@ impl Hub {
             Some((a, meta, audience)) if a == app && meta.seq == seq => {
                 (meta.clone(), audience.clone())
             }
-            _ => match self.read_task(app, seq).await? {
+            _ => match self.store.task_with_audience(app, seq).await? {
                 Some(task) => task,
                 None => return Ok(()),
             },
@@ -286,26 +286,10 @@ impl Hub {
     }
 
     async fn task_revoked(&self, app: AppId, seq: u64) -> Result<(), tagcast_store::StoreError> {
-        if let Some((meta, audience)) = self.read_task(app, seq).await? {
+        if let Some((meta, audience)) = self.store.task_with_audience(app, seq).await? {
             self.revoke(app, seq, &meta.task_id, &audience);
         }
         Ok(())
-    }
-
-    async fn read_task(
-        &self,
-        app: AppId,
-        seq: u64,
-    ) -> Result<Option<(TaskMeta, RoaringBitmap)>, tagcast_store::StoreError> {
-        let Some(meta) = self.store.task(app, seq).await? else {
-            return Ok(None);
-        };
-        let audience = self
-            .store
-            .task_audience(app, seq)
-            .await?
-            .unwrap_or_default();
-        Ok(Some((meta, audience)))
     }
 
     /// Events were lost: the live tasks are read again. Those not yet published are; those

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde_json::json;
 use tagcast_proto::{ApiError, Code, Envelope};
-use tagcast_store::{AccountId, AppId, Store, StoreError};
+use tagcast_store::{AccountId, AppId};
 
 use super::hub::{Hub, LiveTask, Outbound};
 use super::keepalive::{End, Keepalive};
@@ -51,7 +51,7 @@ pub async fn websocket(
             );
         }
     };
-    let account = match login(&state.store, app, &identifier).await {
+    let account = match state.store.log_in(app, &identifier).await {
         Ok(account) => account,
         Err(error) => {
             tracing::error!(%error, "login failed");
@@ -74,17 +74,6 @@ pub async fn websocket(
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
         .on_upgrade(move |socket| run(hub, app, account, identifier.into(), limits, socket))
-}
-
-/// The account's id, importing it on its first connection as Tencent's login does.
-async fn login(store: &Store, app: AppId, identifier: &str) -> Result<AccountId, StoreError> {
-    let names = [identifier.to_string()];
-    if let Some(id) = store.account_ids(app, &names).await?[0] {
-        return Ok(id);
-    }
-    store.import_accounts(app, names.to_vec()).await?;
-    store.account_ids(app, &names).await?[0]
-        .ok_or_else(|| StoreError::NotCommitted("the account was deleted while logging in".into()))
 }
 
 fn refuse(status: StatusCode, error: &ApiError) -> Response {
