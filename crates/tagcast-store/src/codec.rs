@@ -5,6 +5,8 @@
 //! the caller turns into `StoreError::Corrupt` naming the record. Nothing is read as a default.
 
 use roaring::RoaringBitmap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tagcast_audience::Change;
 
 use crate::events::Event;
@@ -139,13 +141,21 @@ pub(crate) fn decode_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, DecodeError> 
     Ok(bitmap)
 }
 
-/// A device, as JSON.
+/// A record kept as JSON (a device, a fan-out, an account's sends): `what` names it in errors.
+pub(crate) fn encode_json<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Storage(format!("encode {what}: {e}")))
+}
+
+pub(crate) fn decode_json<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(bytes).map_err(|e| DecodeError(format!("not a {what}: {e}")))
+}
+
 pub(crate) fn encode_device(device: &Device) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(device).map_err(|e| StoreError::Storage(format!("encode device: {e}")))
+    encode_json("device", device)
 }
 
 pub(crate) fn decode_device(bytes: &[u8]) -> Result<Device, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError(format!("not a device: {e}")))
+    decode_json("device", bytes)
 }
 
 /// A waiting callback batch as `attempts:u32le next_attempt_ms:u64le body`.
@@ -391,6 +401,7 @@ mod tests {
             expires_ms: 2,
             data_id: None,
             has_offline_push_info: false,
+            notify_devices: false,
             revoked_ms: None,
             audience_size: 3,
         }

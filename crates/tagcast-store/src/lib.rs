@@ -21,6 +21,7 @@ mod devices;
 mod engine;
 mod error;
 mod events;
+mod fanout;
 mod faults;
 mod health;
 mod migrate;
@@ -47,6 +48,10 @@ pub use crate::redb::FILE_NAME;
 pub use devices::{Device, NewDevice, Platform, Registered, registration_id};
 pub use error::{ItemError, RequestError, StoreError};
 pub use events::{Event, Feed, Taken};
+pub use fanout::{
+    BatchDevices, DeviceReport, DeviceSend, Dispatch, DueSends, FanOut, Progress, ProviderReport,
+    SendStatus,
+};
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
 pub use health::{Failure, HealthStatus, StoreHealth};
 pub use migrate::{Migrated, RecordCounts, migrate};

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use roaring::RoaringBitmap;
 
 use crate::engine::Engine;
+use crate::fanout::{DeviceSend, Dispatch};
 use crate::tables::{AppCounters, Callback, PushState, Result, SeenMsgRandom, Tables, TagEntry};
 use crate::{AccountId, AppId, AttrSchema, Device, Location, StoreError, StoreOptions, TaskMeta};
 
@@ -28,6 +29,8 @@ pub(crate) enum Record {
     Cursor(AppId, AccountId, u64),
     Callback(AppId, u64, Callback),
     Device(AppId, Box<Device>),
+    Dispatch(AppId, u64, Box<Dispatch>),
+    DeviceSends(AppId, u64, AccountId, Vec<DeviceSend>),
 }
 
 /// How many records of each kind a store holds.
@@ -47,6 +50,8 @@ pub struct RecordCounts {
     pub cursors: u64,
     pub callbacks: u64,
     pub devices: u64,
+    pub dispatches: u64,
+    pub device_sends: u64,
 }
 
 impl RecordCounts {
@@ -55,7 +60,7 @@ impl RecordCounts {
     }
 
     /// Each kind with its count, for reports.
-    pub fn rows(&self) -> [(&'static str, u64); 14] {
+    pub fn rows(&self) -> [(&'static str, u64); 16] {
         [
             ("apps", self.apps),
             ("accounts", self.accounts),
@@ -71,6 +76,8 @@ impl RecordCounts {
             ("delivery cursors", self.cursors),
             ("callback batches waiting", self.callbacks),
             ("devices", self.devices),
+            ("device fan-outs", self.dispatches),
+            ("accounts' device sends", self.device_sends),
         ]
     }
 }
@@ -173,5 +180,9 @@ fn write_record(t: &mut dyn Tables, record: Record) -> Result<()> {
         Record::Cursor(app, account, seq) => t.set_cursor(app, account, seq),
         Record::Callback(app, id, callback) => t.put_callback(app, id, &callback),
         Record::Device(app, device) => t.put_device(app, &device),
+        Record::Dispatch(app, seq, dispatch) => t.put_dispatch(app, seq, &dispatch),
+        Record::DeviceSends(app, seq, account, sends) => {
+            t.put_device_sends(app, seq, account, &sends)
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
+use crate::fanout::{DeviceSend, Dispatch, DueSends};
 use crate::{AccountId, AppId, AttrSchema, Device, StoreError, TaskMeta};
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -183,6 +184,30 @@ pub(crate) trait ReadTables {
     fn device(&mut self, app: AppId, registration_id: &str) -> Result<Option<Device>>;
     /// The RegistrationIDs of the account's devices, in no particular order.
     fn account_devices(&mut self, app: AppId, account: AccountId) -> Result<Vec<String>>;
+    /// The devices of `accounts`.
+    fn devices_of(&mut self, app: AppId, accounts: &[AccountId]) -> Result<Vec<Device>> {
+        let mut devices = Vec::new();
+        for account in accounts {
+            for id in self.account_devices(app, *account)? {
+                devices.extend(self.device(app, &id)?);
+            }
+        }
+        Ok(devices)
+    }
+    /// The accounts that have a device.
+    fn device_owners(&mut self, app: AppId) -> Result<RoaringBitmap>;
+
+    fn dispatch(&mut self, app: AppId, seq: u64) -> Result<Option<Dispatch>>;
+    /// The fan-outs not finished.
+    fn open_dispatches(&mut self) -> Result<Vec<(AppId, u64)>>;
+    fn device_sends(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+    ) -> Result<Option<Vec<DeviceSend>>>;
+    /// Up to `limit` accounts' sends with a retry due at `now_ms`, the longest due first.
+    fn sends_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<DueSends>>;
 }
 
 /// Writing records inside a write transaction; nothing is stored unless it commits.
@@ -221,4 +246,14 @@ pub(crate) trait Tables: ReadTables {
     /// Creates or replaces the device (it is found by its account as well as by its id).
     fn put_device(&mut self, app: AppId, device: &Device) -> Result<()>;
     fn remove_device(&mut self, app: AppId, device: &Device) -> Result<()>;
+    /// Creates or updates a fan-out (it is found among the open ones until finished).
+    fn put_dispatch(&mut self, app: AppId, seq: u64, dispatch: &Dispatch) -> Result<()>;
+    /// Replaces an account's sends of a task (found by `sends_due` while one is retrying).
+    fn put_device_sends(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+        sends: &[DeviceSend],
+    ) -> Result<()>;
 }

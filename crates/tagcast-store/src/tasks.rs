@@ -8,6 +8,7 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
+use crate::fanout::Dispatch;
 use crate::tables::{PushState, Result, SeenMsgRandom, Tables, TaskFilter};
 use crate::writer::WriteCtx;
 use crate::{AccountId, AppId, Store, StoreError};
@@ -42,6 +43,9 @@ pub struct TaskMeta {
     pub expires_ms: u64,
     pub data_id: Option<String>,
     pub has_offline_push_info: bool,
+    /// Its audience's devices are notified (`PushFlag` 0); tasks stored before devices had none.
+    #[serde(default)]
+    pub notify_devices: bool,
     pub revoked_ms: Option<u64>,
     pub audience_size: u64,
 }
@@ -63,6 +67,8 @@ pub struct NewTask {
     pub lifetime_secs: u64,
     pub data_id: Option<String>,
     pub has_offline_push_info: bool,
+    /// Notify the audience's devices: the task gets a fan-out (see `fanout`).
+    pub notify_devices: bool,
     pub audience: RoaringBitmap,
 }
 
@@ -308,11 +314,15 @@ fn create_task(
         expires_ms: now_ms + task.lifetime_secs * 1000,
         data_id: task.data_id,
         has_offline_push_info: task.has_offline_push_info,
+        notify_devices: task.notify_devices,
         revoked_ms: None,
         audience_size: task.audience.len(),
     };
     t.put_task(app, &meta)?;
     t.put_task_audience(app, seq, &task.audience)?;
+    if task.notify_devices {
+        t.put_dispatch(app, seq, &Dispatch::default())?;
+    }
     let seen = SeenMsgRandom {
         seq,
         created_ms: now_ms,

@@ -289,6 +289,7 @@ fn corrupt_tasks_and_audiences_are_reported() {
             lifetime_secs: 3600,
             data_id: None,
             has_offline_push_info: false,
+            notify_devices: false,
             audience: [0u32].into_iter().collect::<RoaringBitmap>(),
         };
         let policy = PushPolicy {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tagcast_store::{
-    AccountId, AppId, CallbackBatch, ItemError, ItemResult, Location, MAX_CALLBACK_BATCHES,
-    NewDevice, Platform, RequestError, Settled, SlotUpdate, Store, TagEdit, TagLimits,
+    AccountId, AppId, CallbackBatch, Deliveries, DeviceSend, ItemError, ItemResult, Location,
+    MAX_CALLBACK_BATCHES, NewDevice, NewTask, Platform, Progress, PushPolicy, RequestError,
+    RoaringBitmap, SendStatus, Settled, SlotUpdate, Store, TagEdit, TagLimits, TaskKind,
 };
 
 const APP: AppId = 1_400_000_001;
@@ -666,6 +667,187 @@ fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
         assert!(device_ids(&store, bob).await.is_empty());
         let gone = third.registration_id;
         assert!(!store.unregister_device(APP, None, gone).await.unwrap());
+    });
+}
+
+/// A push to `audience` that notifies devices; its sequence number.
+async fn device_push(store: &Store, audience: &[AccountId]) -> u64 {
+    let task = NewTask {
+        kind: TaskKind::All,
+        from_account: "admin".into(),
+        msg_random: rand_seed(audience),
+        content: "{}".into(),
+        lifetime_secs: 3600,
+        data_id: None,
+        has_offline_push_info: true,
+        notify_devices: true,
+        audience: audience.iter().copied().collect(),
+    };
+    let policy = PushPolicy {
+        daily_quota: None,
+        min_interval_ms: 0,
+        dedupe_window_ms: 0,
+        task_id: |parts| format!("task-{}", parts.seq),
+    };
+    match store.create_task(APP, task, policy, 1_000).await.unwrap() {
+        tagcast_store::Created::New(meta) => meta.seq,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+fn rand_seed(audience: &[AccountId]) -> u32 {
+    audience.iter().sum::<u32>() + audience.len() as u32
+}
+
+fn send(registration_id: &str, status: SendStatus, next_attempt_ms: u64) -> DeviceSend {
+    DeviceSend {
+        registration_id: registration_id.into(),
+        platform: Platform::Apns,
+        status,
+        reason: String::new(),
+        attempts: 1,
+        next_attempt_ms,
+        at_ms: 2_000,
+    }
+}
+
+#[test]
+fn a_device_fan_out_resumes_where_it_was_recorded_and_keeps_its_retries_due() {
+    with_store(|store, dir| async move {
+        import(&store, APP, &["ann", "bob", "cy", "dee"]).await;
+        let mut ids = Vec::new();
+        for name in ["ann", "bob", "cy", "dee"] {
+            ids.push(id_of(&store, APP, name).await.unwrap());
+        }
+        let (ann, bob, cy, dee) = (ids[0], ids[1], ids[2], ids[3]);
+        let a = store
+            .register_device(APP, ann, apns("aa"), 5, 1)
+            .await
+            .unwrap();
+        let b = store
+            .register_device(APP, bob, apns("bb"), 5, 1)
+            .await
+            .unwrap();
+        store
+            .register_device(APP, cy, apns("cc"), 5, 1)
+            .await
+            .unwrap();
+        // dee has no device; the push leaves cy out.
+        let seq = device_push(&store, &[ann, bob, dee]).await;
+        assert_eq!(store.open_dispatches().await.unwrap(), vec![(APP, seq)]);
+        let fan_out = store.fan_out(APP, seq).await.unwrap().unwrap();
+        let targets: Vec<u32> = fan_out.targets.iter().collect();
+        assert_eq!(
+            targets,
+            vec![ann, bob],
+            "the audience's accounts with devices"
+        );
+
+        // ann was reached online: only bob's device is to be notified.
+        let online = Deliveries {
+            app: APP,
+            seq,
+            second: 1,
+            accounts: [ann].into_iter().collect::<RoaringBitmap>(),
+        };
+        store
+            .record_deliveries(vec![online], vec![], vec![])
+            .await
+            .unwrap();
+        let batch = store.batch_devices(APP, seq, vec![ann]).await.unwrap();
+        assert_eq!((batch.reached_online, batch.devices.len()), (vec![ann], 0));
+
+        // The first batch (ann) is recorded; a crash then loses nothing recorded.
+        let mut progress = Progress {
+            next_account: Some(u64::from(ann) + 1),
+            ..Progress::default()
+        };
+        progress.report.reached_online = 1;
+        store.record_progress(APP, seq, progress).await.unwrap();
+        let store = reopen(store, &dir);
+        let fan_out = store.fan_out(APP, seq).await.unwrap().unwrap();
+        assert_eq!(fan_out.targets.iter().collect::<Vec<_>>(), vec![bob]);
+        let batch = store.batch_devices(APP, seq, vec![bob]).await.unwrap();
+        assert_eq!(batch.devices[0].registration_id, b.registration_id);
+
+        // bob's device asks to try again later; the fan-out is done.
+        let mut progress = Progress {
+            next_account: Some(u64::from(bob) + 1),
+            finished: true,
+            sends: vec![(
+                bob,
+                vec![send(&b.registration_id, SendStatus::Retrying, 5_000)],
+            )],
+            ..Progress::default()
+        };
+        progress.report.apns.requests = 1;
+        progress.report.apns.retries = 1;
+        store.record_progress(APP, seq, progress).await.unwrap();
+        assert!(store.open_dispatches().await.unwrap().is_empty());
+        assert!(store.due_sends(4_999, 10).await.unwrap().is_empty());
+        let due = store.due_sends(5_000, 10).await.unwrap();
+        assert_eq!((due.len(), due[0].account), (1, bob));
+
+        // Its retry finds it gone: it leaves the store, and nothing is due any more.
+        let mut progress = Progress {
+            sends: vec![(bob, vec![send(&b.registration_id, SendStatus::Gone, 0)])],
+            gone: vec![b.registration_id.clone()],
+            ..Progress::default()
+        };
+        progress.report.apns.requests = 1;
+        progress.report.apns.gone = 1;
+        store.record_progress(APP, seq, progress).await.unwrap();
+        assert!(store.due_sends(u64::MAX, 10).await.unwrap().is_empty());
+        assert!(device_ids(&store, bob).await.is_empty());
+        assert_eq!(device_ids(&store, ann).await, vec![a.registration_id]);
+        let report = store.dispatch(APP, seq).await.unwrap().unwrap().report;
+        assert_eq!(
+            (
+                report.reached_online,
+                report.apns.requests,
+                report.apns.retries,
+                report.apns.gone
+            ),
+            (1, 2, 1, 1)
+        );
+        let sends = store.device_sends(APP, seq, bob).await.unwrap();
+        assert_eq!(sends[0].status, SendStatus::Gone);
+    });
+}
+
+#[test]
+fn migrate_copies_fan_outs_and_sends() {
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seq = runtime.block_on(async {
+        let store = Store::open(from.path()).unwrap();
+        import(&store, APP, &["ann"]).await;
+        let ann = id_of(&store, APP, "ann").await.unwrap();
+        let seq = device_push(&store, &[ann]).await;
+        let progress = Progress {
+            sends: vec![(ann, vec![send("X", SendStatus::Retrying, 7)])],
+            ..Progress::default()
+        };
+        store.record_progress(APP, seq, progress).await.unwrap();
+        assert!(store.close(Duration::from_secs(10)));
+        seq
+    });
+    let (source, target) = (
+        Location::Embedded(from.path().to_path_buf()),
+        Location::Embedded(to.path().to_path_buf()),
+    );
+    let migrated = tagcast_store::migrate(&source, &target, |_, _| {}).unwrap();
+    assert_eq!(
+        (migrated.target.dispatches, migrated.target.device_sends),
+        (1, 1)
+    );
+    runtime.block_on(async {
+        let store = Store::open(to.path()).unwrap();
+        assert_eq!(store.open_dispatches().await.unwrap(), vec![(APP, seq)]);
+        assert_eq!(store.due_sends(7, 10).await.unwrap().len(), 1);
     });
 }
 

@@ -3,7 +3,9 @@
 use tokio_postgres::Row;
 
 use super::scan::each_row;
-use super::tables::{Db, attrs_of, bitmap_of, callback_of, device_of, meta_of, schema_of, tags_of};
+use super::tables::{
+    Db, attrs_of, bitmap_of, callback_of, device_of, json_of, meta_of, schema_of, tags_of,
+};
 use crate::AppId;
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -16,7 +18,8 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
          (SELECT count(*) FROM push_state), (SELECT count(*) FROM msg_randoms), \
          (SELECT count(*) FROM tasks), (SELECT count(*) FROM task_audiences), \
          (SELECT count(*) FROM task_deliveries), (SELECT count(*) FROM cursors), \
-         (SELECT count(*) FROM callback_outbox), (SELECT count(*) FROM devices)",
+         (SELECT count(*) FROM callback_outbox), (SELECT count(*) FROM devices), \
+         (SELECT count(*) FROM dispatches), (SELECT count(*) FROM device_sends)",
         &[],
     )?;
     let n = |i: usize| rows[0].get::<_, i64>(i) as u64;
@@ -35,6 +38,8 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
         cursors: n(11),
         callbacks: n(12),
         devices: n(13),
+        dispatches: n(14),
+        device_sends: n(15),
     })
 }
 
@@ -156,6 +161,20 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
         |row| {
             let key = (app(row), row.get::<_, String>(1));
             sink(Record::Device(key.0, Box::new(device_of(row, 2, &key)?)))
+        },
+    )?;
+    each_row(db, "SELECT app, seq, dispatch FROM dispatches", |row| {
+        let key = (app(row), row.get::<_, i64>(1) as u64);
+        let dispatch = json_of(row, 2, "fan-out", key)?;
+        sink(Record::Dispatch(key.0, key.1, Box::new(dispatch)))
+    })?;
+    each_row(
+        db,
+        "SELECT app, seq, account, sends FROM device_sends",
+        |row| {
+            let key = (app(row), row.get::<_, i64>(1) as u64, u32_at(row, 2));
+            let sends = json_of(row, 3, "device sends", key)?;
+            sink(Record::DeviceSends(key.0, key.1, key.2, sends))
         },
     )
 }

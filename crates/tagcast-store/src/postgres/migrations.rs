@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_log_events.sql"),
     include_str!("migrations/0004_callback_outbox.sql"),
     include_str!("migrations/0005_devices.sql"),
+    include_str!("migrations/0006_device_fanout.sql"),
 ];
 
 /// The schema version this build writes.

@@ -19,9 +19,10 @@ use futures_util::future::{join_all, try_join_all};
 
 use super::connection::{Pg, pg_error};
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_device, decode_meta, decode_tag_ids, encode_attrs,
-    encode_bitmap, encode_device, encode_meta, encode_tag_ids,
+    decode_attrs, decode_bitmap, decode_device, decode_json, decode_meta, decode_tag_ids,
+    encode_attrs, encode_bitmap, encode_device, encode_json, encode_meta, encode_tag_ids,
 };
+use crate::fanout::{DeviceSend, Dispatch, DueSends, next_due};
 use crate::tables::{
     AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
     TaskFilter, With,
@@ -207,6 +208,8 @@ pub(crate) struct PgTables<'c> {
     cursors: Cached<(AppId, AccountId), u64>,
     callbacks: Cached<(AppId, u64), Callback>,
     devices: Cached<(AppId, String), Device>,
+    dispatches: Cached<(AppId, u64), Dispatch>,
+    device_sends: Cached<(AppId, u64, AccountId), Vec<DeviceSend>>,
 }
 
 impl<'c> PgTables<'c> {
@@ -230,6 +233,8 @@ impl<'c> PgTables<'c> {
             cursors: Cached::default(),
             callbacks: Cached::default(),
             devices: Cached::default(),
+            dispatches: Cached::default(),
+            device_sends: Cached::default(),
         }
     }
 
@@ -408,6 +413,8 @@ impl<'c> PgTables<'c> {
         let (devices, removed) = self.devices.take_changed();
         delete_devices(&mut p, &removed);
         upsert_devices(&mut p, devices)?;
+        upsert_dispatches(&mut p, self.dispatches.take_changed().0)?;
+        upsert_device_sends(&mut p, self.device_sends.take_changed().0)?;
         Ok(p)
     }
 
@@ -426,7 +433,9 @@ impl<'c> PgTables<'c> {
             && self.delivered.dirty.is_empty()
             && self.cursors.dirty.is_empty()
             && self.callbacks.dirty.is_empty()
-            && self.devices.dirty.is_empty())
+            && self.devices.dirty.is_empty()
+            && self.dispatches.dirty.is_empty()
+            && self.device_sends.dirty.is_empty())
     }
 
     /// Makes the database see this transaction's writes before a scan.
@@ -740,6 +749,89 @@ impl ReadTables for PgTables<'_> {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    fn devices_of(&mut self, app: AppId, accounts: &[AccountId]) -> Result<Vec<Device>> {
+        self.flush_before_scan()?;
+        let accounts: Vec<i32> = accounts.iter().map(|a| *a as i32).collect();
+        let rows = self.db.query(
+            "SELECT app, registration_id, device FROM devices \
+             WHERE app = $1 AND account = ANY($2)",
+            &[&(app as i64), &accounts],
+        )?;
+        rows.iter()
+            .map(|row| device_of(row, 2, &(app, row.get(1))))
+            .collect()
+    }
+
+    fn device_owners(&mut self, app: AppId) -> Result<RoaringBitmap> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT DISTINCT account FROM devices WHERE app = $1",
+            &[&(app as i64)],
+        )?;
+        Ok(rows.iter().map(|row| row.get::<_, i32>(0) as u32).collect())
+    }
+
+    fn dispatch(&mut self, app: AppId, seq: u64) -> Result<Option<Dispatch>> {
+        self.dispatches.row(
+            (app, seq),
+            self.db,
+            "SELECT dispatch FROM dispatches WHERE app = $1 AND seq = $2",
+            &[&(app as i64), &(seq as i64)],
+            |row| json_of(row, 0, "fan-out", (app, seq)),
+        )
+    }
+
+    fn open_dispatches(&mut self) -> Result<Vec<(AppId, u64)>> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT app, seq FROM dispatches WHERE NOT finished ORDER BY app, seq",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    fn device_sends(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+    ) -> Result<Option<Vec<DeviceSend>>> {
+        self.device_sends.row(
+            (app, seq, account),
+            self.db,
+            "SELECT sends FROM device_sends WHERE app = $1 AND seq = $2 AND account = $3",
+            &[&(app as i64), &(seq as i64), &(account as i32)],
+            |row| json_of(row, 0, "device sends", (app, seq, account)),
+        )
+    }
+
+    fn sends_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<DueSends>> {
+        self.flush_before_scan()?;
+        let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let rows = self.db.query(
+            "SELECT app, seq, account, sends FROM device_sends \
+             WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $2",
+            &[&now_ms, &(limit as i64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let app = row.get::<_, i64>(0) as u64;
+                let seq = row.get::<_, i64>(1) as u64;
+                let account = row.get::<_, i32>(2) as u32;
+                let sends = json_of(row, 3, "device sends", (app, seq, account))?;
+                Ok(DueSends {
+                    app,
+                    seq,
+                    account,
+                    sends,
+                })
+            })
+            .collect()
+    }
+
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
         self.fetch_pending_cursors()?;
         let seq = self.cursors.row(
@@ -859,6 +951,23 @@ impl Tables for PgTables<'_> {
         Ok(())
     }
 
+    fn put_dispatch(&mut self, app: AppId, seq: u64, dispatch: &Dispatch) -> Result<()> {
+        self.dispatches.set((app, seq), Some(dispatch.clone()));
+        Ok(())
+    }
+
+    fn put_device_sends(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+        sends: &[DeviceSend],
+    ) -> Result<()> {
+        self.device_sends
+            .set((app, seq, account), Some(sends.to_vec()));
+        Ok(())
+    }
+
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()> {
         self.cursors.set((app, account), Some(seq));
         Ok(())
@@ -957,6 +1066,17 @@ fn accounts_query(with: With) -> &'static str {
 pub(crate) fn device_of(row: &Row, column: usize, key: &(AppId, String)) -> Result<Device> {
     let text: &str = row.get(column);
     decode_device(text.as_bytes()).map_err(|e| e.at("device", key))
+}
+
+/// A record stored as JSON text in column `column` of `row`.
+pub(crate) fn json_of<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    column: usize,
+    what: &'static str,
+    key: impl std::fmt::Debug,
+) -> Result<T> {
+    let text: &str = row.get(column);
+    decode_json(what, text.as_bytes()).map_err(|e| e.at(what, key))
 }
 
 /// A callback batch from a row of `app, id, body, attempts, next_attempt_ms`.
@@ -1348,6 +1468,70 @@ fn upsert_devices(p: &mut Pipeline, rows: Vec<((AppId, String), Device)>) -> Res
             Box::new(ids),
             Box::new(accounts),
             Box::new(devices),
+        ],
+    );
+    Ok(())
+}
+
+fn json_text<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
+    String::from_utf8(encode_json(what, value)?).map_err(|e| StoreError::Storage(e.to_string()))
+}
+
+fn upsert_dispatches(p: &mut Pipeline, rows: Vec<((AppId, u64), Dispatch)>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
+    let seqs: Vec<i64> = rows.iter().map(|((_, seq), _)| *seq as i64).collect();
+    let finished: Vec<bool> = rows.iter().map(|(_, d)| d.finished).collect();
+    let dispatches = rows
+        .iter()
+        .map(|(_, d)| json_text("fan-out", d))
+        .collect::<Result<Vec<String>>>()?;
+    p.push(
+        "INSERT INTO dispatches (app, seq, finished, dispatch) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::text[]) \
+         ON CONFLICT (app, seq) DO UPDATE SET finished = EXCLUDED.finished, \
+         dispatch = EXCLUDED.dispatch",
+        vec![
+            Box::new(apps),
+            Box::new(seqs),
+            Box::new(finished),
+            Box::new(dispatches),
+        ],
+    );
+    Ok(())
+}
+
+fn upsert_device_sends(
+    p: &mut Pipeline,
+    rows: Vec<((AppId, u64, AccountId), Vec<DeviceSend>)>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let apps: Vec<i64> = rows.iter().map(|((app, ..), _)| *app as i64).collect();
+    let seqs: Vec<i64> = rows.iter().map(|((_, seq, _), _)| *seq as i64).collect();
+    let accounts: Vec<i32> = rows.iter().map(|((.., a), _)| *a as i32).collect();
+    let due: Vec<Option<i64>> = rows
+        .iter()
+        .map(|(_, sends)| next_due(sends).map(|at| i64::try_from(at).unwrap_or(i64::MAX)))
+        .collect();
+    let sends = rows
+        .iter()
+        .map(|(_, sends)| json_text("device sends", sends))
+        .collect::<Result<Vec<String>>>()?;
+    p.push(
+        "INSERT INTO device_sends (app, seq, account, sends, next_attempt_ms) \
+         SELECT * FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::text[], $5::int8[]) \
+         ON CONFLICT (app, seq, account) DO UPDATE SET sends = EXCLUDED.sends, \
+         next_attempt_ms = EXCLUDED.next_attempt_ms",
+        vec![
+            Box::new(apps),
+            Box::new(seqs),
+            Box::new(accounts),
+            Box::new(sends),
+            Box::new(due),
         ],
     );
     Ok(())

@@ -3,12 +3,13 @@
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
-    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS, DEVICES,
-    MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
+    DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES,
+    TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_callback, decode_device, decode_meta, decode_schema,
-    decode_tag_ids,
+    decode_attrs, decode_bitmap, decode_callback, decode_device, decode_json, decode_meta,
+    decode_schema, decode_tag_ids,
 };
 use crate::migrate::{Record, RecordCounts};
 use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
@@ -29,6 +30,8 @@ pub(crate) fn counts(txn: &ReadTransaction) -> Result<RecordCounts> {
         cursors: txn.open_table(CURSORS)?.len()?,
         callbacks: txn.open_table(CALLBACKS)?.len()?,
         devices: txn.open_table(DEVICES)?.len()?,
+        dispatches: txn.open_table(DISPATCHES)?.len()?,
+        device_sends: txn.open_table(DEVICE_SENDS)?.len()?,
     })
 }
 
@@ -151,6 +154,20 @@ pub(crate) fn dump(
         let (app, id) = key.value();
         let device = decode_device(bytes.value()).map_err(|e| e.at("device", (app, id)))?;
         sink(Record::Device(app, Box::new(device)))?;
+    }
+    for entry in txn.open_table(DISPATCHES)?.iter()? {
+        let (key, bytes) = entry?;
+        let (app, seq) = key.value();
+        let dispatch =
+            decode_json("fan-out", bytes.value()).map_err(|e| e.at("fan-out", (app, seq)))?;
+        sink(Record::Dispatch(app, seq, Box::new(dispatch)))?;
+    }
+    for entry in txn.open_table(DEVICE_SENDS)?.iter()? {
+        let (key, bytes) = entry?;
+        let (app, seq, account) = key.value();
+        let sends = decode_json("device sends", bytes.value())
+            .map_err(|e| e.at("device sends", (app, seq, account)))?;
+        sink(Record::DeviceSends(app, seq, account, sends))?;
     }
     Ok(())
 }

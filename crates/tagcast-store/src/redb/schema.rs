@@ -56,6 +56,19 @@ pub(crate) const DEVICES: TableDefinition<(AppId, &str), &[u8]> = TableDefinitio
 pub(crate) const ACCOUNT_DEVICES: TableDefinition<(AppId, AccountId, &str), ()> =
     TableDefinition::new("account_devices");
 
+/// (app, task seq) -> a push's fan-out to devices as JSON (see `fanout::Dispatch`).
+pub(crate) const DISPATCHES: TableDefinition<(AppId, u64), &[u8]> =
+    TableDefinition::new("dispatches");
+/// (app, task seq): the fan-outs not finished.
+pub(crate) const OPEN_DISPATCHES: TableDefinition<(AppId, u64), ()> =
+    TableDefinition::new("open_dispatches");
+/// (app, task seq, account id) -> the account's device sends of the task as JSON.
+pub(crate) const DEVICE_SENDS: TableDefinition<(AppId, u64, AccountId), &[u8]> =
+    TableDefinition::new("device_sends");
+/// (app, task seq, account id) -> when the account's next retry is due (ms), while it has one.
+pub(crate) const SENDS_DUE: TableDefinition<(AppId, u64, AccountId), u64> =
+    TableDefinition::new("sends_due");
+
 /// Written and deleted by the writer to prove it can commit again after a failure.
 pub(crate) const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("health_probe");
 
@@ -79,6 +92,10 @@ pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(CALLBACKS)?;
     txn.open_table(DEVICES)?;
     txn.open_table(ACCOUNT_DEVICES)?;
+    txn.open_table(DISPATCHES)?;
+    txn.open_table(OPEN_DISPATCHES)?;
+    txn.open_table(DEVICE_SENDS)?;
+    txn.open_table(SENDS_DUE)?;
     txn.open_table(PROBE)?;
     txn.commit()?;
     Ok(())

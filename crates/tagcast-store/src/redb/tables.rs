@@ -8,14 +8,15 @@ use roaring::RoaringBitmap;
 
 use super::schema::{
     ACCOUNT_ATTRS, ACCOUNT_DEVICES, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS,
-    CALLBACKS, CURSORS, DEVICES, MSG_RANDOMS, PUSH_STATE, TAG_NAMES, TAGS, TASK_AUDIENCES,
-    TASK_DELIVERIES, TASKS,
+    CALLBACKS, CURSORS, DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, OPEN_DISPATCHES,
+    PUSH_STATE, SENDS_DUE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
-    decode_attrs, decode_bitmap, decode_callback, decode_device, decode_meta, decode_schema,
-    decode_tag_ids, encode_attrs, encode_bitmap, encode_callback, encode_device, encode_meta,
-    encode_schema, encode_tag_ids,
+    decode_attrs, decode_bitmap, decode_callback, decode_device, decode_json, decode_meta,
+    decode_schema, decode_tag_ids, encode_attrs, encode_bitmap, encode_callback, encode_device,
+    encode_json, encode_meta, encode_schema, encode_tag_ids,
 };
+use crate::fanout::{DeviceSend, Dispatch, DueSends, next_due};
 use crate::tables::{
     AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
     TaskFilter,
@@ -42,6 +43,10 @@ pub(crate) struct Redb<F: Family> {
     callbacks: F::Table<(AppId, u64), &'static [u8]>,
     devices: F::Table<(AppId, &'static str), &'static [u8]>,
     account_devices: F::Table<(AppId, AccountId, &'static str), ()>,
+    dispatches: F::Table<(AppId, u64), &'static [u8]>,
+    open_dispatches: F::Table<(AppId, u64), ()>,
+    device_sends: F::Table<(AppId, u64, AccountId), &'static [u8]>,
+    sends_due: F::Table<(AppId, u64, AccountId), u64>,
 }
 
 /// What kind of table a transaction opens: read-only, or writable within a write transaction.
@@ -82,6 +87,10 @@ macro_rules! open_all {
             callbacks: $txn.open_table(CALLBACKS)?,
             devices: $txn.open_table(DEVICES)?,
             account_devices: $txn.open_table(ACCOUNT_DEVICES)?,
+            dispatches: $txn.open_table(DISPATCHES)?,
+            open_dispatches: $txn.open_table(OPEN_DISPATCHES)?,
+            device_sends: $txn.open_table(DEVICE_SENDS)?,
+            sends_due: $txn.open_table(SENDS_DUE)?,
         }
     };
 }
@@ -282,6 +291,73 @@ impl<F: Family> ReadTables for Redb<F> {
         }
         Ok(ids)
     }
+
+    fn device_owners(&mut self, app: AppId) -> Result<RoaringBitmap> {
+        let range = (app, 0, "")..=(app, AccountId::MAX, "\u{7f}");
+        let mut owners = RoaringBitmap::new();
+        for entry in self.account_devices.range(range)? {
+            owners.insert(entry?.0.value().1);
+        }
+        Ok(owners)
+    }
+
+    fn dispatch(&mut self, app: AppId, seq: u64) -> Result<Option<Dispatch>> {
+        match self.dispatches.get((app, seq))? {
+            Some(g) => Ok(Some(
+                decode_json("fan-out", g.value()).map_err(|e| e.at("fan-out", (app, seq)))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn open_dispatches(&mut self) -> Result<Vec<(AppId, u64)>> {
+        let mut open = Vec::new();
+        for entry in self.open_dispatches.iter()? {
+            open.push(entry?.0.value());
+        }
+        Ok(open)
+    }
+
+    fn device_sends(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+    ) -> Result<Option<Vec<DeviceSend>>> {
+        match self.device_sends.get((app, seq, account))? {
+            Some(g) => Ok(Some(sends_in(g.value(), (app, seq, account))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A scan of the due times: they exist only while a provider asks to try again.
+    fn sends_due(&mut self, now_ms: u64, limit: usize) -> Result<Vec<DueSends>> {
+        let mut due = Vec::new();
+        for entry in self.sends_due.iter()? {
+            let (key, at) = entry?;
+            if at.value() <= now_ms {
+                due.push((at.value(), key.value()));
+            }
+        }
+        due.sort_unstable();
+        due.truncate(limit);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, (app, seq, account)) in due {
+            if let Some(sends) = self.device_sends(app, seq, account)? {
+                out.push(DueSends {
+                    app,
+                    seq,
+                    account,
+                    sends,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn sends_in(bytes: &[u8], key: (AppId, u64, AccountId)) -> Result<Vec<DeviceSend>> {
+    decode_json("device sends", bytes).map_err(|e| e.at("device sends", key))
 }
 
 impl Tables for Redb<Writable<'_>> {
@@ -413,6 +489,34 @@ impl Tables for Redb<Writable<'_>> {
         let id = device.registration_id.as_str();
         self.devices.remove((app, id))?;
         self.account_devices.remove((app, device.account, id))?;
+        Ok(())
+    }
+
+    fn put_dispatch(&mut self, app: AppId, seq: u64, dispatch: &Dispatch) -> Result<()> {
+        let bytes = encode_json("fan-out", dispatch)?;
+        self.dispatches.insert((app, seq), bytes.as_slice())?;
+        if dispatch.finished {
+            self.open_dispatches.remove((app, seq))?;
+        } else {
+            self.open_dispatches.insert((app, seq), ())?;
+        }
+        Ok(())
+    }
+
+    fn put_device_sends(
+        &mut self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+        sends: &[DeviceSend],
+    ) -> Result<()> {
+        let bytes = encode_json("device sends", &sends)?;
+        self.device_sends
+            .insert((app, seq, account), bytes.as_slice())?;
+        match next_due(sends) {
+            Some(at) => self.sends_due.insert((app, seq, account), at)?,
+            None => self.sends_due.remove((app, seq, account))?,
+        };
         Ok(())
     }
 }
