@@ -214,6 +214,27 @@ pub fn outcome(answer: &crate::Answer) -> crate::Outcome {
     }
 }
 
+/// The most plaintext one notification carries: RFC 8291's 4096-byte record less its header
+/// (86 bytes), tag (16) and padding delimiter (1).
+pub const MAX_PAYLOAD: usize = 3993;
+
+/// What the browser's service worker receives, as JSON: the push's `TaskId` and the
+/// notification's `Title`, `Desc`, `Ext` and `Image` (Tencent's names), each when set.
+pub fn payload(alert: &crate::Alert, task_id: &str) -> Vec<u8> {
+    let mut payload = serde_json::json!({ "TaskId": task_id });
+    for (key, value) in [
+        ("Title", &alert.title),
+        ("Desc", &alert.body),
+        ("Ext", &alert.ext),
+        ("Image", &alert.image),
+    ] {
+        if let Some(value) = value {
+            payload[key] = serde_json::json!(value);
+        }
+    }
+    payload.to_string().into_bytes()
+}
+
 /// Seconds since the epoch, for the checks of a signature's expiry.
 pub fn unix_now() -> u64 {
     SystemTime::now()

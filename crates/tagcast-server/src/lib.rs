@@ -33,7 +33,7 @@ use tagcast_store::{HealthStatus, Location, Store};
 
 use crate::api::{Ctx, Reply};
 use crate::config::{HttpConfig, ServerConfig};
-use crate::delivery::{Callbacks, Hub, Recorder};
+use crate::delivery::{Callbacks, Hub, Notifier, Recorder};
 use crate::routes::Route;
 use crate::state::{AppState, SharedState};
 
@@ -151,10 +151,16 @@ async fn shared_state(
         .map(|app| (app.sdkappid, app.limits.max_live_tasks))
         .collect();
     let hub = Hub::start(store.clone(), recorder, clock::now_ms(), max_live_tasks).await?;
+    let providers = apps
+        .iter()
+        .map(|(id, app)| (*id, app.providers.clone()))
+        .collect();
+    let notifier = Notifier::start(store.clone(), providers);
     let state = Arc::new(SharedState {
         apps,
         store,
         hub,
+        _notifier: notifier,
         http: config.http.clone(),
         websocket: config.websocket.clone(),
     });

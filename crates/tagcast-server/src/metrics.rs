@@ -6,10 +6,11 @@ use std::sync::{LazyLock, OnceLock};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
-use tagcast_store::{StoreHealth, TaskKind};
+use tagcast_push::Outcome;
+use tagcast_store::{Platform, StoreHealth, TaskKind};
 
 struct Metrics {
     registry: Registry,
@@ -25,6 +26,10 @@ struct Metrics {
     callback_failures: IntCounter,
     callback_retries: IntCounter,
     callback_dropped: IntCounter,
+    device_answers: IntCounterVec,
+    device_failures: IntCounterVec,
+    device_queue: IntGaugeVec,
+    device_latency: HistogramVec,
     store_bytes: IntGauge,
     store_healthy: IntGauge,
     store_commits: IntGauge,
@@ -74,7 +79,36 @@ impl Metrics {
             &["api"],
         )
         .expect("valid metric");
+        let device_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tagcast_device_request_duration_seconds",
+                "Time from a device notification's turn to its provider's answer, by provider",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
+            &["provider"],
+        )
+        .expect("valid metric");
+        let device_queue = IntGaugeVec::new(
+            Opts::new(
+                "tagcast_device_queue",
+                "Device notifications waiting for their provider or in flight, by provider",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric");
         Self {
+            device_answers: counters(
+                "tagcast_device_notifications_total",
+                "Device notifications answered, by provider and outcome (accepted, gone, retry, failed)",
+                &["provider", "outcome"],
+            ),
+            device_failures: counters(
+                "tagcast_device_failures_total",
+                "Device notifications refused or not answered, by provider and reason",
+                &["provider", "reason"],
+            ),
+            device_queue: register(r, device_queue),
+            device_latency: register(r, device_latency),
             requests: counters(
                 "tagcast_requests_total",
                 "REST API requests by API and ErrorCode",
@@ -219,6 +253,42 @@ pub fn callback_events_dropped(count: usize) {
 
 /// Records the start-up facts: where the embedded store's file is (none with PostgreSQL) and how
 /// long opening the store took.
+/// A device notification waits for its provider until the guard is dropped.
+pub fn device_queued(platform: Platform) -> impl Drop {
+    let gauge = METRICS.device_queue.with_label_values(&[platform.name()]);
+    gauge.inc();
+    Queued(gauge)
+}
+
+struct Queued(IntGauge);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A provider answered (or did not) after `elapsed`.
+pub fn device_answered(platform: Platform, outcome: &Outcome, elapsed: std::time::Duration) {
+    let provider = platform.name();
+    let (name, reason) = match outcome {
+        Outcome::Accepted => ("accepted", None),
+        Outcome::Gone { reason } => ("gone", Some(reason)),
+        Outcome::Retry { reason, .. } => ("retry", Some(reason)),
+        Outcome::Failed { reason } => ("failed", Some(reason)),
+    };
+    let m = &*METRICS;
+    m.device_answers.with_label_values(&[provider, name]).inc();
+    if let Some(reason) = reason {
+        m.device_failures
+            .with_label_values(&[provider, reason])
+            .inc();
+    }
+    m.device_latency
+        .with_label_values(&[provider])
+        .observe(elapsed.as_secs_f64());
+}
+
 pub fn store_opened(file: Option<PathBuf>, seconds: f64) {
     if let Some(file) = file {
         let _ = STORE_FILE.set(file);

@@ -34,6 +34,7 @@ pub enum Op {
     Revoke,
     Statistics,
     Trace,
+    Loss,
     AudienceCount,
     DeviceRegister,
     DeviceUnregister,
@@ -134,6 +135,7 @@ const ROUTES: &[(&str, Op, Family)] = &[
         Family::TimPush,
     ),
     ("timpush/all_member_push_trace", Op::Trace, Family::TimPush),
+    ("timpush/all_member_push_loss", Op::Loss, Family::TimPush),
     ("tagcast/audience_count", Op::AudienceCount, Family::Tagcast),
     (
         "tagcast/device_register",

@@ -11,7 +11,7 @@ use tagcast_proto::{ApiError, Code};
 use tagcast_store::{Store, TagLimits};
 
 use crate::config::{AppConfig, HttpConfig, Limits, WsConfig};
-use crate::delivery::{Hub, Providers};
+use crate::delivery::{Hub, Notifier, Providers};
 use crate::routes::Route;
 use crate::sync::{read, write};
 
@@ -140,6 +140,8 @@ pub struct SharedState {
     pub apps: HashMap<u64, AppState>,
     pub store: Store,
     pub hub: Arc<Hub>,
+    /// Sends the pushes' device notifications while this node leads; stops when dropped.
+    pub _notifier: Notifier,
     pub http: HttpConfig,
     pub websocket: WsConfig,
 }

@@ -289,7 +289,7 @@ fn shown_device(device: &Device) -> Value {
     })
 }
 
-fn masked(device: &Device) -> String {
+pub(super) fn masked(device: &Device) -> String {
     if device.platform == Platform::WebPush {
         let endpoint = serde_json::from_str::<Value>(&device.token)
             .ok()

@@ -41,6 +41,7 @@ pub async fn push(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         from_account,
         msg_random,
         has_offline_push_info: present(&body, "OfflinePushInfo").is_some(),
+        notify_devices: notifies_devices(ctx, &content),
         content,
         lifetime_secs,
         data_id,
@@ -70,6 +71,7 @@ pub async fn batch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         ));
     }
     let content = content(ctx, &body)?;
+    let notify_devices = notifies_devices(ctx, &content);
     let data_id = data_id(&body)?;
     let ids = ctx
         .store
@@ -94,6 +96,7 @@ pub async fn batch(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         lifetime_secs: ctx.app.limits.offline_retention_secs,
         data_id,
         has_offline_push_info: true,
+        notify_devices,
         audience,
     };
     let policy = PushPolicy {
@@ -218,6 +221,16 @@ async fn create(ctx: &Ctx<'_>, task: NewTask, policy: PushPolicy) -> Result<Task
             format!("pushes must be at least {min_interval_ms} ms apart"),
         )),
     }
+}
+
+/// Whether a push of `content` notifies its audience's devices: the app has a provider, and
+/// the push something to show and no `PushFlag` 1 (see `delivery::alert_of`).
+fn notifies_devices(ctx: &Ctx<'_>, content: &str) -> bool {
+    !ctx.app.providers.is_empty()
+        && serde_json::from_str::<Value>(content)
+            .ok()
+            .and_then(|content| crate::delivery::alert_of(&content))
+            .is_some()
 }
 
 fn check_enabled(ctx: &Ctx<'_>) -> Result<(), ApiError> {

@@ -1,9 +1,9 @@
-//! `all_member_push_statistics` and `all_member_push_trace`, answered from the recorded
-//! deliveries of each task.
+//! `all_member_push_statistics`, `all_member_push_loss` and `all_member_push_trace`, answered
+//! from the recorded deliveries of each task and from its device fan-out's report and sends.
 
 use serde_json::{Map, Value, json};
 use tagcast_proto::{ApiError, Code};
-use tagcast_store::{RoaringBitmap, TaskMeta};
+use tagcast_store::{DeviceReport, DeviceSend, Platform, RoaringBitmap, SendStatus, TaskMeta};
 
 use super::audience::{parse_object, present};
 use super::push::find_task;
@@ -14,8 +14,41 @@ const MAX_WINDOW_SECS: u64 = 7 * 86_400;
 /// Most TaskIDs in one statistics request.
 const MAX_TASKS: usize = 5;
 
-/// Per task: audience, deliveries and state; all tasks of the window when `TaskID` is empty.
+/// `EventType` of a notification through a push provider (2 is the WebSocket's).
+const OFFLINE: u8 = 1;
+const PLATFORMS: [Platform; 3] = [Platform::Apns, Platform::Fcm, Platform::WebPush];
+
+/// Per task: audience, deliveries, device notifications and state; all tasks of the window
+/// when `TaskID` is empty.
 pub async fn statistics(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+    let mut results = Vec::new();
+    for task in &window_tasks(ctx, body).await? {
+        results.push(task_statistics(ctx, task).await?);
+    }
+    reply(json!({ "Results": results }))
+}
+
+/// Per task: why accounts were not reached, online (`ReadyToSendLoss`) and through each
+/// provider (`PlatformReadyToSendLoss`), with the same request as the statistics.
+pub async fn loss(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+    let mut results = Vec::new();
+    for task in &window_tasks(ctx, body).await? {
+        results.push(task_loss(ctx, task).await?);
+    }
+    reply(json!({ "Results": results }))
+}
+
+/// tagcast's number for each provider in `PushPlatform` (0 is the WebSocket).
+pub fn platform_code(platform: Platform) -> u8 {
+    match platform {
+        Platform::Apns => 1,
+        Platform::Fcm => 2,
+        Platform::WebPush => 3,
+    }
+}
+
+/// The tasks a statistics or loss request names: its `TaskID`s, or every task of its window.
+async fn window_tasks(ctx: &Ctx<'_>, body: &[u8]) -> Result<Vec<TaskMeta>, ApiError> {
     let body = parse_object(ctx, body)?;
     let start = seconds(&body, "StartTime")?;
     let end = seconds(&body, "EndTime")?;
@@ -37,28 +70,44 @@ pub async fn statistics(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
                 )
             })?,
     };
-    let tasks = if ids.is_empty() {
-        ctx.store
+    if ids.is_empty() {
+        return ctx
+            .store
             .tasks_created_between(ctx.app.sdkappid, start * 1000, end * 1000)
             .await
-            .map_err(|e| ctx.internal(e))?
-    } else {
-        let mut tasks = Vec::with_capacity(ids.len());
-        for id in &ids {
-            tasks.push(find_task(ctx, id).await?);
-        }
-        tasks
-    };
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in &tasks {
-        results.push(task_statistics(ctx, task).await?);
+            .map_err(|e| ctx.internal(e));
     }
-    reply(json!({ "Results": results }))
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in &ids {
+        tasks.push(find_task(ctx, id).await?);
+    }
+    Ok(tasks)
 }
 
 async fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiError> {
     let delivered = delivered(ctx, task).await?;
+    let report = device_report(ctx, task).await?;
+    let platforms: Vec<Value> = PLATFORMS
+        .iter()
+        .map(|&platform| {
+            let p = report.provider(platform);
+            json!({
+                "PushPlatform": platform_code(platform),
+                "Provider": platform.name(),
+                "Requests": p.requests,
+                "Accepted": p.accepted,
+                "Retries": p.retries,
+                "Gone": p.gone,
+                "Failed": p.failed.values().sum::<u64>(),
+            })
+        })
+        .collect();
     Ok(json!({
+        "OfflinePush": {
+            "NotifiesDevices": u8::from(task.notify_devices),
+            "ReachedOnline": report.reached_online,
+            "Platforms": platforms,
+        },
         "TaskID": task.task_id,
         "TaskTime": task.created_ms / 1000,
         "Type": format!("{:?}", task.kind),
@@ -69,6 +118,49 @@ async fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiErr
         "Revoked": u8::from(task.revoked_ms.is_some()),
         "RevokeTime": task.revoked_ms.map_or(0, |ms| ms / 1000),
     }))
+}
+
+async fn task_loss(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiError> {
+    let not_online = task.audience_size - delivered(ctx, task).await?.len();
+    let mut ready_to_send = Vec::new();
+    if not_online > 0 {
+        ready_to_send.push(json!({
+            "ErrCode": "NotOnline",
+            "ErrCount": not_online,
+            "ErrInfo": "not reached over the WebSocket (offline, or not yet connected)",
+        }));
+    }
+    let report = device_report(ctx, task).await?;
+    let mut platform_loss = Vec::new();
+    for platform in PLATFORMS {
+        let p = report.provider(platform);
+        let gone = (p.gone > 0).then(|| ("DeviceGone".to_string(), p.gone));
+        for (reason, count) in p.failed.iter().map(|(r, c)| (r.clone(), *c)).chain(gone) {
+            platform_loss.push(json!({
+                "EventType": OFFLINE,
+                "PushPlatform": platform_code(platform),
+                "ErrCode": reason,
+                "ErrCount": count,
+                "ErrInfo": format!("{} gave this reason", platform.name()),
+            }));
+        }
+    }
+    Ok(json!({
+        "TaskID": task.task_id,
+        "ReadyToSendLoss": ready_to_send,
+        "PostSendDeliveredLoss": [],
+        "PlatformReadyToSendLoss": platform_loss,
+    }))
+}
+
+/// The task's device report (empty when it notifies no device).
+async fn device_report(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<DeviceReport, ApiError> {
+    let dispatch = ctx
+        .store
+        .dispatch(ctx.app.sdkappid, task.seq)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    Ok(dispatch.map(|d| d.report).unwrap_or_default())
 }
 
 async fn delivered(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<RoaringBitmap, ApiError> {
@@ -118,17 +210,64 @@ pub async fn trace(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         None => "Pending",
     };
     let event_time = delivered_at.unwrap_or(0);
-    reply(json!({
-        "InstanceTrace": [{
-            "InstanceId": format!("{}_{}", task.task_id, user),
-            "PushTime": delivered_at.map_or_else(String::new, datetime),
-            "EventType": 2,
-            "PushPlatform": 0,
-            "IMCommitStat": {
-                "IMStat": { "PushStatus": status, "ErrorCode": 0, "ErrorInfo": "", "EventTime": event_time }
+    let mut instances = vec![json!({
+        "InstanceId": format!("{}_{}", task.task_id, user),
+        "PushTime": delivered_at.map_or_else(String::new, datetime),
+        "EventType": 2,
+        "PushPlatform": 0,
+        "IMCommitStat": {
+            "IMStat": { "PushStatus": status, "ErrorCode": 0, "ErrorInfo": "", "EventTime": event_time }
+        }
+    })];
+    let sends = ctx
+        .store
+        .device_sends(ctx.app.sdkappid, task.seq, account)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    let devices = ctx
+        .store
+        .devices(ctx.app.sdkappid, account)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    for send in &sends {
+        let device = devices
+            .iter()
+            .find(|d| d.registration_id == send.registration_id);
+        instances.push(device_instance(&task.task_id, send, device));
+    }
+    reply(json!({ "InstanceTrace": instances }))
+}
+
+/// One device's notification of a task, as a trace instance (`EventType` 1).
+fn device_instance(
+    task_id: &str,
+    send: &DeviceSend,
+    device: Option<&tagcast_store::Device>,
+) -> Value {
+    let status = match send.status {
+        SendStatus::Accepted => "Accepted",
+        SendStatus::Retrying => "Retrying",
+        SendStatus::Gone => "Gone",
+        SendStatus::Failed => "Failed",
+    };
+    let at_secs = send.at_ms / 1000;
+    json!({
+        "InstanceId": format!("{task_id}_{}", send.registration_id),
+        "PushTime": datetime(at_secs),
+        "EventType": OFFLINE,
+        "PushPlatform": platform_code(send.platform),
+        "RegistrationID": send.registration_id,
+        "Token": device.map(super::devices::masked).unwrap_or_default(),
+        "OfflinePushStat": {
+            "OfflineStat": {
+                "PushStatus": status,
+                "ErrorCode": u8::from(!matches!(send.status, SendStatus::Accepted)),
+                "ErrorInfo": send.reason,
+                "Attempts": send.attempts,
+                "EventTime": at_secs,
             }
-        }]
-    }))
+        }
+    })
 }
 
 /// `YYYY-MM-DD hh:mm:ss` in UTC, as Tencent's trace shows times.

@@ -5,12 +5,14 @@
 mod callback;
 mod hub;
 mod keepalive;
+mod notifier;
 mod providers;
 mod recorder;
 mod session;
 
 pub use callback::Callbacks;
 pub use hub::Hub;
+pub use notifier::{Notifier, alert_of};
 pub use providers::Providers;
 pub use recorder::Recorder;
 pub use session::websocket;

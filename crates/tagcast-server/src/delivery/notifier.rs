@@ -1,0 +1,462 @@
+//! Notifying devices (issue 10): the leader advances each push's fan-out (see
+//! `tagcast_store::fanout`) batch by batch, sends every device of the batch through its
+//! provider, and records what the providers answered before it takes the next batch. Devices
+//! asked to try again are retried with exponential backoff and jitter (never before the
+//! provider's `Retry-After`) until the push's lifetime ends.
+//!
+//! Who gets a device notification: each account of the push's frozen audience that has
+//! devices and that the push has not reached over the WebSocket by the time its batch is
+//! taken, which is at least `GRACE` after the push (an account online then has its delivery
+//! recorded by then). Every device of such an account is notified, once.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+use tagcast_push::{Alert, Outcome, webpush};
+use tagcast_store::{
+    AccountId, AppId, Device, DeviceSend, DueSends, FanOut, Progress, ProviderReport,
+    RoaringBitmap, SendStatus, Store, TaskMeta,
+};
+
+use super::providers::{Notice, Providers};
+use crate::clock::now_ms;
+
+/// How long after a push its devices are looked at: the push reaches the accounts online first.
+pub const GRACE: Duration = Duration::from_secs(1);
+/// Accounts per batch: the most requests that may repeat after a crash is this times the
+/// devices an account may have.
+pub const BATCH: usize = 500;
+/// Accounts whose retries are taken at once.
+const RETRY_ROUND: usize = 500;
+/// How often the leader looks for work when it found none.
+const POLL: Duration = Duration::from_millis(200);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The notification of a push with `content` (what clients receive), if it should reach
+/// devices: not when `OfflinePushInfo.PushFlag` is 1 or the push is `OnlineOnlyFlag` 1, nor
+/// when there is nothing to show (no `Title`, and no `Desc` or text element).
+pub fn alert_of(content: &Value) -> Option<Alert> {
+    let info = &content["OfflinePushInfo"];
+    if info["PushFlag"].as_u64() == Some(1) || content["OnlineOnlyFlag"].as_u64() == Some(1) {
+        return None;
+    }
+    let mut alert = Alert::from_offline_push_info(info);
+    if alert.body.is_none() {
+        alert.body = content["MsgBody"].as_array().and_then(|elements| {
+            elements
+                .iter()
+                .filter(|e| e["MsgType"] == "TIMTextElem")
+                .find_map(|e| e["MsgContent"]["Text"].as_str())
+                .filter(|text| !text.is_empty())
+                .map(str::to_string)
+        });
+    }
+    (alert.title.is_some() || alert.body.is_some()).then_some(alert)
+}
+
+/// The notice every device of `meta` gets, if it has one.
+fn notice_of(meta: &TaskMeta) -> Option<Notice> {
+    let content: Value = serde_json::from_str(&meta.content).ok()?;
+    let alert = alert_of(&content)?;
+    Some(Notice {
+        webpush_payload: webpush::payload(&alert, &meta.task_id),
+        alert,
+        collapse_id: meta.task_id.clone(),
+        expires_ms: if meta.stored_for_offline() {
+            meta.expires_ms
+        } else {
+            0
+        },
+    })
+}
+
+/// Sends the fan-outs and retries while this node leads.
+pub struct Notifier {
+    _inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    providers: HashMap<AppId, Providers>,
+}
+
+/// A fan-out being advanced: its task and the accounts still to do.
+struct Active {
+    meta: TaskMeta,
+    notice: Option<Notice>,
+    targets: RoaringBitmap,
+}
+
+impl Notifier {
+    /// Starts the sender over the apps' providers.
+    pub fn start(store: Store, providers: HashMap<AppId, Providers>) -> Self {
+        let inner = Arc::new(Inner { store, providers });
+        tokio::spawn(run(Arc::downgrade(&inner)));
+        Self { _inner: inner }
+    }
+}
+
+async fn run(inner: Weak<Inner>) {
+    let mut active: HashMap<(AppId, u64), Active> = HashMap::new();
+    while let Some(inner) = inner.upgrade() {
+        let busy = if inner.store.is_leader() {
+            inner.round(&mut active).await
+        } else {
+            // Another node leads: what this one knew may be stale when it leads again.
+            active.clear();
+            false
+        };
+        drop(inner);
+        if !busy {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl Inner {
+    /// A batch of each open fan-out past its grace period, then the retries due; whether
+    /// there was anything to do.
+    async fn round(&self, active: &mut HashMap<(AppId, u64), Active>) -> bool {
+        let open = match self.store.open_dispatches().await {
+            Ok(open) => open,
+            Err(error) => {
+                tracing::warn!(%error, "fan-outs to devices unreadable; will retry");
+                return false;
+            }
+        };
+        active.retain(|key, _| open.contains(key));
+        let now = now_ms();
+        let mut busy = false;
+        for key in open {
+            let fan_out = match active.entry(key) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => match self.store.fan_out(key.0, key.1).await {
+                    Ok(Some(fan_out)) => new.insert(Active::new(fan_out)),
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "fan-out to devices unreadable; will retry");
+                        continue;
+                    }
+                },
+            };
+            if now >= fan_out.meta.created_ms + GRACE.as_millis() as u64 {
+                self.advance(key.0, fan_out).await;
+                busy = true;
+            }
+        }
+        busy | self.retry_due(now).await
+    }
+
+    /// Sends the next batch of a fan-out and records it.
+    async fn advance(&self, app: AppId, fan_out: &mut Active) {
+        let meta = &fan_out.meta;
+        let accounts: Vec<AccountId> = fan_out.targets.iter().take(BATCH).collect();
+        let ended = meta.revoked_ms.is_some() || gave_up(meta, now_ms());
+        let (Some(notice), Some(&last), false) = (&fan_out.notice, accounts.last(), ended) else {
+            let progress = Progress {
+                next_account: Some(u64::from(AccountId::MAX) + 1),
+                finished: true,
+                ..Progress::default()
+            };
+            if self.record(app, meta.seq, progress).await {
+                fan_out.targets.clear();
+            }
+            return;
+        };
+        let batch = match self.store.batch_devices(app, meta.seq, accounts).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "devices unreadable; the batch is tried again");
+                return;
+            }
+        };
+        let providers = self.providers.get(&app).cloned().unwrap_or_default();
+        let sends = batch.devices.iter().map(|d| providers.send(d, notice));
+        let outcomes = futures_util::future::join_all(sends).await;
+        let mut progress = Progress {
+            next_account: Some(u64::from(last) + 1),
+            finished: fan_out.targets.range(last + 1..).next().is_none(),
+            ..Progress::default()
+        };
+        progress.report.reached_online = batch.reached_online.len() as u64;
+        let now = now_ms();
+        let mut by_account: HashMap<AccountId, Vec<DeviceSend>> = HashMap::new();
+        for (device, outcome) in batch.devices.iter().zip(outcomes) {
+            let mut send = first_send(device);
+            settle(&mut send, outcome, meta, now, &mut progress);
+            by_account.entry(device.account).or_default().push(send);
+        }
+        progress.sends = by_account.into_iter().collect();
+        if self.record(app, meta.seq, progress).await {
+            fan_out.targets.remove_range(..=last);
+        }
+    }
+
+    /// Sends the retries due at `now` and records them; whether there were any.
+    async fn retry_due(&self, now: u64) -> bool {
+        let due = match self.store.due_sends(now, RETRY_ROUND).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "device retries unreadable; will retry");
+                return false;
+            }
+        };
+        let busy = !due.is_empty();
+        let mut tasks: HashMap<(AppId, u64), Option<TaskMeta>> = HashMap::new();
+        for account in due {
+            let meta = match tasks.entry((account.app, account.seq)) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => match self.store.task(account.app, account.seq).await {
+                    Ok(meta) => new.insert(meta),
+                    Err(error) => {
+                        tracing::warn!(%error, "push unreadable; its retries wait");
+                        continue;
+                    }
+                },
+            };
+            self.retry(account, meta.as_ref(), now).await;
+        }
+        busy
+    }
+
+    /// Retries an account's sends that are due (or gives them up when their push ended).
+    async fn retry(&self, due: DueSends, meta: Option<&TaskMeta>, now: u64) {
+        let DueSends {
+            app,
+            seq,
+            account,
+            mut sends,
+        } = due;
+        let mut progress = Progress::default();
+        let devices = match self.store.devices(app, account).await {
+            Ok(devices) => devices,
+            Err(error) => {
+                tracing::warn!(%error, "devices unreadable; their retries wait");
+                return;
+            }
+        };
+        let notice = meta.and_then(notice_of);
+        let providers = self.providers.get(&app).cloned().unwrap_or_default();
+        let mut attempts = Vec::new();
+        for (i, send) in sends.iter_mut().enumerate() {
+            if send.status != SendStatus::Retrying || send.next_attempt_ms > now {
+                continue;
+            }
+            let device = devices
+                .iter()
+                .find(|d| d.registration_id == send.registration_id);
+            let ended = meta.is_none_or(|m| m.revoked_ms.is_some() || gave_up(m, now));
+            match (device, &notice, ended) {
+                (Some(device), Some(notice), false) => attempts.push((i, device, notice)),
+                (None, ..) => give_up(send, "unregistered", &mut progress),
+                _ => give_up(send, "push ended", &mut progress),
+            }
+        }
+        let outcomes = futures_util::future::join_all(
+            attempts
+                .iter()
+                .map(|(_, device, notice)| providers.send(device, notice)),
+        )
+        .await;
+        for ((i, ..), outcome) in attempts.iter().zip(outcomes) {
+            if let Some(meta) = meta {
+                settle(&mut sends[*i], outcome, meta, now_ms(), &mut progress);
+            }
+        }
+        progress.sends = vec![(account, sends)];
+        self.record(app, seq, progress).await;
+    }
+
+    /// Records progress; false when the store failed (the work is done again).
+    async fn record(&self, app: AppId, seq: u64, progress: Progress) -> bool {
+        match self.store.record_progress(app, seq, progress).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "device notifications not recorded; sent again");
+                false
+            }
+        }
+    }
+}
+
+impl Active {
+    fn new(fan_out: FanOut) -> Self {
+        Self {
+            notice: notice_of(&fan_out.meta),
+            meta: fan_out.meta,
+            targets: fan_out.targets,
+        }
+    }
+}
+
+/// The push's lifetime has ended at `now` (a push without one is tried once, never later).
+fn gave_up(meta: &TaskMeta, now: u64) -> bool {
+    meta.stored_for_offline() && now >= meta.expires_ms
+}
+
+fn first_send(device: &Device) -> DeviceSend {
+    DeviceSend {
+        registration_id: device.registration_id.clone(),
+        platform: device.platform,
+        status: SendStatus::Retrying,
+        reason: String::new(),
+        attempts: 0,
+        next_attempt_ms: 0,
+        at_ms: 0,
+    }
+}
+
+/// Records the provider's answer to one more attempt at `send`, and counts it.
+fn settle(send: &mut DeviceSend, outcome: Outcome, meta: &TaskMeta, now: u64, p: &mut Progress) {
+    send.attempts += 1;
+    send.at_ms = now;
+    let report = p.report.provider_mut(send.platform);
+    report.requests += 1;
+    match outcome {
+        Outcome::Accepted => {
+            send.status = SendStatus::Accepted;
+            send.reason.clear();
+            report.accepted += 1;
+        }
+        Outcome::Gone { reason } => {
+            send.status = SendStatus::Gone;
+            send.reason = reason;
+            report.gone += 1;
+            p.gone.push(send.registration_id.clone());
+        }
+        Outcome::Retry { reason, after } => {
+            let at = now + retry_delay(send.attempts, after).as_millis() as u64;
+            if meta.stored_for_offline() && at < meta.expires_ms {
+                send.status = SendStatus::Retrying;
+                send.next_attempt_ms = at;
+                send.reason = reason;
+                report.retries += 1;
+            } else {
+                fail(send, reason, report);
+            }
+        }
+        Outcome::Failed { reason } => fail(send, reason, report),
+    }
+}
+
+fn fail(send: &mut DeviceSend, reason: String, report: &mut ProviderReport) {
+    *report.failed.entry(reason.clone()).or_default() += 1;
+    send.status = SendStatus::Failed;
+    send.reason = reason;
+}
+
+/// Gives a retrying send up without an attempt.
+fn give_up(send: &mut DeviceSend, reason: &str, p: &mut Progress) {
+    fail(
+        send,
+        reason.to_string(),
+        p.report.provider_mut(send.platform),
+    );
+}
+
+/// How long before attempt `attempts + 1`: doubling from `FIRST_BACKOFF` up to `MAX_BACKOFF`,
+/// each wait drawn between half and all of it so that devices throttled together spread out,
+/// and never sooner than the provider's `Retry-After`.
+fn retry_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
+    let backoff = FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
+        .min(MAX_BACKOFF);
+    let jittered = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
+    jittered.max(retry_after.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_pushes_with_something_to_show_and_no_push_flag_reach_devices() {
+        let alert = alert_of(&json!({ "OfflinePushInfo": { "Title": "t" } })).unwrap();
+        assert_eq!(alert.title.as_deref(), Some("t"));
+        let text =
+            json!({ "MsgBody": [{ "MsgType": "TIMTextElem", "MsgContent": { "Text": "hi" } }] });
+        assert_eq!(alert_of(&text).unwrap().body.as_deref(), Some("hi"));
+        let desc = json!({ "MsgBody": text["MsgBody"], "OfflinePushInfo": { "Desc": "d" } });
+        assert_eq!(alert_of(&desc).unwrap().body.as_deref(), Some("d"));
+        let flagged = json!({ "OfflinePushInfo": { "PushFlag": 1, "Title": "t" } });
+        assert!(alert_of(&flagged).is_none());
+        let online_only = json!({ "OnlineOnlyFlag": 1, "OfflinePushInfo": { "Title": "t" } });
+        assert!(alert_of(&online_only).is_none());
+        let custom =
+            json!({ "MsgBody": [{ "MsgType": "TIMCustomElem", "MsgContent": { "Data": "x" } }] });
+        assert!(alert_of(&custom).is_none(), "nothing to show");
+    }
+
+    #[test]
+    fn retries_back_off_with_jitter_and_honour_retry_after() {
+        for attempts in 1..=20 {
+            let full = FIRST_BACKOFF
+                .saturating_mul(2u32.saturating_pow(attempts - 1))
+                .min(MAX_BACKOFF);
+            let delay = retry_delay(attempts, None);
+            assert!(delay >= full / 2 && delay <= full, "{attempts}: {delay:?}");
+        }
+        let after = Duration::from_secs(30);
+        assert!(retry_delay(1, Some(after)) >= after);
+    }
+
+    fn meta(lifetime_ms: u64) -> TaskMeta {
+        TaskMeta {
+            task_id: "t".into(),
+            seq: 1,
+            kind: tagcast_store::TaskKind::All,
+            from_account: "admin".into(),
+            msg_random: 0,
+            content: "{}".into(),
+            created_ms: 1_000,
+            expires_ms: 1_000 + lifetime_ms,
+            data_id: None,
+            has_offline_push_info: true,
+            notify_devices: true,
+            revoked_ms: None,
+            audience_size: 1,
+        }
+    }
+
+    #[test]
+    fn a_retry_is_given_up_when_it_would_fall_after_the_push_s_lifetime() {
+        let device = Device {
+            registration_id: "R".into(),
+            account: 0,
+            platform: tagcast_store::Platform::Fcm,
+            token: "x".into(),
+            sandbox: false,
+            registered_ms: 0,
+        };
+        let retry = || Outcome::Retry {
+            reason: "QUOTA_EXCEEDED".into(),
+            after: Some(Duration::from_secs(5)),
+        };
+        let mut progress = Progress::default();
+        let mut send = first_send(&device);
+        settle(&mut send, retry(), &meta(60_000), 2_000, &mut progress);
+        assert_eq!(send.status, SendStatus::Retrying);
+        assert!(send.next_attempt_ms >= 7_000);
+        let mut send = first_send(&device);
+        settle(&mut send, retry(), &meta(3_000), 2_000, &mut progress);
+        assert_eq!(send.status, SendStatus::Failed, "due after the lifetime");
+        let mut send = first_send(&device);
+        settle(&mut send, retry(), &meta(0), 2_000, &mut progress);
+        assert_eq!(
+            send.status,
+            SendStatus::Failed,
+            "an online-only push is tried once"
+        );
+        let fcm = &progress.report.fcm;
+        assert_eq!(
+            (fcm.requests, fcm.retries, fcm.failed["QUOTA_EXCEEDED"]),
+            (3, 1, 2)
+        );
+    }
+}
