@@ -1,0 +1,275 @@
+//! A Web Push service as RFC 8030 (delivery), RFC 8291 (message encryption) and RFC 8292
+//! (VAPID) describe it: `POST /push/{id}` to a subscription it made, with a `TTL`, an
+//! `Urgency` and a `Topic` that are well formed, an `aes128gcm` body of at most 4096 bytes
+//! that decrypts with the subscription's keys, and a VAPID signature for this service's
+//! origin, unexpired and valid for at most 24 hours (`tagcast_push::webpush::open`). It
+//! answers 201 Created with a `Location`; 400 for a malformed request or a body that does not
+//! decrypt, 401 for a missing or bad VAPID signature, 404 for an unknown subscription, 413 for
+//! a body too large. Plain HTTP on 127.0.0.1 (HTTP/1.1 or HTTP/2): tagcast sends there when
+//! the app allows private endpoints (`webpush_private_endpoints`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::json;
+use web_push_native::p256;
+use web_push_native::p256::elliptic_curve::rand_core::{OsRng, RngCore};
+use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint;
+
+use crate::server::{self, Running};
+use crate::{Ledger, Script, Scripted};
+
+/// The largest body taken; RFC 8030 §7.2 has push services take at least this much.
+const MAX_BODY: usize = 4096;
+/// The longest `Topic` (RFC 8030 §5.4).
+const MAX_TOPIC: usize = 32;
+
+/// A push message the service accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Which subscription (`Subscribed::id`) it went to.
+    pub subscription_id: String,
+    /// The VAPID public key (base64url) that signed it: the application server's.
+    pub vapid_key: String,
+    /// The payload, decrypted.
+    pub payload: Vec<u8>,
+    /// `TTL`, in seconds.
+    pub ttl: u64,
+    pub topic: Option<String>,
+    pub urgency: Option<String>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// A new subscription, as a browser would hand it to an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The subscription's id, the last segment of its endpoint: what `script` and
+    /// `Received::subscription_id` name.
+    pub id: String,
+    /// `url()/push/{id}`.
+    pub endpoint: String,
+    /// `PushSubscription.toJSON()`: `{"endpoint", "keys": {"p256dh", "auth"}}`, base64url:
+    /// what a browser sends to register.
+    pub json: String,
+}
+
+/// A push service on 127.0.0.1 whose subscriptions are made by `subscribe`; stops when
+/// dropped.
+pub struct PushService {
+    state: Arc<State>,
+    url: String,
+    _running: Running,
+}
+
+impl PushService {
+    /// Starts the service.
+    ///
+    /// # Panics
+    ///
+    /// When no port can be bound.
+    pub async fn start() -> Self {
+        let (listener, addr) = server::bind().await;
+        let url = format!("http://{addr}");
+        let state = Arc::new(State {
+            origin: url.clone(),
+            subscriptions: RwLock::default(),
+            next: AtomicU64::new(1),
+            ledger: Ledger::new(),
+        });
+        let running = server::spawn(listener, state.clone(), None);
+        Self {
+            state,
+            url,
+            _running: running,
+        }
+    }
+
+    /// The service's origin, `http://127.0.0.1:PORT`: the audience VAPID signatures must name.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// A new subscription, as a browser makes one: a fresh P-256 key pair and a 16-byte
+    /// authentication secret, kept by the service to decrypt what is pushed to it.
+    pub fn subscribe(&self) -> Subscribed {
+        let private = p256::SecretKey::random(&mut OsRng);
+        let mut auth = [0u8; 16];
+        OsRng.fill_bytes(&mut auth);
+        let n = self.state.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("sub{n}");
+        let endpoint = format!("{}/push/{id}", self.url);
+        let point = private.public_key().to_encoded_point(false);
+        let json = json!({
+            "endpoint": endpoint,
+            "expirationTime": null,
+            "keys": {
+                "p256dh": URL_SAFE_NO_PAD.encode(point.as_bytes()),
+                "auth": URL_SAFE_NO_PAD.encode(auth),
+            },
+        });
+        let keys = Arc::new(Keys { private, auth });
+        self.state
+            .subscriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), keys);
+        Subscribed {
+            id,
+            endpoint,
+            json: json.to_string(),
+        }
+    }
+
+    /// How the service answers well-formed pushes to the subscription `id` from now on.
+    pub fn script(&self, id: &str, script: Script) {
+        self.state.ledger.script(id, script);
+    }
+
+    /// The messages accepted, in the order they arrived.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.ledger.received()
+    }
+
+    /// Why each malformed request was refused: status and details.
+    pub fn rejected(&self) -> Vec<String> {
+        self.state.ledger.rejected()
+    }
+
+    /// Every request seen: accepted, refused, or answered as scripted.
+    pub fn requests(&self) -> usize {
+        self.state.ledger.requests()
+    }
+}
+
+/// What the service keeps of a subscription: the browser's half of the keys.
+struct Keys {
+    private: p256::SecretKey,
+    auth: [u8; 16],
+}
+
+struct State {
+    origin: String,
+    subscriptions: RwLock<HashMap<String, Arc<Keys>>>,
+    /// Numbers subscriptions and messages.
+    next: AtomicU64,
+    ledger: Ledger<Received>,
+}
+
+impl server::Handler for State {
+    fn answer(&self, request: Request<Option<Bytes>>) -> Response<Full<Bytes>> {
+        self.ledger.seen();
+        let (id, received) = match self.check(request) {
+            Ok(accepted) => accepted,
+            Err((status, why)) => {
+                self.ledger.reject(format!("{} {why}", status.as_u16()));
+                return server::reply(status, why);
+            }
+        };
+        match self.ledger.take(&id, received) {
+            Ok(body) => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let location = format!("{}/message/{n}", self.origin);
+                let created = server::reply(StatusCode::CREATED, body);
+                match HeaderValue::from_str(&location) {
+                    Ok(location) => server::with(created, header::LOCATION, location),
+                    Err(_) => created,
+                }
+            }
+            Err(Scripted::Gone) => server::reply(StatusCode::GONE, "the subscription expired"),
+            Err(Scripted::Throttle { retry_after_secs }) => server::retry_after(
+                server::reply(StatusCode::TOO_MANY_REQUESTS, "too many messages"),
+                retry_after_secs,
+            ),
+            Err(Scripted::Fail) => server::reply(StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+            Err(Scripted::BadRequest) => server::reply(StatusCode::BAD_REQUEST, "refused"),
+        }
+    }
+}
+
+impl State {
+    /// The subscription `request` pushes to and the message in it, if the service takes it;
+    /// else the status and why.
+    fn check(
+        &self,
+        request: Request<Option<Bytes>>,
+    ) -> Result<(String, Received), (StatusCode, String)> {
+        let bad = |why: String| (StatusCode::BAD_REQUEST, why);
+        if request.method() != Method::POST {
+            let why = format!("{} is not POST", request.method());
+            return Err((StatusCode::METHOD_NOT_ALLOWED, why));
+        }
+        let path = request.uri().path();
+        let not_found = || (StatusCode::NOT_FOUND, format!("no subscription at {path}"));
+        let id = path.strip_prefix("/push/").ok_or_else(not_found)?;
+        let keys = self
+            .subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .ok_or_else(not_found)?;
+        let id = id.to_string();
+        let headers = request.headers();
+        let header = |name: &'static str| {
+            server::single(headers, name).map_err(|_| bad(format!("{name} is repeated")))
+        };
+        let ttl = header("ttl")?.ok_or_else(|| bad("no TTL".into()))?;
+        let ttl = ttl
+            .parse::<u64>()
+            .map_err(|_| bad(format!("TTL {ttl:?} is not a number of seconds")))?;
+        let urgency = header("urgency")?;
+        if let Some(urgency) = urgency
+            && !matches!(urgency, "very-low" | "low" | "normal" | "high")
+        {
+            return Err(bad(format!("Urgency {urgency:?}")));
+        }
+        let topic = header("topic")?;
+        if let Some(topic) = topic {
+            let url_safe = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            if topic.is_empty() || topic.len() > MAX_TOPIC || !topic.bytes().all(url_safe) {
+                return Err(bad(format!(
+                    "Topic {topic:?} is not 1 to 32 base64url characters"
+                )));
+            }
+        }
+        if header("content-encoding")? != Some("aes128gcm") {
+            return Err(bad("Content-Encoding is not aes128gcm".into()));
+        }
+        let (urgency, topic) = (urgency.map(str::to_string), topic.map(str::to_string));
+        let (parts, body) = request.into_parts();
+        let body = match body {
+            Some(body) if body.len() <= MAX_BODY => body.to_vec(),
+            too_large => {
+                let size = too_large.map_or("over 64 Ki".into(), |b| b.len().to_string());
+                let why = format!("a body of {size} bytes, over {MAX_BODY}");
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, why));
+            }
+        };
+        let request = Request::from_parts(parts, body);
+        let (vapid_key, payload) =
+            tagcast_push::webpush::open(&request, &self.origin, &keys.private, &keys.auth)
+                .map_err(|why| match why.starts_with("decrypt") {
+                    true => bad(why),
+                    // RFC 8292 §4.1: a missing or invalid VAPID signature is 401.
+                    false => (StatusCode::UNAUTHORIZED, why),
+                })?;
+        let received = Received {
+            subscription_id: id.clone(),
+            vapid_key,
+            payload,
+            ttl,
+            topic,
+            urgency,
+            at: Instant::now(),
+        };
+        Ok((id, received))
+    }
+}
