@@ -544,32 +544,48 @@ fn the_callback_outbox_is_bounded_per_app_and_settles_each_batch() {
     });
 }
 
-#[test]
-fn migrate_copies_the_callbacks_still_waiting() {
+/// Fills an embedded store with `fill`, migrates it into an empty one, and runs `check` on the
+/// target with the target's record counts and what `fill` returned.
+fn migrated<T>(
+    fill: impl AsyncFnOnce(&Store) -> T,
+    check: impl AsyncFnOnce(Store, tagcast_store::RecordCounts, T),
+) {
     let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let before = runtime.block_on(async {
+    let filled = runtime.block_on(async {
         let store = Store::open(from.path()).unwrap();
-        let bodies = vec![(APP, "a".to_string()), (OTHER, "b".to_string())];
-        store
-            .record_deliveries(vec![], vec![], bodies)
-            .await
-            .unwrap();
-        let before = outbox(&store).await;
+        let filled = fill(&store).await;
         assert!(store.close(Duration::from_secs(10)));
-        before
+        filled
     });
     let (source, target) = (
         Location::Embedded(from.path().to_path_buf()),
         Location::Embedded(to.path().to_path_buf()),
     );
     let migrated = tagcast_store::migrate(&source, &target, |_, _| {}).unwrap();
-    assert_eq!(migrated.target.callbacks, 2);
-    let after = runtime.block_on(async { outbox(&Store::open(to.path()).unwrap()).await });
-    assert_eq!(after, before);
+    runtime
+        .block_on(async { check(Store::open(to.path()).unwrap(), migrated.target, filled).await });
+}
+
+#[test]
+fn migrate_copies_the_callbacks_still_waiting() {
+    migrated(
+        async |store| {
+            let bodies = vec![(APP, "a".to_string()), (OTHER, "b".to_string())];
+            store
+                .record_deliveries(vec![], vec![], bodies)
+                .await
+                .unwrap();
+            outbox(store).await
+        },
+        async |store, counts, before| {
+            assert_eq!(counts.callbacks, 2);
+            assert_eq!(outbox(&store).await, before);
+        },
+    );
 }
 
 fn apns(token: &str) -> NewDevice {
@@ -817,38 +833,24 @@ fn a_device_fan_out_resumes_where_it_was_recorded_and_keeps_its_retries_due() {
 
 #[test]
 fn migrate_copies_fan_outs_and_sends() {
-    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let seq = runtime.block_on(async {
-        let store = Store::open(from.path()).unwrap();
-        import(&store, APP, &["ann"]).await;
-        let ann = id_of(&store, APP, "ann").await.unwrap();
-        let seq = device_push(&store, &[ann]).await;
-        let progress = Progress {
-            sends: vec![(ann, vec![send("X", SendStatus::Retrying, 7)])],
-            ..Progress::default()
-        };
-        store.record_progress(APP, seq, progress).await.unwrap();
-        assert!(store.close(Duration::from_secs(10)));
-        seq
-    });
-    let (source, target) = (
-        Location::Embedded(from.path().to_path_buf()),
-        Location::Embedded(to.path().to_path_buf()),
+    migrated(
+        async |store| {
+            import(store, APP, &["ann"]).await;
+            let ann = id_of(store, APP, "ann").await.unwrap();
+            let seq = device_push(store, &[ann]).await;
+            let progress = Progress {
+                sends: vec![(ann, vec![send("X", SendStatus::Retrying, 7)])],
+                ..Progress::default()
+            };
+            store.record_progress(APP, seq, progress).await.unwrap();
+            seq
+        },
+        async |store, counts, seq| {
+            assert_eq!((counts.dispatches, counts.device_sends), (1, 1));
+            assert_eq!(store.open_dispatches().await.unwrap(), vec![(APP, seq)]);
+            assert_eq!(store.due_sends(7, 10).await.unwrap().len(), 1);
+        },
     );
-    let migrated = tagcast_store::migrate(&source, &target, |_, _| {}).unwrap();
-    assert_eq!(
-        (migrated.target.dispatches, migrated.target.device_sends),
-        (1, 1)
-    );
-    runtime.block_on(async {
-        let store = Store::open(to.path()).unwrap();
-        assert_eq!(store.open_dispatches().await.unwrap(), vec![(APP, seq)]);
-        assert_eq!(store.due_sends(7, 10).await.unwrap().len(), 1);
-    });
 }
 
 #[test]

@@ -20,7 +20,7 @@ use futures_util::future::{join_all, try_join_all};
 use super::connection::{Pg, pg_error};
 use crate::codec::{
     decode_attrs, decode_bitmap, decode_device, decode_json, decode_meta, decode_tag_ids,
-    encode_attrs, encode_bitmap, encode_device, encode_json, encode_meta, encode_tag_ids,
+    encode_attrs, encode_bitmap, encode_json, encode_meta, encode_tag_ids,
 };
 use crate::fanout::{DeviceSend, Dispatch, DueSends, next_due};
 use crate::tables::{
@@ -1453,9 +1453,7 @@ fn upsert_devices(p: &mut Pipeline, rows: Vec<((AppId, String), Device)>) -> Res
     let accounts: Vec<i32> = rows.iter().map(|(_, d)| d.account as i32).collect();
     let devices = rows
         .iter()
-        .map(|(_, d)| {
-            String::from_utf8(encode_device(d)?).map_err(|e| StoreError::Storage(e.to_string()))
-        })
+        .map(|(_, d)| json_text("device", d))
         .collect::<Result<Vec<String>>>()?;
     let ids: Vec<String> = rows.into_iter().map(|((_, id), _)| id).collect();
     p.push(
