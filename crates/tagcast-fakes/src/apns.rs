@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,8 +19,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use tagcast_push::webpush::unix_now;
 
-use crate::server::{self, Running};
-use crate::{Ledger, Script, Scripted};
+use crate::server::{self, Served};
+use crate::{Ledger, Scripted};
 
 /// The largest payload of an alert notification, in bytes.
 const MAX_PAYLOAD: usize = 4096;
@@ -63,10 +63,8 @@ pub fn test_key() -> (String, String) {
 /// Apple's push server for one team's signing key and one app (topic), on 127.0.0.1; stops
 /// when dropped.
 pub struct Apple {
-    state: Arc<State>,
-    url: String,
+    served: Served<State>,
     ca_pem: String,
-    _running: Running,
 }
 
 impl Apple {
@@ -80,8 +78,7 @@ impl Apple {
         let public_key = DecodingKey::from_ec_pem(public_key_pem)
             .unwrap_or_else(|e| panic!("Apple::start: not a P-256 public key PEM: {e}"));
         let (tls, ca_pem) = tls();
-        let (listener, addr) = server::bind().await;
-        let state = Arc::new(State {
+        let served = server::serve(Some(tls), |_| State {
             key_id: key_id.to_string(),
             team_id: team_id.to_string(),
             topic: topic.to_string(),
@@ -89,20 +86,15 @@ impl Apple {
             tokens: RwLock::default(),
             ids: AtomicU64::new(0),
             ledger: Ledger::new(),
-        });
-        let running = server::spawn(listener, state.clone(), Some(tls));
-        Self {
-            state,
-            url: format!("https://{addr}"),
-            ca_pem,
-            _running: running,
-        }
+        })
+        .await;
+        Self { served, ca_pem }
     }
 
     /// The base URL, `https://127.0.0.1:PORT` (the certificate also names `localhost`): what
     /// an app's APNs endpoint is set to.
     pub fn url(&self) -> String {
-        self.url.clone()
+        format!("https://{}", self.served.addr)
     }
 
     /// The server's self-signed certificate, PEM: the CA a client must trust (tagcast's
@@ -111,25 +103,7 @@ impl Apple {
         self.ca_pem.clone()
     }
 
-    /// How Apple answers well-formed notifications to `device_token` from now on.
-    pub fn script(&self, device_token: &str, script: Script) {
-        self.state.ledger.script(device_token, script);
-    }
-
-    /// The notifications accepted, in the order they arrived.
-    pub fn received(&self) -> Vec<Received> {
-        self.state.ledger.received()
-    }
-
-    /// Why each malformed request was refused: status, Apple's reason, and details.
-    pub fn rejected(&self) -> Vec<String> {
-        self.state.ledger.rejected()
-    }
-
-    /// Every request seen: accepted, refused, or answered as scripted.
-    pub fn requests(&self) -> usize {
-        self.state.ledger.requests()
-    }
+    ledger_methods!(device_token);
 }
 
 /// A TLS configuration offering only `h2`, with a fresh self-signed certificate; and that
@@ -350,17 +324,12 @@ impl State {
             .strip_prefix("bearer ")
             .or_else(|| authorization.strip_prefix("Bearer "))
             .ok_or_else(|| invalid("authorization is not a bearer token".into()))?;
-        let known = self
-            .tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(token)
-            .copied();
+        let known = crate::read(&self.tokens).get(token).copied();
         let issued = match known {
             Some(issued) => issued,
             None => {
                 let issued = self.verify_signed(token).map_err(invalid)?;
-                let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+                let mut tokens = crate::write(&self.tokens);
                 if tokens.len() >= MAX_CACHED_TOKENS {
                     tokens.clear();
                 }

@@ -9,8 +9,8 @@
 //! settings.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,8 +20,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use tagcast_push::webpush::unix_now;
 
-use crate::server::{self, Running};
-use crate::{Ledger, Script, Scripted};
+use crate::server::{self, Served};
+use crate::{Ledger, Scripted};
 
 /// The service account's private key (RSA 2048, PKCS#8 PEM; a test key that signs nothing
 /// real): what `service_account_json` puts in the file.
@@ -88,9 +88,7 @@ pub fn service_account_json(project_id: &str, client_email: &str, token_uri: &st
 /// Google's token endpoint and FCM API for one project and one service account, on
 /// 127.0.0.1; stops when dropped.
 pub struct Google {
-    state: Arc<State>,
-    url: String,
-    _running: Running,
+    served: Served<State>,
 }
 
 impl Google {
@@ -103,69 +101,46 @@ impl Google {
     pub async fn start(project_id: &str, client_email: &str, public_key_pem: &[u8]) -> Self {
         let public_key = DecodingKey::from_rsa_pem(public_key_pem)
             .unwrap_or_else(|e| panic!("Google::start: not an RSA public key PEM: {e}"));
-        let (listener, addr) = server::bind().await;
-        let url = format!("http://{addr}");
-        let state = Arc::new(State {
+        let served = server::serve(None, |addr| State {
             project_id: project_id.to_string(),
             client_email: client_email.to_string(),
-            token_uri: format!("{url}/token"),
+            token_uri: format!("http://{addr}/token"),
             public_key,
             token_lifetime: AtomicU64::new(DEFAULT_TOKEN_LIFETIME.as_secs()),
             tokens: RwLock::default(),
             grants: AtomicUsize::new(0),
             names: AtomicU64::new(0),
             ledger: Ledger::new(),
-        });
-        let running = server::spawn(listener, state.clone(), None);
-        Self {
-            state,
-            url,
-            _running: running,
-        }
+        })
+        .await;
+        Self { served }
     }
 
     /// The API's base URL, `http://127.0.0.1:PORT`: tagcast's FCM `endpoint`.
     pub fn url(&self) -> String {
-        self.url.clone()
+        format!("http://{}", self.served.addr)
     }
 
     /// The token endpoint, `url()` + `/token`: the service account's `token_uri`.
     pub fn token_uri(&self) -> String {
-        self.state.token_uri.clone()
+        self.served.state.token_uri.clone()
     }
 
     /// How long the access tokens granted from now on last (`expires_in`); an hour unless
     /// set. Messages with an expired token get 401 `UNAUTHENTICATED`.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         let seconds = lifetime.as_secs();
-        self.state.token_lifetime.store(seconds, Ordering::Relaxed);
+        self.served
+            .state
+            .token_lifetime
+            .store(seconds, Ordering::Relaxed);
     }
 
-    /// How Google answers well-formed messages to the registration `token` from now on.
-    pub fn script(&self, token: &str, script: Script) {
-        self.state.ledger.script(token, script);
-    }
-
-    /// The messages accepted, in the order they arrived.
-    pub fn received(&self) -> Vec<Received> {
-        self.state.ledger.received()
-    }
+    ledger_methods!(token);
 
     /// How many access tokens were granted.
     pub fn token_grants(&self) -> usize {
-        self.state.grants.load(Ordering::Relaxed)
-    }
-
-    /// Why each malformed request (grant or message) was refused: status, Google's code, and
-    /// details.
-    pub fn rejected(&self) -> Vec<String> {
-        self.state.ledger.rejected()
-    }
-
-    /// Every request seen, to the token endpoint and the API: accepted, refused, or answered
-    /// as scripted.
-    pub fn requests(&self) -> usize {
-        self.state.ledger.requests()
+        self.served.state.grants.load(Ordering::Relaxed)
     }
 }
 
@@ -273,10 +248,7 @@ impl State {
         let lifetime = self.token_lifetime.load(Ordering::Relaxed);
         let token = format!("ya29.fake-{}", crate::random_hex(24));
         let expires = Instant::now() + Duration::from_secs(lifetime);
-        self.tokens
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(token.clone(), expires);
+        crate::write(&self.tokens).insert(token.clone(), expires);
         self.grants.fetch_add(1, Ordering::Relaxed);
         let body = json!({ "access_token": token, "expires_in": lifetime, "token_type": "Bearer" });
         Ok(server::json(StatusCode::OK, &body))
@@ -379,10 +351,7 @@ impl State {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("no bearer token"))?;
-        let expires = self
-            .tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        let expires = crate::read(&self.tokens)
             .get(token)
             .copied()
             .ok_or_else(|| unauthenticated("a token this server did not grant"))?;

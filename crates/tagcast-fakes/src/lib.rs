@@ -8,6 +8,36 @@
 //! test scripted (`script()`, default: acceptance). They listen on 127.0.0.1, run as tasks of
 //! the caller's Tokio runtime, and stop when dropped.
 
+/// The methods every fake has over its `Ledger` (`self.served.state.ledger`); `$device` names
+/// what a script is for.
+macro_rules! ledger_methods {
+    ($device:ident) => {
+        #[doc = concat!(
+                                            "How well-formed requests to `", stringify!($device),
+                                            "` are answered from now on (by default: accepted)."
+                                        )]
+        pub fn script(&self, $device: &str, script: $crate::Script) {
+            self.served.state.ledger.script($device, script);
+        }
+
+        /// What was accepted, in the order it arrived.
+        pub fn received(&self) -> Vec<Received> {
+            self.served.state.ledger.received()
+        }
+
+        /// Why each malformed request was refused: the status, the provider's reason or error
+        /// code, and details.
+        pub fn rejected(&self) -> Vec<String> {
+            self.served.state.ledger.rejected()
+        }
+
+        /// Every request seen: accepted, refused, or answered as scripted.
+        pub fn requests(&self) -> usize {
+            self.served.state.ledger.requests()
+        }
+    };
+}
+
 pub mod apns;
 pub mod fcm;
 mod server;
@@ -15,7 +45,7 @@ pub mod webpush;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 
@@ -133,7 +163,17 @@ impl<T: Clone> Ledger<T> {
 
 /// `mutex`'s guard, also after a panic elsewhere (a failing test's assertion).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `lock`'s read guard, also after a panic elsewhere.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `lock`'s write guard, also after a panic elsewhere.
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `n` random bytes, hex: unguessable names (access tokens, ids).

@@ -31,39 +31,41 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn answer(&self, request: Request<Option<Bytes>>) -> Response<Full<Bytes>>;
 }
 
-/// A listener on an ephemeral port of 127.0.0.1.
+/// A running fake: its handler, its address on 127.0.0.1, and its accept loop (which owns every
+/// connection's task).
+pub(crate) struct Served<H> {
+    pub(crate) state: Arc<H>,
+    pub(crate) addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl<H> Drop for Served<H> {
+    /// Stops accepting and ends every connection (their tasks live in the loop's `JoinSet`).
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the handler `make` gives for its address, on an ephemeral port of 127.0.0.1, as a
+/// task of the current runtime: over TLS with HTTP/2 only when `tls` is given, else plain
+/// HTTP/1.1 or HTTP/2 (prior knowledge).
 ///
 /// # Panics
 ///
 /// When no port can be bound (a test cannot go on without its fake).
-pub(crate) async fn bind() -> (TcpListener, SocketAddr) {
+pub(crate) async fn serve<H: Handler>(
+    tls: Option<TlsAcceptor>,
+    make: impl FnOnce(SocketAddr) -> H,
+) -> Served<H> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0 for a fake provider: {e}"));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("the fake provider's listener has no address: {e}"));
-    (listener, addr)
-}
-
-/// A running fake: its accept loop, which owns every connection's task.
-pub(crate) struct Running(JoinHandle<()>);
-
-impl Drop for Running {
-    /// Stops accepting and ends every connection (their tasks live in the loop's `JoinSet`).
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Serves `handler` on `listener` as a task of the current runtime: over TLS with HTTP/2 only
-/// when `tls` is given, else plain HTTP/1.1 or HTTP/2 (prior knowledge).
-pub(crate) fn spawn<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    tls: Option<TlsAcceptor>,
-) -> Running {
-    Running(tokio::spawn(async move {
+    let state = Arc::new(make(addr));
+    let handler = state.clone();
+    let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         while let Ok((tcp, _)) = listener.accept().await {
             while connections.try_join_next().is_some() {}
@@ -80,7 +82,8 @@ pub(crate) fn spawn<H: Handler>(
                 }
             });
         }
-    }))
+    });
+    Served { state, addr, task }
 }
 
 async fn serve_h2<H: Handler>(

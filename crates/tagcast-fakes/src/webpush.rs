@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use base64::Engine;
@@ -23,8 +23,8 @@ use web_push_native::p256;
 use web_push_native::p256::elliptic_curve::rand_core::{OsRng, RngCore};
 use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint;
 
-use crate::server::{self, Running};
-use crate::{Ledger, Script, Scripted};
+use crate::server::{self, Served};
+use crate::{Ledger, Scripted};
 
 /// The largest body taken; RFC 8030 §7.2 has push services take at least this much.
 const MAX_BODY: usize = 4096;
@@ -64,9 +64,7 @@ pub struct Subscribed {
 /// A push service on 127.0.0.1 whose subscriptions are made by `subscribe`; stops when
 /// dropped.
 pub struct PushService {
-    state: Arc<State>,
-    url: String,
-    _running: Running,
+    served: Served<State>,
 }
 
 impl PushService {
@@ -76,25 +74,19 @@ impl PushService {
     ///
     /// When no port can be bound.
     pub async fn start() -> Self {
-        let (listener, addr) = server::bind().await;
-        let url = format!("http://{addr}");
-        let state = Arc::new(State {
-            origin: url.clone(),
+        let served = server::serve(None, |addr| State {
+            origin: format!("http://{addr}"),
             subscriptions: RwLock::default(),
             next: AtomicU64::new(1),
             ledger: Ledger::new(),
-        });
-        let running = server::spawn(listener, state.clone(), None);
-        Self {
-            state,
-            url,
-            _running: running,
-        }
+        })
+        .await;
+        Self { served }
     }
 
     /// The service's origin, `http://127.0.0.1:PORT`: the audience VAPID signatures must name.
     pub fn url(&self) -> String {
-        self.url.clone()
+        self.served.state.origin.clone()
     }
 
     /// A new subscription, as a browser makes one: a fresh P-256 key pair and a 16-byte
@@ -103,9 +95,9 @@ impl PushService {
         let private = p256::SecretKey::random(&mut OsRng);
         let mut auth = [0u8; 16];
         OsRng.fill_bytes(&mut auth);
-        let n = self.state.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.served.state.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("sub{n}");
-        let endpoint = format!("{}/push/{id}", self.url);
+        let endpoint = format!("{}/push/{id}", self.url());
         let point = private.public_key().to_encoded_point(false);
         let json = json!({
             "endpoint": endpoint,
@@ -116,11 +108,7 @@ impl PushService {
             },
         });
         let keys = Arc::new(Keys { private, auth });
-        self.state
-            .subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), keys);
+        crate::write(&self.served.state.subscriptions).insert(id.clone(), keys);
         Subscribed {
             id,
             endpoint,
@@ -128,25 +116,7 @@ impl PushService {
         }
     }
 
-    /// How the service answers well-formed pushes to the subscription `id` from now on.
-    pub fn script(&self, id: &str, script: Script) {
-        self.state.ledger.script(id, script);
-    }
-
-    /// The messages accepted, in the order they arrived.
-    pub fn received(&self) -> Vec<Received> {
-        self.state.ledger.received()
-    }
-
-    /// Why each malformed request was refused: status and details.
-    pub fn rejected(&self) -> Vec<String> {
-        self.state.ledger.rejected()
-    }
-
-    /// Every request seen: accepted, refused, or answered as scripted.
-    pub fn requests(&self) -> usize {
-        self.state.ledger.requests()
-    }
+    ledger_methods!(id);
 }
 
 /// What the service keeps of a subscription: the browser's half of the keys.
@@ -209,10 +179,7 @@ impl State {
         let path = request.uri().path();
         let not_found = || (StatusCode::NOT_FOUND, format!("no subscription at {path}"));
         let id = path.strip_prefix("/push/").ok_or_else(not_found)?;
-        let keys = self
-            .subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        let keys = crate::read(&self.subscriptions)
             .get(id)
             .cloned()
             .ok_or_else(not_found)?;
