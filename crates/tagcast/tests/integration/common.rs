@@ -90,11 +90,30 @@ pub fn tls_toml(cert: &Path, key: &Path) -> String {
     )
 }
 
+/// What PUSH_APP is configured with besides its limits.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PushAppExtra<'a> {
+    pub callback_url: Option<&'a str>,
+    /// More lines of its `[apps.limits]`.
+    pub limits: &'a str,
+    /// More tables of the app, such as its push providers (`[apps.apns]`, ...).
+    pub tables: &'a str,
+}
+
+impl<'a> PushAppExtra<'a> {
+    pub fn callback(url: &'a str) -> Self {
+        Self {
+            callback_url: Some(url),
+            ..Self::default()
+        }
+    }
+}
+
 fn config_toml(
     data_dir: &Path,
     store: &TestStore,
     tls: Option<&(PathBuf, PathBuf)>,
-    callback: Option<&str>,
+    extra: PushAppExtra<'_>,
 ) -> String {
     let tls = tls.map_or(String::new(), |(cert, key)| tls_toml(cert, key));
     let generous = "api_calls_per_second = 100000";
@@ -113,9 +132,10 @@ fn config_toml(
     ]
     .join("\n");
     let push = format!(
-        "{generous}\npush_min_interval_ms = 0\npush_daily_quota = 100000\nrevokes_per_second = 1000"
+        "{generous}\npush_min_interval_ms = 0\npush_daily_quota = 100000\nrevokes_per_second = 1000\n{}",
+        extra.limits
     );
-    let push_app = match callback {
+    let push_app = match extra.callback_url {
         Some(url) => app_toml(&PUSH_APP, &[], &push).replacen(
             "[apps.limits]",
             &format!("callback_url = {url:?}\n[apps.limits]"),
@@ -123,6 +143,7 @@ fn config_toml(
         ),
         None => app_toml(&PUSH_APP, &[], &push),
     };
+    let push_app = format!("{push_app}\n{}\n", extra.tables);
     let no_push = app_toml(&NO_PUSH_APP, &[], generous).replacen(
         "[apps.limits]",
         "push_enabled = false\n[apps.limits]",
@@ -170,7 +191,11 @@ pub struct Server {
 impl Server {
     /// Starts a server over plain HTTP.
     pub fn start() -> Server {
-        Self::start_in(tempfile::tempdir().expect("temp dir"), None, None)
+        Self::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            None,
+            PushAppExtra::default(),
+        )
     }
 
     /// Starts a server whose PUSH_APP reports deliveries to `callback_url`.
@@ -178,7 +203,7 @@ impl Server {
         Self::start_in(
             tempfile::tempdir().expect("temp dir"),
             None,
-            Some(callback_url),
+            PushAppExtra::callback(callback_url),
         )
     }
 
@@ -186,14 +211,14 @@ impl Server {
     pub fn start_tls() -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let files = write_self_signed_cert(dir.path());
-        Self::start_in(dir, Some(files), None)
+        Self::start_in(dir, Some(files), PushAppExtra::default())
     }
 
-    fn start_in(dir: TempDir, tls: Option<(PathBuf, PathBuf)>, callback: Option<&str>) -> Server {
+    fn start_in(dir: TempDir, tls: Option<(PathBuf, PathBuf)>, push: PushAppExtra<'_>) -> Server {
         let data_dir = dir.path().join("data");
         let config = dir.path().join("tagcast.toml");
         let store = TestStore::fresh();
-        let text = config_toml(&data_dir, &store, tls.as_ref(), callback);
+        let text = config_toml(&data_dir, &store, tls.as_ref(), push);
         std::fs::write(&config, text).expect("write config");
         let (child, base) = spawn(&config);
         Server {
@@ -210,18 +235,35 @@ impl Server {
     /// keys, then tables such as `[http]`, `[websocket]` or more `[[apps]]`), its descriptor
     /// limit set to `nofile` if given.
     pub fn start_with(extra: &str, nofile: Option<u64>) -> Server {
-        Self::start_custom(TestStore::fresh(), None, extra, nofile, None)
+        Self::start_custom(
+            TestStore::fresh(),
+            None,
+            extra,
+            nofile,
+            PushAppExtra::default(),
+        )
     }
 
     /// Starts a plain-HTTP server on `store` whatever this run's backend, with `extra` TOML
     /// (see `start_with`).
     pub fn start_on(store: TestStore, extra: &str) -> Server {
-        Self::start_custom(store, None, extra, None, None)
+        Self::start_custom(store, None, extra, None, PushAppExtra::default())
     }
 
     /// `start_on`, with PUSH_APP's callbacks going to `callback_url`.
     pub fn start_on_with_callback(store: TestStore, extra: &str, callback_url: &str) -> Server {
-        Self::start_custom(store, None, extra, None, Some(callback_url))
+        Self::start_custom(
+            store,
+            None,
+            extra,
+            None,
+            PushAppExtra::callback(callback_url),
+        )
+    }
+
+    /// `start_on`, with PUSH_APP configured with `push` too.
+    pub fn start_on_with_push_app(store: TestStore, push: PushAppExtra<'_>) -> Server {
+        Self::start_custom(store, None, "", None, push)
     }
 
     /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its data dir in
@@ -231,12 +273,12 @@ impl Server {
         data_dir: Option<&Path>,
         extra: &str,
         nofile: Option<u64>,
-        callback: Option<&str>,
+        push: PushAppExtra<'_>,
     ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("tagcast.toml");
         let default_data = dir.path().join("data");
-        let text = config_toml(data_dir.unwrap_or(&default_data), &store, None, callback);
+        let text = config_toml(data_dir.unwrap_or(&default_data), &store, None, push);
         // Top-level keys of `extra` go first, its tables after the standard ones.
         let lines: Vec<&str> = extra.lines().collect();
         let split = lines
@@ -899,7 +941,13 @@ impl Server {
     /// TOML appended to the standard config (e.g. a `[[testing.faults]]` fault plan; the test
     /// binary is built with fault injection; faults apply on either backend).
     pub fn start_with_store(data_dir: &Path, extra: &str) -> Server {
-        Self::start_custom(TestStore::fresh(), Some(data_dir), extra, None, None)
+        Self::start_custom(
+            TestStore::fresh(),
+            Some(data_dir),
+            extra,
+            None,
+            PushAppExtra::default(),
+        )
     }
 }
 

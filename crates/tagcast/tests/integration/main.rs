@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod limits;
 mod listen;
+mod notify;
 mod ops;
 mod postgres;
 mod props;
