@@ -154,6 +154,15 @@ impl Inner {
 
     /// Sends the next batch of a fan-out and records it.
     async fn advance(&self, app: AppId, fan_out: &mut Active) {
+        // Read again each batch: a recall since the last one ends the fan-out.
+        match self.store.task(app, fan_out.meta.seq).await {
+            Ok(Some(meta)) => fan_out.meta = meta,
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "push unreadable; its next batch waits");
+                return;
+            }
+        }
         let meta = &fan_out.meta;
         let accounts: Vec<AccountId> = fan_out.targets.iter().take(BATCH).collect();
         let ended = meta.revoked_ms.is_some() || gave_up(meta, now_ms());

@@ -401,6 +401,72 @@ async fn a_push_flagged_online_only_notifies_no_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_recalled_before_its_devices_are_reached_notifies_none_and_stops_retrying() {
+    let providers = Providers::start().await;
+    let server = providers.server();
+    register(&server, "r_apns", "apns", json!(apns_token(8))).await;
+    register(&server, "r_fcm", "fcm", json!("fcm-r_fcm")).await;
+    let google = &providers.google;
+    google.script(
+        "fcm-r_fcm",
+        Script::Throttle {
+            retry_after_secs: 1,
+            times: 100,
+        },
+    );
+    let push = |msg_random: u32| {
+        let server = &server;
+        async move {
+            let body = json!({
+                "MsgRandom": msg_random,
+                "MsgBody": text_body("recalled"),
+                "OfflinePushInfo": { "Title": "t" },
+            });
+            let r = server.ok(&PUSH_APP, "timpush/push", body).await;
+            r["TaskId"].as_str().unwrap().to_string()
+        }
+    };
+    // Recalled within the grace period: no device is notified.
+    let first = push(1004).await;
+    server
+        .ok(&PUSH_APP, "timpush/revoke", json!({ "TaskId": first }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!((providers.apple.requests(), google.requests()), (0, 0));
+    // Recalled while a device is retried: its retries stop.
+    let second = push(1005).await;
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let n = google.requests();
+            (n >= 2).then_some(()).ok_or(format!("{n} requests"))
+        },
+    )
+    .await;
+    server
+        .ok(&PUSH_APP, "timpush/revoke", json!({ "TaskId": second }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_recall = google.requests();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(google.requests(), after_recall, "no retry after the recall");
+    let trace = server
+        .ok(
+            &PUSH_APP,
+            "timpush/all_member_push_trace",
+            json!({ "TaskID": second, "UserID": "r_fcm" }),
+        )
+        .await;
+    let stat = &trace["InstanceTrace"][1]["OfflinePushStat"]["OfflineStat"];
+    assert_eq!(
+        (&stat["PushStatus"], &stat["ErrorInfo"]),
+        (&json!("Failed"), &json!("push ended")),
+        "{trace}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_cut_by_kill_9_notifies_every_device_after_restart() {
     const DEVICES: usize = 10_000;
     let providers = Providers::start().await;
