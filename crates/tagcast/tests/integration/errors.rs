@@ -28,7 +28,7 @@ async fn unknown_paths_are_60009() {
     let server = Server::start();
     let query = admin_query(&APP);
     for path in [
-        "/v4/timpush/all_member_push_loss",
+        "/v4/timpush/normal_push_statistics",
         "/v4/timpush/add_sched_task",
         "/v4/timpush/ADD_TAG",
         "/v4/timpush/add_tag/",
