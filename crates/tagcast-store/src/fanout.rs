@@ -123,12 +123,11 @@ pub(crate) fn next_due(sends: &[DeviceSend]) -> Option<u64> {
         .min()
 }
 
-/// A fan-out to advance: its task, its progress, and the accounts still to do that have
-/// devices (the frozen audience, less the accounts done, with the devices known now).
+/// A fan-out to advance: its task, and the accounts still to do that have devices (the frozen
+/// audience, less the accounts done, with the devices known now).
 #[derive(Debug, Clone)]
 pub struct FanOut {
     pub meta: TaskMeta,
-    pub dispatch: Dispatch,
     pub targets: RoaringBitmap,
 }
 
@@ -182,11 +181,7 @@ impl Store {
                 }
                 Err(_) => targets.clear(),
             }
-            Ok(Some(FanOut {
-                meta,
-                dispatch,
-                targets,
-            }))
+            Ok(Some(FanOut { meta, targets }))
         })
         .await
     }

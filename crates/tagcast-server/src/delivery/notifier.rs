@@ -165,8 +165,8 @@ impl Inner {
         }
         let meta = &fan_out.meta;
         let accounts: Vec<AccountId> = fan_out.targets.iter().take(BATCH).collect();
-        let ended = meta.revoked_ms.is_some() || gave_up(meta, now_ms());
-        let (Some(notice), Some(&last), false) = (&fan_out.notice, accounts.last(), ended) else {
+        let stop = ended(meta, now_ms());
+        let (Some(notice), Some(&last), false) = (&fan_out.notice, accounts.last(), stop) else {
             let progress = Progress {
                 next_account: Some(u64::from(AccountId::MAX) + 1),
                 finished: true,
@@ -216,25 +216,30 @@ impl Inner {
             }
         };
         let busy = !due.is_empty();
-        let mut tasks: HashMap<(AppId, u64), Option<TaskMeta>> = HashMap::new();
+        // Each push read, and its notice made, once per round: None once it has ended.
+        let mut live: HashMap<(AppId, u64), Option<(TaskMeta, Notice)>> = HashMap::new();
         for account in due {
-            let meta = match tasks.entry((account.app, account.seq)) {
+            let push = match live.entry((account.app, account.seq)) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(new) => match self.store.task(account.app, account.seq).await {
-                    Ok(meta) => new.insert(meta),
+                    Ok(meta) => new.insert(meta.filter(|m| !ended(m, now)).and_then(|meta| {
+                        let notice = notice_of(&meta)?;
+                        Some((meta, notice))
+                    })),
                     Err(error) => {
                         tracing::warn!(%error, "push unreadable; its retries wait");
                         continue;
                     }
                 },
             };
-            self.retry(account, meta.as_ref(), now).await;
+            self.retry(account, push.as_ref(), now).await;
         }
         busy
     }
 
-    /// Retries an account's sends that are due (or gives them up when their push ended).
-    async fn retry(&self, due: DueSends, meta: Option<&TaskMeta>, now: u64) {
+    /// Retries an account's sends that are due, or gives them up when their push (`live`) has
+    /// ended.
+    async fn retry(&self, due: DueSends, live: Option<&(TaskMeta, Notice)>, now: u64) {
         let DueSends {
             app,
             seq,
@@ -249,7 +254,6 @@ impl Inner {
                 return;
             }
         };
-        let notice = meta.and_then(notice_of);
         let providers = self.providers.get(&app).cloned().unwrap_or_default();
         let mut attempts = Vec::new();
         for (i, send) in sends.iter_mut().enumerate() {
@@ -259,23 +263,18 @@ impl Inner {
             let device = devices
                 .iter()
                 .find(|d| d.registration_id == send.registration_id);
-            let ended = meta.is_none_or(|m| m.revoked_ms.is_some() || gave_up(m, now));
-            match (device, &notice, ended) {
-                (Some(device), Some(notice), false) => attempts.push((i, device, notice)),
-                (None, ..) => give_up(send, "unregistered", &mut progress),
-                _ => give_up(send, "push ended", &mut progress),
+            match (device, live) {
+                (Some(device), Some((meta, notice))) => attempts.push((i, device, meta, notice)),
+                (None, _) => give_up(send, "unregistered", &mut progress),
+                (Some(_), None) => give_up(send, "push ended", &mut progress),
             }
         }
-        let outcomes = futures_util::future::join_all(
-            attempts
-                .iter()
-                .map(|(_, device, notice)| providers.send(device, notice)),
-        )
-        .await;
-        for ((i, ..), outcome) in attempts.iter().zip(outcomes) {
-            if let Some(meta) = meta {
-                settle(&mut sends[*i], outcome, meta, now_ms(), &mut progress);
-            }
+        let sent = attempts
+            .iter()
+            .map(|(_, device, _, notice)| providers.send(device, notice));
+        let outcomes = futures_util::future::join_all(sent).await;
+        for ((i, _, meta, _), outcome) in attempts.iter().zip(outcomes) {
+            settle(&mut sends[*i], outcome, meta, now_ms(), &mut progress);
         }
         progress.sends = vec![(account, sends)];
         self.record(app, seq, progress).await;
@@ -303,9 +302,10 @@ impl Active {
     }
 }
 
-/// The push's lifetime has ended at `now` (a push without one is tried once, never later).
-fn gave_up(meta: &TaskMeta, now: u64) -> bool {
-    meta.stored_for_offline() && now >= meta.expires_ms
+/// The push was recalled, or its lifetime has ended at `now` (a push without one is tried
+/// once, never later).
+fn ended(meta: &TaskMeta, now: u64) -> bool {
+    meta.revoked_ms.is_some() || (meta.stored_for_offline() && now >= meta.expires_ms)
 }
 
 fn first_send(device: &Device) -> DeviceSend {
