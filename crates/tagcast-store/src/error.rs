@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::devices::AccountKind;
+
 /// The store could not do its job. Backend-neutral: no variant carries a storage engine's types,
 /// so every backend reports its failures the same way.
 ///
@@ -85,8 +87,13 @@ pub enum ItemError {
     TooManyTagsForAccount { would_have: usize, limit: usize },
     #[error("app would have more than {limit} distinct tags")]
     TooManyTagsForApp { limit: usize },
-    #[error("attribute '{0}' is reserved for RegistrationID accounts")]
-    AccountTypeMismatch(String),
+    #[error("{what} '{name}' is bound to {bound_to} accounts")]
+    AccountTypeMismatch {
+        /// "tag" or "attribute".
+        what: &'static str,
+        name: String,
+        bound_to: AccountKind,
+    },
 }
 
 /// Why a whole write was refused; nothing of it was stored.
@@ -98,4 +105,10 @@ pub enum RequestError {
     DuplicateAttrName { name: String, slot: u8 },
     #[error("AttrTypes of index:{slot} is {current} and cannot be changed")]
     AttrTypeChange { slot: u8, current: u8 },
+    #[error("'{0}' is a RegistrationID account: it has only its own device")]
+    OwnDeviceOnly(String),
+    #[error(
+        "'{0}' is a UserID account: a device registered without an account cannot take its name"
+    )]
+    NameOfUserId(String),
 }

@@ -252,8 +252,8 @@ impl Store {
                     t.put_device_sends(app, seq, *account, sends)?;
                 }
                 for id in &progress.gone {
-                    if let Some(device) = t.device(app, id)? {
-                        t.remove_device(app, &device)?;
+                    if let Some(device) = ctx.tables.device(app, id)? {
+                        crate::devices::remove_device(ctx, app, &device)?;
                     }
                 }
                 Ok(())

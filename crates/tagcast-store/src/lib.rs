@@ -45,7 +45,9 @@ use tagcast_audience::AppIndex;
 
 pub use crate::postgres::redact as redact_url;
 pub use crate::redb::FILE_NAME;
-pub use devices::{Device, NewDevice, Platform, Registered, registration_id};
+pub use devices::{
+    AccountKind, Device, NewDevice, Platform, Registered, is_registration_id, registration_id,
+};
 pub use error::{ItemError, RequestError, StoreError};
 pub use events::{Event, Feed, Taken};
 pub use fanout::{

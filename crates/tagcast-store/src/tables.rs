@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use roaring::RoaringBitmap;
 
 use crate::fanout::{DeviceSend, Dispatch, DueSends};
-use crate::{AccountId, AppId, AttrSchema, Device, StoreError, TaskMeta};
+use crate::{AccountId, AccountKind, AppId, AttrSchema, Device, StoreError, TaskMeta};
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -25,11 +25,13 @@ pub(crate) struct AppCounters {
     pub live_tags: u32,
 }
 
-/// A tag in use: its id and how many accounts have it.
+/// A tag in use: its id, how many accounts have it, and the kind of account it is for (that of
+/// the account that first had it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TagEntry {
     pub id: u32,
     pub accounts: u32,
+    pub kind: AccountKind,
 }
 
 /// Per app: the next task sequence number and the day's push count.

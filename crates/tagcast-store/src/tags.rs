@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use tagcast_audience::Change;
 
+use crate::devices::{AccountKind, account_kind};
 use crate::tables::{Result, Tables, TagEntry};
 use crate::{AccountId, AppId, ItemError, TagLimits};
 
@@ -56,6 +57,10 @@ pub(crate) fn set_account_tags(
     )? {
         return Ok(Err(e));
     }
+    let kind = kind_of(t, app, account)?;
+    if let Some(e) = bound_to_other_kind(t, app, kind, &added)? {
+        return Ok(Err(e));
+    }
     for tag in &removed {
         release_tag(t, app, tag)?;
         let tag = tag.to_string();
@@ -70,7 +75,7 @@ pub(crate) fn set_account_tags(
         let id = if current_set.contains(tag) {
             t.tag(app, tag)?.map(|entry| entry.id)
         } else {
-            Some(acquire_tag(t, app, tag)?)
+            Some(acquire_tag(t, app, tag, kind)?)
         };
         ids.extend(id);
     }
@@ -117,8 +122,36 @@ fn check_limits(
     Ok(Ok(()))
 }
 
-/// Counts one more account on `tag`, creating it (with a fresh id) if no account had it.
-fn acquire_tag(t: &mut dyn Tables, app: AppId, tag: &str) -> Result<u32> {
+fn kind_of(t: &mut dyn Tables, app: AppId, account: AccountId) -> Result<AccountKind> {
+    let name = t.account_name(app, account)?.unwrap_or_default();
+    account_kind(t, app, account, &name)
+}
+
+/// The 90035 of the first of `added` that accounts of the other kind have.
+fn bound_to_other_kind(
+    t: &mut dyn Tables,
+    app: AppId,
+    kind: AccountKind,
+    added: &[&str],
+) -> Result<Option<ItemError>> {
+    for tag in added {
+        let Some(entry) = t.tag(app, tag)? else {
+            continue;
+        };
+        if entry.kind != kind {
+            return Ok(Some(ItemError::AccountTypeMismatch {
+                what: "tag",
+                name: tag.to_string(),
+                bound_to: entry.kind,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Counts one more account on `tag`, creating it (with a fresh id, bound to accounts of
+/// `kind`) if no account had it.
+fn acquire_tag(t: &mut dyn Tables, app: AppId, tag: &str, kind: AccountKind) -> Result<u32> {
     let entry = match t.tag(app, tag)? {
         Some(entry) => TagEntry {
             accounts: entry.accounts + 1,
@@ -130,7 +163,11 @@ fn acquire_tag(t: &mut dyn Tables, app: AppId, tag: &str) -> Result<u32> {
             counters.next_tag += 1;
             counters.live_tags += 1;
             t.set_app_counters(app, counters)?;
-            TagEntry { id, accounts: 1 }
+            TagEntry {
+                id,
+                accounts: 1,
+                kind,
+            }
         }
     };
     t.put_tag(app, tag, entry)?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tagcast_audience::Change;
 
+use crate::devices::{AccountKind, account_kind};
 use crate::tables::{ReadTables, Result, With};
 use crate::tags::{account_tags, set_account_tags};
 use crate::writer::WriteCtx;
@@ -239,7 +240,7 @@ fn prefetch_names(
 }
 
 /// The account's id, importing it first if it does not exist.
-fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<AccountId> {
+pub(crate) fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<AccountId> {
     if let Some(id) = ctx.tables.account_id(app, name)? {
         return Ok(id);
     }
@@ -252,7 +253,7 @@ fn import_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<Acco
     Ok(id)
 }
 
-fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool> {
+pub(crate) fn delete_account(ctx: &mut WriteCtx<'_>, app: AppId, name: &str) -> Result<bool> {
     let Some(id) = ctx.tables.account_id(app, name)? else {
         return Ok(false);
     };
@@ -359,12 +360,18 @@ fn set_account_attrs(
     let Some(id) = ctx.tables.account_id(app, name)? else {
         return Ok(Err(ItemError::AccountNotFound));
     };
-    // Every account here is a UserID account (type 0); RegistrationID slots refuse it.
-    if let Some((attr, _)) = attrs
-        .iter()
-        .find(|(attr, _)| slot_type(schema, attr) == Some(1))
-    {
-        return Ok(Err(ItemError::AccountTypeMismatch(attr.clone())));
+    // A slot's values are for the accounts of its AttrTypes only.
+    let kind = account_kind(ctx.tables, app, id, name)?;
+    let other = attrs.keys().find_map(|attr| {
+        let bound_to = slot_kind(schema, attr)?;
+        (bound_to != kind).then_some((attr, bound_to))
+    });
+    if let Some((attr, bound_to)) = other {
+        return Ok(Err(ItemError::AccountTypeMismatch {
+            what: "attribute",
+            name: attr.clone(),
+            bound_to,
+        }));
     }
     let mut values = ctx.tables.account_attrs(app, id)?;
     for (attr, value) in attrs {
@@ -393,9 +400,10 @@ fn remove_account_attrs(
     Ok(Ok(()))
 }
 
-fn slot_type(schema: &AttrSchema, attr: &str) -> Option<u8> {
+fn slot_kind(schema: &AttrSchema, attr: &str) -> Option<AccountKind> {
     let slot = schema.slot_of(attr)?;
-    schema.slots[slot as usize].as_ref().map(|s| s.account_type)
+    let slot = schema.slots[slot as usize].as_ref()?;
+    Some(AccountKind::from_attr_type(slot.account_type))
 }
 
 /// Makes `values` the account's attributes, recording for the index what changed.

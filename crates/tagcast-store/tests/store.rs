@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tagcast_store::{
-    AccountId, AppId, CallbackBatch, Deliveries, DeviceSend, ItemError, ItemResult, Location,
-    MAX_CALLBACK_BATCHES, NewDevice, NewTask, Platform, Progress, PushPolicy, RequestError,
-    RoaringBitmap, SendStatus, Settled, SlotUpdate, Store, TagEdit, TagLimits, TaskKind,
+    AccountId, AccountKind, AppId, CallbackBatch, Deliveries, DeviceSend, ItemError, ItemResult,
+    Location, MAX_CALLBACK_BATCHES, NewDevice, NewTask, Platform, Progress, PushPolicy, Registered,
+    RequestError, RoaringBitmap, SendStatus, Settled, SlotUpdate, Store, TagEdit, TagLimits,
+    TaskKind, registration_id,
 };
 
 const APP: AppId = 1_400_000_001;
@@ -609,12 +610,14 @@ fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
         let ann = id_of(&store, APP, "ann").await.unwrap();
         let bob = id_of(&store, APP, "bob").await.unwrap();
         let first = store
-            .register_device(APP, ann, apns("aa"), 2, 1)
+            .register_device(APP, Some(ann), apns("aa"), 2, 1)
             .await
+            .unwrap()
             .unwrap();
         let again = store
-            .register_device(APP, ann, apns("aa"), 2, 2)
+            .register_device(APP, Some(ann), apns("aa"), 2, 2)
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(
             first.registration_id, again.registration_id,
@@ -627,8 +630,9 @@ fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
 
         // Registered by another account, the device moves.
         store
-            .register_device(APP, bob, apns("aa"), 2, 3)
+            .register_device(APP, Some(bob), apns("aa"), 2, 3)
             .await
+            .unwrap()
             .unwrap();
         assert!(device_ids(&store, ann).await.is_empty());
         assert_eq!(
@@ -638,12 +642,14 @@ fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
 
         // A third device of bob's drops his oldest.
         let second = store
-            .register_device(APP, bob, apns("bb"), 2, 4)
+            .register_device(APP, Some(bob), apns("bb"), 2, 4)
             .await
+            .unwrap()
             .unwrap();
         let third = store
-            .register_device(APP, bob, apns("cc"), 2, 5)
+            .register_device(APP, Some(bob), apns("cc"), 2, 5)
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(third.dropped, vec![first.registration_id.clone()]);
         let kept = vec![
@@ -683,6 +689,112 @@ fn devices_register_once_move_between_accounts_and_stay_within_the_limit() {
         assert!(device_ids(&store, bob).await.is_empty());
         let gone = third.registration_id;
         assert!(!store.unregister_device(APP, None, gone).await.unwrap());
+    });
+}
+
+async fn register_alone(store: &Store, token: &str) -> Result<Registered, RequestError> {
+    store
+        .register_device(APP, None, apns(token), 10, 1)
+        .await
+        .unwrap()
+}
+
+fn bound(what: &'static str, name: &str, bound_to: AccountKind) -> ItemResult {
+    Err(ItemError::AccountTypeMismatch {
+        what,
+        name: s(name),
+        bound_to,
+    })
+}
+
+#[test]
+fn a_device_registered_alone_is_a_registration_id_account_of_its_own_tags_and_slots() {
+    with_store(|store, dir| async move {
+        import(&store, APP, &["ann"]).await;
+        let ann = id_of(&store, APP, "ann").await.unwrap();
+        let rid = register_alone(&store, "aa").await.unwrap().registration_id;
+        let account = id_of(&store, APP, &rid).await.expect("its account");
+        assert_eq!(device_ids(&store, account).await, vec![rid.clone()]);
+        assert_eq!(
+            register_alone(&store, "aa").await.unwrap().registration_id,
+            rid
+        );
+        assert_eq!(
+            id_of(&store, APP, &rid).await,
+            Some(account),
+            "the same account"
+        );
+
+        // A tag is for the kind of account that first had it.
+        let (l, rid_kind, user_kind) = (
+            limits(100, 1000),
+            AccountKind::RegistrationId,
+            AccountKind::UserId,
+        );
+        assert_edit(&store, TagEdit::Add, &rid, &["beta"], l, Ok(())).await;
+        let mismatch = bound("tag", "beta", rid_kind);
+        assert_edit(&store, TagEdit::Add, "ann", &["beta"], l, mismatch.clone()).await;
+        assert_edit(&store, TagEdit::Add, "ann", &["vip"], l, Ok(())).await;
+        let other = bound("tag", "vip", user_kind);
+        assert_edit(&store, TagEdit::Replace, &rid, &["beta", "vip"], l, other).await;
+        assert_eq!(tags_of(&store, APP, &rid).await, Some(strings(&["beta"])));
+
+        // An attribute slot is for the accounts of its AttrTypes.
+        let names = vec![slot(0, "city", None), slot(1, "model", Some(1))];
+        store.set_attr_names(APP, names).await.unwrap().unwrap();
+        let items = vec![
+            (rid.clone(), attrs(&[("model", "x1")])),
+            (s("ann"), attrs(&[("model", "x1")])),
+            (rid.clone(), attrs(&[("city", "sz")])),
+            (s("ann"), attrs(&[("city", "sz")])),
+        ];
+        let results = store.set_attrs(APP, items).await.unwrap().unwrap();
+        let expected = vec![
+            Ok(()),
+            bound("attribute", "model", rid_kind),
+            bound("attribute", "city", user_kind),
+            Ok(()),
+        ];
+        assert_eq!(results, expected);
+
+        // Its one device is its own; a UserID account keeps its name.
+        let another = store
+            .register_device(APP, Some(account), apns("bb"), 10, 2)
+            .await;
+        assert_eq!(
+            another.unwrap(),
+            Err(RequestError::OwnDeviceOnly(rid.clone()))
+        );
+        let squatter = registration_id(APP, Platform::Apns, "cc");
+        import(&store, APP, &[&squatter]).await;
+        assert_eq!(
+            register_alone(&store, "cc").await,
+            Err(RequestError::NameOfUserId(squatter))
+        );
+
+        // The kinds outlive a reopen.
+        let store = reopen(store, &dir);
+        assert_edit(&store, TagEdit::Add, "ann", &["beta"], l, mismatch).await;
+
+        // Moving to ann, the device takes its account's tags and attributes with it.
+        let moved = store
+            .register_device(APP, Some(ann), apns("aa"), 10, 3)
+            .await;
+        assert_eq!(moved.unwrap().unwrap().registration_id, rid);
+        assert_eq!(id_of(&store, APP, &rid).await, None);
+        assert_eq!(device_ids(&store, ann).await, vec![rid.clone()]);
+        assert_edit(&store, TagEdit::Add, "ann", &["beta"], l, Ok(())).await;
+
+        // Unregistered, it takes its account.
+        let alone = register_alone(&store, "dd").await.unwrap().registration_id;
+        assert!(id_of(&store, APP, &alone).await.is_some());
+        assert!(
+            store
+                .unregister_device(APP, None, alone.clone())
+                .await
+                .unwrap()
+        );
+        assert_eq!(id_of(&store, APP, &alone).await, None);
     });
 }
 
@@ -737,16 +849,19 @@ fn a_device_fan_out_resumes_where_it_was_recorded_and_keeps_its_retries_due() {
         }
         let (ann, bob, cy, dee) = (ids[0], ids[1], ids[2], ids[3]);
         let a = store
-            .register_device(APP, ann, apns("aa"), 5, 1)
+            .register_device(APP, Some(ann), apns("aa"), 5, 1)
             .await
+            .unwrap()
             .unwrap();
         let b = store
-            .register_device(APP, bob, apns("bb"), 5, 1)
+            .register_device(APP, Some(bob), apns("bb"), 5, 1)
             .await
+            .unwrap()
             .unwrap();
         store
-            .register_device(APP, cy, apns("cc"), 5, 1)
+            .register_device(APP, Some(cy), apns("cc"), 5, 1)
             .await
+            .unwrap()
             .unwrap();
         // dee has no device; the push leaves cy out.
         let seq = device_push(&store, &[ann, bob, dee]).await;

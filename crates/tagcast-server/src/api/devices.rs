@@ -46,9 +46,17 @@ struct List {
 
 pub async fn register(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let body: Register = ctx.parse(body)?;
-    let name = target(ctx, body.to_account)?;
+    // An admin naming no account registers a device alone: it becomes its own
+    // RegistrationID account.
+    let name = match (ctx.is_admin, body.to_account) {
+        (true, None) => None,
+        (_, to_account) => Some(target(ctx, to_account)?),
+    };
     let device = new_device(ctx, &body.platform, &body.token, body.sandbox)?;
-    let account = account_of(ctx, &name, !ctx.is_admin).await?;
+    let account = match &name {
+        Some(name) => Some(account_of(ctx, name, !ctx.is_admin).await?),
+        None => None,
+    };
     let limit = ctx.app.limits.devices_per_account;
     let registered = ctx
         .store
@@ -60,10 +68,11 @@ pub async fn register(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
             crate::clock::now_ms(),
         )
         .await
-        .map_err(|e| ctx.internal(e))?;
+        .map_err(|e| ctx.internal(e))?
+        .map_err(super::request_error)?;
     if !registered.dropped.is_empty() {
         tracing::info!(
-            account = %shown(&name),
+            account = %shown(name.as_deref().unwrap_or_default()),
             dropped = registered.dropped.len(),
             "older devices dropped: the account keeps limits.devices_per_account"
         );

@@ -242,14 +242,20 @@ pub fn item_error(account: &str, error: ItemError) -> ApiError {
         ItemError::TooManyTagsForAccount { .. } | ItemError::TooManyTagsForApp { .. } => {
             Code::TooManyTags
         }
-        ItemError::AccountTypeMismatch(_) => Code::AccountTypeMismatch,
+        ItemError::AccountTypeMismatch { .. } => Code::AccountTypeMismatch,
     };
     ApiError::new(code, error.to_string())
 }
 
 /// The documented code for a whole request the store refused.
 pub fn request_error(error: RequestError) -> ApiError {
-    ApiError::new(Code::InvalidAttribute, error.to_string())
+    let code = match error {
+        RequestError::OwnDeviceOnly(_) | RequestError::NameOfUserId(_) => Code::AccountTypeMismatch,
+        RequestError::UnknownAttribute(_)
+        | RequestError::DuplicateAttrName { .. }
+        | RequestError::AttrTypeChange { .. } => Code::InvalidAttribute,
+    };
+    ApiError::new(code, error.to_string())
 }
 
 pub fn not_found(account: &str) -> ApiError {

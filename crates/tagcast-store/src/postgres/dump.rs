@@ -4,11 +4,11 @@ use tokio_postgres::Row;
 
 use super::scan::each_row;
 use super::tables::{
-    Db, attrs_of, bitmap_of, callback_of, device_of, json_of, meta_of, schema_of, tags_of,
+    Db, attrs_of, bitmap_of, callback_of, device_of, json_of, meta_of, schema_of, tag_of, tags_of,
 };
 use crate::AppId;
 use crate::migrate::{Record, RecordCounts};
-use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom, TagEntry};
+use crate::tables::{AppCounters, PushState, Result, SeenMsgRandom};
 
 pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
     let rows = db.query(
@@ -69,13 +69,14 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
         let attrs = attrs_of(row, (app, id))?.unwrap_or_default();
         sink(Record::AccountAttrs(app, id, attrs))
     })?;
-    each_row(db, "SELECT app, id, name, accounts FROM tags", |row| {
-        let entry = TagEntry {
-            id: u32_at(row, 1),
-            accounts: u32_at(row, 3),
-        };
-        sink(Record::Tag(app(row), row.get(2), entry))
-    })?;
+    each_row(
+        db,
+        "SELECT app, id, name, accounts, kind FROM tags",
+        |row| {
+            let (name, entry) = tag_of(row);
+            sink(Record::Tag(app(row), name, entry))
+        },
+    )?;
     let mut schemas: Vec<(AppId, Vec<Row>)> = Vec::new();
     each_row(
         db,

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_callback_outbox.sql"),
     include_str!("migrations/0005_devices.sql"),
     include_str!("migrations/0006_device_fanout.sql"),
+    include_str!("migrations/0007_registration_tags.sql"),
 ];
 
 /// The schema version this build writes.

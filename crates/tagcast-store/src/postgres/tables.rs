@@ -27,7 +27,9 @@ use crate::tables::{
     AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
     TaskFilter, With,
 };
-use crate::{ATTR_SLOTS, AccountId, AppId, AttrSchema, AttrSlot, Device, StoreError, TaskMeta};
+use crate::{
+    ATTR_SLOTS, AccountId, AccountKind, AppId, AttrSchema, AttrSlot, Device, StoreError, TaskMeta,
+};
 
 /// One statement's parameters.
 type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -293,7 +295,7 @@ impl<'c> PgTables<'c> {
                 continue;
             }
             let rows = self.db.query(
-                "SELECT t.id, t.name, t.accounts FROM unnest($2::text[]) AS n(name) \
+                "SELECT t.id, t.name, t.accounts, t.kind FROM unnest($2::text[]) AS n(name) \
                  JOIN tags t ON t.app = $1 AND t.name = n.name",
                 &[&(app as i64), &wanted],
             )?;
@@ -301,12 +303,9 @@ impl<'c> PgTables<'c> {
                 self.tags.fill((app, tag.to_string()), None);
             }
             for row in rows {
-                let name: String = row.get("name");
-                let id = row.get::<_, i32>("id") as u32;
-                let accounts = row.get::<_, i32>("accounts") as u32;
-                let entry = Some(TagEntry { id, accounts });
-                self.tags.values.insert((app, name.clone()), entry);
-                self.tag_names.fill((app, id), Some(name));
+                let (name, entry) = tag_of(&row);
+                self.tags.values.insert((app, name.clone()), Some(entry));
+                self.tag_names.fill((app, entry.id), Some(name));
             }
         }
         Ok(())
@@ -352,7 +351,7 @@ impl<'c> PgTables<'c> {
             return Ok(());
         }
         let rows = self.db.query(
-            "SELECT t.id, t.name, t.accounts FROM unnest($2::int4[]) AS n(id) \
+            "SELECT t.id, t.name, t.accounts, t.kind FROM unnest($2::int4[]) AS n(id) \
              JOIN tags t ON t.app = $1 AND t.id = n.id",
             &[&(app as i64), &wanted],
         )?;
@@ -363,11 +362,9 @@ impl<'c> PgTables<'c> {
     }
 
     fn fill_tag(&mut self, app: AppId, row: &Row) {
-        let id = row.get::<_, i32>("id") as u32;
-        let name: String = row.get("name");
-        let accounts = row.get::<_, i32>("accounts") as u32;
-        self.tag_names.fill((app, id), Some(name.clone()));
-        self.tags.fill((app, name), Some(TagEntry { id, accounts }));
+        let (name, entry) = tag_of(row);
+        self.tag_names.fill((app, entry.id), Some(name.clone()));
+        self.tags.fill((app, name), Some(entry));
     }
 
     /// Writes every changed record; the cache stays valid.
@@ -546,14 +543,9 @@ impl ReadTables for PgTables<'_> {
         self.tags.row(
             (app, name.to_string()),
             self.db,
-            "SELECT id, accounts FROM tags WHERE app = $1 AND name = $2",
+            "SELECT id, name, accounts, kind FROM tags WHERE app = $1 AND name = $2",
             &[&(app as i64), &name],
-            |row| {
-                Ok(TagEntry {
-                    id: row.get::<_, i32>(0) as u32,
-                    accounts: row.get::<_, i32>(1) as u32,
-                })
-            },
+            |row| Ok(tag_of(row).1),
         )
     }
 
@@ -1146,15 +1138,25 @@ fn insert_accounts(p: &mut Pipeline, rows: Vec<((AppId, AccountId), String)>) ->
     Ok(())
 }
 
+/// A `tags` row (`id`, `name`, `accounts`, `kind`) as its name and entry.
+pub(super) fn tag_of(row: &Row) -> (String, TagEntry) {
+    let entry = TagEntry {
+        id: row.get::<_, i32>("id") as u32,
+        accounts: row.get::<_, i32>("accounts") as u32,
+        kind: AccountKind::from_attr_type(row.get::<_, i16>("kind") as u8),
+    };
+    (row.get("name"), entry)
+}
+
 /// Tags created or whose account count changed, as (app, name, entry).
 fn upsert_tags<'a>(
     p: &mut Pipeline,
     changed: impl Iterator<Item = (AppId, &'a str, &'a TagEntry)>,
 ) -> Result<()> {
     // Keyed by id: the primary key, and the order rows are locked in.
-    let mut rows: BTreeMap<(AppId, u32), (&str, u32)> = BTreeMap::new();
+    let mut rows: BTreeMap<(AppId, u32), (&str, &TagEntry)> = BTreeMap::new();
     for (app, name, entry) in changed {
-        rows.insert((app, entry.id), (name, entry.accounts));
+        rows.insert((app, entry.id), (name, entry));
     }
     if rows.is_empty() {
         return Ok(());
@@ -1162,16 +1164,22 @@ fn upsert_tags<'a>(
     let keys: Vec<(AppId, u32)> = rows.keys().copied().collect();
     let (apps, ids) = apps_and_ids(&keys);
     let tag_names: Vec<String> = rows.values().map(|(name, _)| name.to_string()).collect();
-    let accounts: Vec<i32> = rows.values().map(|(_, n)| *n as i32).collect();
+    let accounts: Vec<i32> = rows.values().map(|(_, e)| e.accounts as i32).collect();
+    let kinds: Vec<i16> = rows
+        .values()
+        .map(|(_, e)| i16::from(e.kind.attr_type()))
+        .collect();
+    // A tag's kind is set when it is created and never changes while it exists.
     p.push(
-        "INSERT INTO tags (app, id, name, accounts) \
-         SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[]) \
+        "INSERT INTO tags (app, id, name, accounts, kind) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[], $5::int2[]) \
          ON CONFLICT (app, id) DO UPDATE SET accounts = EXCLUDED.accounts",
         vec![
             Box::new(apps),
             Box::new(ids),
             Box::new(tag_names),
             Box::new(accounts),
+            Box::new(kinds),
         ],
     );
     Ok(())

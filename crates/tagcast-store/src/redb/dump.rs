@@ -4,9 +4,10 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
     ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
-    DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, PUSH_STATE, TAGS, TASK_AUDIENCES,
-    TASK_DELIVERIES, TASKS,
+    DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, PUSH_STATE, REGISTRATION_TAGS, TAGS,
+    TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
 };
+use crate::AccountKind;
 use crate::codec::{
     decode_attrs, decode_bitmap, decode_callback, decode_device, decode_json, decode_meta,
     decode_schema, decode_tag_ids,
@@ -79,15 +80,17 @@ pub(crate) fn dump(
             decode_attrs(bytes.value()).map_err(|e| e.at("account attributes", (app, id)))?;
         sink(Record::AccountAttrs(app, id, attrs.into_iter().collect()))?;
     }
+    let registration_tags = txn.open_table(REGISTRATION_TAGS)?;
     for entry in txn.open_table(TAGS)?.iter()? {
         let (key, value) = entry?;
         let (app, name) = key.value();
         let (id, accounts) = value.value();
-        sink(Record::Tag(
-            app,
-            name.to_string(),
-            TagEntry { id, accounts },
-        ))?;
+        let kind = match registration_tags.get((app, id))? {
+            Some(_) => AccountKind::RegistrationId,
+            None => AccountKind::UserId,
+        };
+        let entry = TagEntry { id, accounts, kind };
+        sink(Record::Tag(app, name.to_string(), entry))?;
     }
     for entry in txn.open_table(ATTR_SCHEMAS)?.iter()? {
         let (app, bytes) = entry?;

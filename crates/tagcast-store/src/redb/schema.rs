@@ -24,6 +24,9 @@ pub(crate) const ACCOUNT_ATTRS: TableDefinition<(AppId, AccountId), &[u8]> =
 pub(crate) const TAGS: TableDefinition<(AppId, &str), (u32, u32)> = TableDefinition::new("tags");
 /// (app, tag id) -> tag.
 pub(crate) const TAG_NAMES: TableDefinition<(AppId, u32), &str> = TableDefinition::new("tag_names");
+/// (app, tag id) of the tags bound to RegistrationID accounts (the others are for UserIDs).
+pub(crate) const REGISTRATION_TAGS: TableDefinition<(AppId, u32), ()> =
+    TableDefinition::new("registration_tags");
 /// app -> the app's attribute slots (see `codec`).
 pub(crate) const ATTR_SCHEMAS: TableDefinition<AppId, &[u8]> = TableDefinition::new("attr_schemas");
 
@@ -82,6 +85,7 @@ pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(ACCOUNT_ATTRS)?;
     txn.open_table(TAGS)?;
     txn.open_table(TAG_NAMES)?;
+    txn.open_table(REGISTRATION_TAGS)?;
     txn.open_table(ATTR_SCHEMAS)?;
     txn.open_table(PUSH_STATE)?;
     txn.open_table(TASKS)?;

@@ -9,7 +9,8 @@ use roaring::RoaringBitmap;
 use super::schema::{
     ACCOUNT_ATTRS, ACCOUNT_DEVICES, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS,
     CALLBACKS, CURSORS, DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, OPEN_DISPATCHES,
-    PUSH_STATE, SENDS_DUE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    PUSH_STATE, REGISTRATION_TAGS, SENDS_DUE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES,
+    TASKS,
 };
 use crate::codec::{
     decode_attrs, decode_bitmap, decode_callback, decode_device, decode_json, decode_meta,
@@ -21,7 +22,7 @@ use crate::tables::{
     AppCounters, Callback, PushState, ReadTables, Result, SeenMsgRandom, Tables, TagEntry,
     TaskFilter,
 };
-use crate::{AccountId, AppId, AttrSchema, Device, TaskMeta};
+use crate::{AccountId, AccountKind, AppId, AttrSchema, Device, TaskMeta};
 
 /// The tables of one transaction, each opened once for the whole transaction (opening a table
 /// costs a lookup, and a request reads or writes hundreds of records).
@@ -33,6 +34,7 @@ pub(crate) struct Redb<F: Family> {
     apps: F::Table<AppId, (u32, u32, u32)>,
     tags: F::Table<(AppId, &'static str), (u32, u32)>,
     tag_names: F::Table<(AppId, u32), &'static str>,
+    registration_tags: F::Table<(AppId, u32), ()>,
     attr_schemas: F::Table<AppId, &'static [u8]>,
     push_state: F::Table<AppId, (u64, u32, u32, u64)>,
     msg_randoms: F::Table<(AppId, u32), (u64, u64)>,
@@ -77,6 +79,7 @@ macro_rules! open_all {
             apps: $txn.open_table(APPS)?,
             tags: $txn.open_table(TAGS)?,
             tag_names: $txn.open_table(TAG_NAMES)?,
+            registration_tags: $txn.open_table(REGISTRATION_TAGS)?,
             attr_schemas: $txn.open_table(ATTR_SCHEMAS)?,
             push_state: $txn.open_table(PUSH_STATE)?,
             msg_randoms: $txn.open_table(MSG_RANDOMS)?,
@@ -148,8 +151,14 @@ impl<F: Family> ReadTables for Redb<F> {
     }
 
     fn tag(&mut self, app: AppId, name: &str) -> Result<Option<TagEntry>> {
-        let entry = self.tags.get((app, name))?.map(|g| g.value());
-        Ok(entry.map(|(id, accounts)| TagEntry { id, accounts }))
+        let Some((id, accounts)) = self.tags.get((app, name))?.map(|g| g.value()) else {
+            return Ok(None);
+        };
+        let kind = match self.registration_tags.get((app, id))? {
+            Some(_) => AccountKind::RegistrationId,
+            None => AccountKind::UserId,
+        };
+        Ok(Some(TagEntry { id, accounts, kind }))
     }
 
     fn tag_name(&mut self, app: AppId, id: u32) -> Result<Option<String>> {
@@ -409,6 +418,9 @@ impl Tables for Redb<Writable<'_>> {
         let previous = self.tags.insert((app, name), (entry.id, entry.accounts))?;
         if previous.is_none() {
             self.tag_names.insert((app, entry.id), name)?;
+            if entry.kind == AccountKind::RegistrationId {
+                self.registration_tags.insert((app, entry.id), ())?;
+            }
         }
         Ok(())
     }
@@ -416,6 +428,7 @@ impl Tables for Redb<Writable<'_>> {
     fn remove_tag(&mut self, app: AppId, name: &str, id: u32) -> Result<()> {
         self.tags.remove((app, name))?;
         self.tag_names.remove((app, id))?;
+        self.registration_tags.remove((app, id))?;
         Ok(())
     }
 

@@ -526,3 +526,113 @@ async fn a_fan_out_cut_by_kill_9_notifies_every_device_after_restart() {
     );
     assert!(google.rejected().is_empty(), "{:?}", google.rejected());
 }
+
+/// Registers a device with no account, as an admin: its RegistrationID.
+async fn register_alone(server: &Server, token: &str) -> String {
+    let body = json!({ "Platform": "apns", "Token": token });
+    let r = server.ok(&PUSH_APP, "tagcast/device_register", body).await;
+    r["RegistrationID"]
+        .as_str()
+        .expect("RegistrationID")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_registered_alone_is_a_registration_id_account_pushes_reach() {
+    let providers = Providers::start().await;
+    let server = providers.server();
+    let apple = &providers.apple;
+    let rid = register_alone(&server, &apns_token(31)).await;
+    register(&server, "rid_user", "apns", json!(apns_token(32))).await;
+
+    // Tags and AttrTypes-1 attributes are for it, not for UserID accounts (90035), and back.
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "timpush/add_tag",
+            json!({ "UserTags": [
+            { "To_Account": rid, "Tags": ["beta"] },
+            { "To_Account": "rid_user", "Tags": ["beta"] } ] }),
+        )
+        .await;
+    assert_item_error(
+        &r,
+        "add_tag",
+        "rid_user",
+        90035,
+        &["tag 'beta'", "RegistrationID"],
+    );
+    name_typed_attrs(
+        &server,
+        &PUSH_APP,
+        json!({ "0": "model", "1": "city" }),
+        json!({ "0": 1 }),
+    )
+    .await;
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "timpush/set_attr",
+            json!({ "UserAttrs": [
+            { "To_Account": rid, "Attrs": { "model": "x1" } },
+            { "To_Account": rid, "Attrs": { "city": "sz" } } ] }),
+        )
+        .await;
+    assert_item_error(&r, "set_attr", &rid, 90035, &["attribute 'city'", "UserID"]);
+    assert_eq!(tags_of(&server, &PUSH_APP, &rid).await, json!(["beta"]));
+    assert_eq!(
+        attrs_of(&server, &PUSH_APP, &rid).await,
+        json!({ "model": "x1" })
+    );
+
+    // A tag push, an attribute push and a batch to it reach its device, and only it.
+    let conditions = [
+        json!({ "TagsAnd": ["beta"] }),
+        json!({ "AttrsAnd": { "model": "x1" } }),
+    ];
+    for (n, condition) in conditions.into_iter().enumerate() {
+        let body = json!({
+            "MsgRandom": 1100 + n,
+            "Condition": condition,
+            "OfflinePushInfo": { "Title": "For the device", "Desc": "hi" },
+        });
+        server.ok(&PUSH_APP, "timpush/push", body).await;
+    }
+    let body = json!({
+        "From_Account": "rid_user",
+        "To_Account": [rid],
+        "MsgRandom": 1102,
+        "OfflinePushInfo": { "Title": "Batch", "Desc": "hi" },
+    });
+    assert!(error_list(&server.ok(&PUSH_APP, "timpush/batch", body).await).is_empty());
+    let seen = || counts(apple.received().iter().map(|r| r.device_token.as_str()));
+    let expected = HashMap::from([(apns_token(31), 3)]);
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            let seen = seen();
+            (seen == expected).then_some(()).ok_or(format!("{seen:?}"))
+        },
+    )
+    .await;
+
+    // Its one device is its own; unregistered, the account goes with it.
+    let another = json!({ "To_Account": rid, "Platform": "apns", "Token": apns_token(33) });
+    let r = server
+        .call(&PUSH_APP, "tagcast/device_register", another)
+        .await;
+    assert_fail(&r, 90035, "only its own device");
+    let r = server
+        .ok(
+            &PUSH_APP,
+            "tagcast/device_unregister",
+            json!({ "RegistrationID": rid }),
+        )
+        .await;
+    assert_eq!(r["Removed"], 1);
+    let r = server
+        .ok(&PUSH_APP, "timpush/get_tag", json!({ "To_Account": [rid] }))
+        .await;
+    assert_eq!(error_list(&r), one_error(&rid, 70107));
+}
