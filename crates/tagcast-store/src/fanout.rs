@@ -22,6 +22,36 @@ pub struct Dispatch {
     /// Every account is done; retries may still run.
     pub finished: bool,
     pub report: DeviceReport,
+    /// A recall's notification, to send over the one its devices were shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrite: Option<Overwrite>,
+}
+
+impl Dispatch {
+    /// Whether work is left: accounts to notify, or notifications to overwrite.
+    pub fn is_open(&self) -> bool {
+        !self.finished || self.overwrite.as_ref().is_some_and(|o| !o.finished)
+    }
+}
+
+/// The overwrite of a recalled push's notifications (a revoke with `OfflinePushInfo`): sent,
+/// with the push's collapse id, to each device whose notification a provider accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overwrite {
+    /// The recall's content (`{"OfflinePushInfo": ..}`), as a push's.
+    pub content: String,
+    /// Accounts with an id below this are done.
+    pub next_account: u64,
+    pub finished: bool,
+}
+
+/// A batch of an overwrite: the devices to send it to, and where it goes on.
+#[derive(Debug, Clone, Default)]
+pub struct OverwriteBatch {
+    pub content: String,
+    pub devices: Vec<Device>,
+    /// Where the next batch starts; None when this is the last.
+    pub next_account: Option<u64>,
 }
 
 /// What became of a push's device notifications.
@@ -33,6 +63,9 @@ pub struct DeviceReport {
     pub apns: ProviderReport,
     pub fcm: ProviderReport,
     pub webpush: ProviderReport,
+    /// Devices whose notification a recall overwrote (the provider accepted the overwrite).
+    #[serde(default)]
+    pub overwritten: u64,
 }
 
 /// One provider's figures for a push.
@@ -81,6 +114,7 @@ impl DeviceReport {
 
     pub fn add(&mut self, other: &DeviceReport) {
         self.reached_online += other.reached_online;
+        self.overwritten += other.overwritten;
         for platform in [Platform::Apns, Platform::Fcm, Platform::WebPush] {
             self.provider_mut(platform).add(other.provider(platform));
         }
@@ -129,6 +163,8 @@ pub(crate) fn next_due(sends: &[DeviceSend]) -> Option<u64> {
 pub struct FanOut {
     pub meta: TaskMeta,
     pub targets: RoaringBitmap,
+    /// Every account is done (an overwrite may be left).
+    pub finished: bool,
 }
 
 /// A batch's accounts: those the push reached online, and the devices of the others.
@@ -153,6 +189,9 @@ pub struct Progress {
     /// Where the fan-out goes on; None for retries.
     pub next_account: Option<u64>,
     pub finished: bool,
+    /// Where the overwrite goes on, and whether it is done.
+    pub overwrite_next: Option<u64>,
+    pub overwrite_finished: bool,
     /// Each account's sends, replacing what was recorded.
     pub sends: Vec<(AccountId, Vec<DeviceSend>)>,
     /// RegistrationIDs of devices found gone, to remove.
@@ -181,7 +220,12 @@ impl Store {
                 }
                 Err(_) => targets.clear(),
             }
-            Ok(Some(FanOut { meta, targets }))
+            let finished = dispatch.finished;
+            Ok(Some(FanOut {
+                meta,
+                targets,
+                finished,
+            }))
         })
         .await
     }
@@ -228,6 +272,50 @@ impl Store {
         .await
     }
 
+    /// The next `limit` accounts of a recall's overwrite, in one snapshot: the registered
+    /// devices whose notification was accepted. None when no overwrite is left to do.
+    pub async fn overwrite_batch(
+        &self,
+        app: AppId,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Option<OverwriteBatch>> {
+        self.read("overwrite_batch", move |t| {
+            let Some(dispatch) = t.dispatch(app, seq)? else {
+                return Ok(None);
+            };
+            let Some(overwrite) = dispatch.overwrite.filter(|o| !o.finished) else {
+                return Ok(None);
+            };
+            // Only accounts the fan-out did, that still have devices, can have been notified.
+            let mut accounts = t.task_audience(app, seq)?.unwrap_or_default();
+            accounts &= t.device_owners(app)?;
+            let from = u32::try_from(overwrite.next_account).unwrap_or(AccountId::MAX);
+            let to = u32::try_from(dispatch.next_account).unwrap_or(AccountId::MAX);
+            let batch: Vec<AccountId> = accounts.range(from..to).take(limit).collect();
+            let next_account = match batch.last() {
+                Some(&last) if batch.len() == limit => Some(u64::from(last) + 1),
+                _ => None,
+            };
+            let mut devices = Vec::new();
+            for account in batch {
+                for send in t.device_sends(app, seq, account)?.unwrap_or_default() {
+                    if send.status != SendStatus::Accepted {
+                        continue;
+                    }
+                    let device = t.device(app, &send.registration_id)?;
+                    devices.extend(device.filter(|d| d.account == account));
+                }
+            }
+            Ok(Some(OverwriteBatch {
+                content: overwrite.content,
+                devices,
+                next_account,
+            }))
+        })
+        .await
+    }
+
     /// The task's fan-out and its report, if it notifies devices.
     pub async fn dispatch(&self, app: AppId, seq: u64) -> Result<Option<Dispatch>> {
         self.read("dispatch", move |t| t.dispatch(app, seq)).await
@@ -247,6 +335,11 @@ impl Store {
                     dispatch.next_account = dispatch.next_account.max(next);
                 }
                 dispatch.finished |= progress.finished;
+                if let Some(overwrite) = dispatch.overwrite.as_mut() {
+                    let next = progress.overwrite_next.unwrap_or_default();
+                    overwrite.next_account = overwrite.next_account.max(next);
+                    overwrite.finished |= progress.overwrite_finished;
+                }
                 t.put_dispatch(app, seq, &dispatch)?;
                 for (account, sends) in &progress.sends {
                     t.put_device_sends(app, seq, *account, sends)?;

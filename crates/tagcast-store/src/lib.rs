@@ -51,8 +51,8 @@ pub use devices::{
 pub use error::{ItemError, RequestError, StoreError};
 pub use events::{Event, Feed, Taken};
 pub use fanout::{
-    BatchDevices, DeviceReport, DeviceSend, Dispatch, DueSends, FanOut, Progress, ProviderReport,
-    SendStatus,
+    BatchDevices, DeviceReport, DeviceSend, Dispatch, DueSends, FanOut, Overwrite, OverwriteBatch,
+    Progress, ProviderReport, SendStatus,
 };
 pub use faults::{FAULT_INJECTION, Fault, FaultAction, FaultPlan};
 pub use health::{Failure, HealthStatus, StoreHealth};

@@ -150,8 +150,15 @@ impl Store {
             .await
     }
 
-    /// Marks a task revoked.
-    pub async fn revoke_task(&self, app: AppId, seq: u64, now_ms: u64) -> Result<Revoked> {
+    /// Marks a task revoked; with `overwrite` (the recall's content), its devices' notifications
+    /// are to be overwritten.
+    pub async fn revoke_task(
+        &self,
+        app: AppId,
+        seq: u64,
+        now_ms: u64,
+        overwrite: Option<String>,
+    ) -> Result<Revoked> {
         self.writer
             .write("revoke_task", move |ctx| {
                 let Some(mut meta) = ctx.tables.task(app, seq)? else {
@@ -162,6 +169,16 @@ impl Store {
                 }
                 meta.revoked_ms = Some(now_ms);
                 ctx.tables.put_task(app, &meta)?;
+                // The devices notified are sent the recall's notification over theirs.
+                if let (Some(content), Some(mut dispatch)) =
+                    (overwrite, ctx.tables.dispatch(app, seq)?)
+                {
+                    dispatch.overwrite = Some(crate::fanout::Overwrite {
+                        content,
+                        ..Default::default()
+                    });
+                    ctx.tables.put_dispatch(app, seq, &dispatch)?;
+                }
                 ctx.announce(app, Event::TaskRevoked(seq));
                 Ok(Revoked::Done(meta))
             })

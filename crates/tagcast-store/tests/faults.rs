@@ -313,7 +313,7 @@ fn corrupt_tasks_and_audiences_are_reported() {
             store.tasks_created_between(APP, 0, u64::MAX).await,
             "push task",
         );
-        assert_corrupt(store.revoke_task(APP, 1, now).await, "push task");
+        assert_corrupt(store.revoke_task(APP, 1, now, None).await, "push task");
     });
 }
 

@@ -139,12 +139,15 @@ pub async fn revoke(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
             format!("task {task_id} is older than the recall window"),
         ));
     }
-    if !meta.stored_for_offline() && present(&body, "OfflinePushInfo").is_none() {
+    let offline_push_info = present(&body, "OfflinePushInfo");
+    if !meta.stored_for_offline() && offline_push_info.is_none() {
         return Err(ApiError::from(Code::RevokeNeedsOfflinePushInfo));
     }
+    // The notification shown on the push's devices is replaced by the recall's, if it has one.
+    let overwrite = offline_push_info.map(|info| json!({ "OfflinePushInfo": info }).to_string());
     match ctx
         .store
-        .revoke_task(ctx.app.sdkappid, meta.seq, now_ms)
+        .revoke_task(ctx.app.sdkappid, meta.seq, now_ms, overwrite)
         .await
         .map_err(|e| ctx.internal(e))?
     {

@@ -106,6 +106,7 @@ async fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiErr
         "OfflinePush": {
             "NotifiesDevices": u8::from(task.notify_devices),
             "ReachedOnline": report.reached_online,
+            "Overwritten": report.overwritten,
             "Platforms": platforms,
         },
         "TaskID": task.task_id,

@@ -8,6 +8,10 @@
 //! devices and that the push has not reached over the WebSocket by the time its batch is
 //! taken, which is at least `GRACE` after the push (an account online then has its delivery
 //! recorded by then). Every device of such an account is notified, once.
+//!
+//! A recall with `OfflinePushInfo` is sent, under the push's collapse id, to each device whose
+//! notification a provider accepted, `OVERWRITE_DELAY` after the recall: by then every request
+//! begun before it has been answered, so none is left to show the push after its overwrite.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -22,7 +26,7 @@ use tagcast_store::{
     RoaringBitmap, SendStatus, Store, TaskMeta,
 };
 
-use super::providers::{Notice, Providers};
+use super::providers::{Notice, Providers, TIMEOUT};
 use crate::clock::now_ms;
 
 /// How long after a push its devices are looked at: the push reaches the accounts online first.
@@ -34,6 +38,8 @@ pub const BATCH: usize = 500;
 const RETRY_ROUND: usize = 500;
 /// How often the leader looks for work when it found none.
 const POLL: Duration = Duration::from_millis(200);
+/// How long after a recall its overwrite is sent: a request's longest wait, and a second.
+const OVERWRITE_DELAY: Duration = Duration::from_secs(TIMEOUT.as_secs() + 1);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -61,17 +67,20 @@ pub fn alert_of(content: &Value) -> Option<Alert> {
 
 /// The notice every device of `meta` gets, if it has one.
 fn notice_of(meta: &TaskMeta) -> Option<Notice> {
-    let content: Value = serde_json::from_str(&meta.content).ok()?;
+    notice_with(meta, &meta.content, 0)
+}
+
+/// The notice of `content` under `meta`'s collapse id, kept by the providers until the push's
+/// lifetime ends (if it has one that ends after `now`; else delivered now or never).
+fn notice_with(meta: &TaskMeta, content: &str, now: u64) -> Option<Notice> {
+    let content: Value = serde_json::from_str(content).ok()?;
     let alert = alert_of(&content)?;
+    let lasts = meta.stored_for_offline() && meta.expires_ms > now;
     Some(Notice {
         webpush_payload: webpush::payload(&alert, &meta.task_id),
         alert,
         collapse_id: meta.task_id.clone(),
-        expires_ms: if meta.stored_for_offline() {
-            meta.expires_ms
-        } else {
-            0
-        },
+        expires_ms: if lasts { meta.expires_ms } else { 0 },
     })
 }
 
@@ -90,6 +99,8 @@ struct Active {
     meta: TaskMeta,
     notice: Option<Notice>,
     targets: RoaringBitmap,
+    /// Every account is done: only an overwrite can be left.
+    finished: bool,
 }
 
 impl Notifier {
@@ -144,7 +155,9 @@ impl Inner {
                     }
                 },
             };
-            if now >= fan_out.meta.created_ms + GRACE.as_millis() as u64 {
+            if fan_out.finished {
+                busy |= self.overwrite(key.0, key.1, now).await;
+            } else if now >= fan_out.meta.created_ms + GRACE.as_millis() as u64 {
                 self.advance(key.0, fan_out).await;
                 busy = true;
             }
@@ -174,6 +187,7 @@ impl Inner {
             };
             if self.record(app, meta.seq, progress).await {
                 fan_out.targets.clear();
+                fan_out.finished = true;
             }
             return;
         };
@@ -201,9 +215,55 @@ impl Inner {
             by_account.entry(device.account).or_default().push(send);
         }
         progress.sends = by_account.into_iter().collect();
+        let finished = progress.finished;
         if self.record(app, meta.seq, progress).await {
             fan_out.targets.remove_range(..=last);
+            fan_out.finished = finished;
         }
+    }
+
+    /// Sends the next batch of a recall's overwrite once `OVERWRITE_DELAY` has passed since
+    /// the recall, and records it; whether it did.
+    async fn overwrite(&self, app: AppId, seq: u64, now: u64) -> bool {
+        let meta = match self.store.task(app, seq).await {
+            Ok(Some(meta)) => meta,
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "push unreadable; its overwrite waits");
+                return false;
+            }
+        };
+        let delay = OVERWRITE_DELAY.as_millis() as u64;
+        if meta.revoked_ms.is_none_or(|revoked| now < revoked + delay) {
+            return false;
+        }
+        let batch = match self.store.overwrite_batch(app, seq, BATCH).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "overwrite unreadable; will retry");
+                return false;
+            }
+        };
+        let mut progress = Progress {
+            overwrite_next: batch.next_account,
+            overwrite_finished: batch.next_account.is_none(),
+            ..Progress::default()
+        };
+        // A recall with nothing to show overwrites nothing.
+        if let Some(notice) = notice_with(&meta, &batch.content, now) {
+            let providers = self.providers.get(&app).cloned().unwrap_or_default();
+            let sends = batch.devices.iter().map(|d| providers.send(d, &notice));
+            let outcomes = futures_util::future::join_all(sends).await;
+            for (device, outcome) in batch.devices.iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Accepted => progress.report.overwritten += 1,
+                    Outcome::Gone { .. } => progress.gone.push(device.registration_id.clone()),
+                    Outcome::Retry { .. } | Outcome::Failed { .. } => {}
+                }
+            }
+        }
+        self.record(app, seq, progress).await
     }
 
     /// Sends the retries due at `now` and records them; whether there were any.
@@ -298,6 +358,7 @@ impl Active {
             notice: notice_of(&fan_out.meta),
             meta: fan_out.meta,
             targets: fan_out.targets,
+            finished: fan_out.finished,
         }
     }
 }

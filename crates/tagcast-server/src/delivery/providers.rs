@@ -19,7 +19,7 @@ use crate::config::{ApnsConfig, AppConfig, FcmConfig, WebPushConfig};
 /// Requests to one provider of one app at once.
 const IN_FLIGHT: usize = 256;
 /// How long a provider has to answer a request.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// APNs for one app: its team's credentials, the app's topic and the two hosts.
 pub struct Apns {

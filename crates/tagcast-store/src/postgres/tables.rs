@@ -1489,7 +1489,8 @@ fn upsert_dispatches(p: &mut Pipeline, rows: Vec<((AppId, u64), Dispatch)>) -> R
     }
     let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
     let seqs: Vec<i64> = rows.iter().map(|((_, seq), _)| *seq as i64).collect();
-    let finished: Vec<bool> = rows.iter().map(|(_, d)| d.finished).collect();
+    // The column says whether anything is left to do, for the index of open fan-outs.
+    let finished: Vec<bool> = rows.iter().map(|(_, d)| !d.is_open()).collect();
     let dispatches = rows
         .iter()
         .map(|(_, d)| json_text("fan-out", d))

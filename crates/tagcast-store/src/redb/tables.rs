@@ -508,7 +508,7 @@ impl Tables for Redb<Writable<'_>> {
     fn put_dispatch(&mut self, app: AppId, seq: u64, dispatch: &Dispatch) -> Result<()> {
         let bytes = encode_json("fan-out", dispatch)?;
         self.dispatches.insert((app, seq), bytes.as_slice())?;
-        if dispatch.finished {
+        if !dispatch.is_open() {
             self.open_dispatches.remove((app, seq))?;
         } else {
             self.open_dispatches.insert((app, seq), ())?;

@@ -636,3 +636,65 @@ async fn a_device_registered_alone_is_a_registration_id_account_pushes_reach() {
         .await;
     assert_eq!(error_list(&r), one_error(&rid, 70107));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_with_offline_push_info_overwrites_the_notifications_shown() {
+    let providers = Providers::start().await;
+    let server = providers.server();
+    let (apple, google) = (&providers.apple, &providers.google);
+    register(&server, "o_apns", "apns", json!(apns_token(41))).await;
+    register(&server, "o_fcm", "fcm", json!("fcm-o_fcm")).await;
+    register(&server, "o_gone", "fcm", json!("fcm-o_gone")).await;
+    google.script("fcm-o_gone", Script::Gone);
+    let body = json!({
+        "MsgRandom": 1201,
+        "MsgBody": text_body("sale"),
+        "OfflinePushInfo": { "Title": "Sale", "Desc": "50% off" },
+    });
+    let task = server.ok(&PUSH_APP, "timpush/push", body).await["TaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = || (apple.received().len(), google.received().len());
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            let seen = sent();
+            (seen == (1, 1)).then_some(()).ok_or(format!("{seen:?}"))
+        },
+    )
+    .await;
+
+    let recall = json!({ "TaskId": task,
+        "OfflinePushInfo": { "Title": "Recalled", "Desc": "The sale is over" } });
+    server.ok(&PUSH_APP, "timpush/revoke", recall).await;
+    // Sent once every request begun before the recall has been answered (11 s), to the
+    // devices notified: not to the one found gone.
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let seen = sent();
+            (seen == (2, 2)).then_some(()).ok_or(format!("{seen:?}"))
+        },
+    )
+    .await;
+    let overwrite = apple.received().pop().unwrap();
+    assert_eq!(overwrite.collapse_id.as_deref(), Some(task.as_str()));
+    assert_eq!(
+        overwrite.payload["aps"]["alert"],
+        json!({ "title": "Recalled", "body": "The sale is over" })
+    );
+    let overwrite = google.received().pop().unwrap();
+    assert_eq!(overwrite.token, "fcm-o_fcm");
+    assert_eq!(overwrite.message["android"]["collapse_key"], json!(task));
+    assert_eq!(
+        overwrite.message["notification"],
+        json!({ "title": "Recalled", "body": "The sale is over" })
+    );
+    let stats = statistics(&server, &task).await;
+    assert_eq!(stats["OfflinePush"]["Overwritten"], 2, "{stats}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(sent(), (2, 2), "overwritten once");
+}
