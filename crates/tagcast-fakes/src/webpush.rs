@@ -30,6 +30,11 @@ use crate::{Ledger, Scripted};
 const MAX_BODY: usize = 4096;
 /// The longest `Topic` (RFC 8030 §5.4).
 const MAX_TOPIC: usize = 32;
+/// How long after its `exp` a VAPID signature is still taken: jwt-simple's default time
+/// tolerance, which `tagcast_push::webpush::open` verifies with.
+const EXPIRY_TOLERANCE: u64 = 900;
+/// Verified `Authorization` values remembered; the cache starts afresh beyond it.
+const MAX_CACHED_SIGNATURES: usize = 1024;
 
 /// A push message the service accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,7 @@ impl PushService {
         let served = server::serve(None, |addr| State {
             origin: format!("http://{addr}"),
             subscriptions: RwLock::default(),
+            verified: RwLock::default(),
             next: AtomicU64::new(1),
             ledger: Ledger::new(),
         })
@@ -125,9 +131,20 @@ struct Keys {
     auth: [u8; 16],
 }
 
+/// A VAPID `Authorization` value whose signature verified for this origin: the key it named
+/// (base64url) and its `exp`.
+#[derive(Clone)]
+struct Verified {
+    key: String,
+    expires: u64,
+}
+
 struct State {
     origin: String,
     subscriptions: RwLock<HashMap<String, Arc<Keys>>>,
+    /// By `Authorization` value: an application server reuses its signature (RFC 8292 §2), and
+    /// the same bytes verify the same way again; only their expiry is checked again.
+    verified: RwLock<HashMap<String, Verified>>,
     /// Numbers subscriptions and messages.
     next: AtomicU64,
     ledger: Ledger<Received>,
@@ -221,13 +238,13 @@ impl State {
             }
         };
         let request = Request::from_parts(parts, body);
-        let (vapid_key, payload) =
-            tagcast_push::webpush::open(&request, &self.origin, &keys.private, &keys.auth)
-                .map_err(|why| match why.starts_with("decrypt") {
-                    true => bad(why),
-                    // RFC 8292 §4.1: a missing or invalid VAPID signature is 401.
-                    false => (StatusCode::UNAUTHORIZED, why),
-                })?;
+        let (vapid_key, payload) = self.open(&request, &keys).map_err(|why| {
+            match why.starts_with("decrypt") {
+                true => bad(why),
+                // RFC 8292 §4.1: a missing or invalid VAPID signature is 401.
+                false => (StatusCode::UNAUTHORIZED, why),
+            }
+        })?;
         let received = Received {
             subscription_id: id.clone(),
             vapid_key,
@@ -238,5 +255,125 @@ impl State {
             at: Instant::now(),
         };
         Ok((id, received))
+    }
+}
+
+impl State {
+    /// `tagcast_push::webpush::open` (the VAPID signature, then the body decrypted), with the
+    /// verification of an `Authorization` value verified before remembered: that value is then
+    /// checked for expiry only, and the body still decrypted.
+    fn open(&self, request: &Request<Vec<u8>>, keys: &Keys) -> Result<(String, Vec<u8>), String> {
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let known = crate::read(&self.verified).get(authorization).cloned();
+        let Some(known) = known else {
+            let opened =
+                tagcast_push::webpush::open(request, &self.origin, &keys.private, &keys.auth)?;
+            self.remember(authorization, &opened.0);
+            return Ok(opened);
+        };
+        let now = tagcast_push::webpush::unix_now();
+        if now > known.expires + EXPIRY_TOLERANCE {
+            return Err(format!("VAPID signature: expired at {}", known.expires));
+        }
+        let auth = web_push_native::Auth::clone_from_slice(&keys.auth);
+        let payload = web_push_native::decrypt(request.body().clone(), &keys.private, &auth)
+            .map_err(|e| format!("decrypt: {e}"))?;
+        Ok((known.key, payload))
+    }
+
+    /// Keeps `authorization`, which just verified naming `key`, with its `exp`.
+    fn remember(&self, authorization: &str, key: &str) {
+        let Some(expires) = vapid_expiry(authorization) else {
+            return;
+        };
+        let mut verified = crate::write(&self.verified);
+        if verified.len() >= MAX_CACHED_SIGNATURES {
+            verified.clear();
+        }
+        let key = key.to_string();
+        verified.insert(authorization.to_string(), Verified { key, expires });
+    }
+}
+
+/// The `exp` claim of the token in a VAPID `Authorization` value (`vapid t=..., k=...`).
+fn vapid_expiry(authorization: &str) -> Option<u64> {
+    let rest = authorization.strip_prefix("vapid ")?;
+    let token = rest.split(',').find_map(|p| p.trim().strip_prefix("t="))?;
+    let claims = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&claims).ok()?["exp"].as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tagcast_push::webpush::{Notification, Subscription, Urgency, Vapid, request, unix_now};
+
+    use super::*;
+    use crate::server::Handler;
+
+    /// A request to `subscribed`, signed by `vapid`, as the service's handler takes it.
+    fn push(subscribed: &Subscribed, vapid: &Vapid) -> Request<Option<Bytes>> {
+        let subscription = Subscription::parse(&subscribed.json).unwrap();
+        let notification = Notification {
+            payload: b"{}",
+            ttl: Duration::from_secs(60),
+            topic: None,
+            urgency: Urgency::Normal,
+        };
+        request(&subscription, vapid, &notification)
+            .unwrap()
+            .map(|body| Some(Bytes::from(body)))
+    }
+
+    #[tokio::test]
+    async fn a_verified_vapid_signature_is_reused_until_it_expires_and_bodies_still_decrypt() {
+        let service = PushService::start().await;
+        let state = &service.served.state;
+        let vapid = Vapid::generate("mailto:ops@example.com");
+        let subscribed = service.subscribe();
+        assert_eq!(state.answer(push(&subscribed, &vapid)).status(), 201);
+        let authorization = vapid.authorization(&service.url()).unwrap();
+        let cached = crate::read(&state.verified)[&authorization].clone();
+        assert_eq!(cached.key, vapid.public_key());
+        assert!(cached.expires > unix_now() + 11 * 3600, "the token's exp");
+        // Reused: a remembered value is not verified again (the key it named is taken as is).
+        crate::write(&state.verified).insert(
+            authorization.clone(),
+            Verified {
+                key: "remembered".into(),
+                expires: cached.expires,
+            },
+        );
+        assert_eq!(state.answer(push(&subscribed, &vapid)).status(), 201);
+        assert_eq!(service.received()[1].vapid_key, "remembered");
+        // A body that does not decrypt is refused whatever its signature.
+        let mut tampered = push(&subscribed, &vapid);
+        if let Some(body) = tampered.body_mut() {
+            let mut bytes = body.to_vec();
+            *bytes.last_mut().unwrap() ^= 1;
+            *body = Bytes::from(bytes);
+        }
+        assert_eq!(state.answer(tampered).status(), 400);
+        // Past its exp (and jwt-simple's tolerance), a remembered value is refused.
+        let expired = unix_now() - EXPIRY_TOLERANCE - 1;
+        crate::write(&state.verified).insert(
+            authorization,
+            Verified {
+                key: vapid.public_key(),
+                expires: expired,
+            },
+        );
+        assert_eq!(state.answer(push(&subscribed, &vapid)).status(), 401);
+        assert!(
+            service.rejected()[1].contains("expired"),
+            "{:?}",
+            service.rejected()
+        );
+        assert_eq!(service.received_count(), 2);
     }
 }

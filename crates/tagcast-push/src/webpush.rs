@@ -2,6 +2,8 @@
 //! (RFC 8030) whose body is encrypted to the subscription's keys with `aes128gcm` (RFC 8291)
 //! and whose `Authorization` identifies the app server by its VAPID key (RFC 8292).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -12,10 +14,16 @@ use web_push_native::jwt_simple::algorithms::{
     ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
 };
 use web_push_native::jwt_simple::claims::Claims;
+use web_push_native::jwt_simple::reexports::coarsetime;
 use web_push_native::p256;
 
 /// How long a VAPID signature is valid: RFC 8292 allows at most 24 hours.
 const VAPID_VALIDITY: Duration = Duration::from_secs(12 * 3600);
+/// A signature is reused for its origin (RFC 8292 §2 allows it) until this long before it
+/// expires: signing every request would cost an ECDSA signature per notification.
+const VAPID_RENEW_BEFORE: Duration = Duration::from_secs(3600);
+/// Origins whose signatures are kept (push services are few); beyond it the cache starts afresh.
+const MAX_SIGNED_ORIGINS: usize = 256;
 /// The longest `Topic` RFC 8030 allows.
 const MAX_TOPIC: usize = 32;
 
@@ -94,6 +102,8 @@ impl Subscription {
 pub struct Vapid {
     key: ES256KeyPair,
     contact: String,
+    /// The `Authorization` value signed for each audience origin, and when (unix seconds).
+    signed: Mutex<HashMap<String, (String, u64)>>,
 }
 
 impl Vapid {
@@ -102,6 +112,7 @@ impl Vapid {
         Self {
             key: ES256KeyPair::generate(),
             contact: contact.into(),
+            signed: Mutex::default(),
         }
     }
 
@@ -114,6 +125,7 @@ impl Vapid {
         Ok(Self {
             key,
             contact: contact.into(),
+            signed: Mutex::default(),
         })
     }
 
@@ -130,9 +142,37 @@ impl Vapid {
 
     /// The `Authorization` header for requests to `origin` (RFC 8292 §3).
     pub fn authorization(&self, origin: &str) -> Result<String, Error> {
-        let claims = Claims::create(VAPID_VALIDITY.into())
+        self.authorization_at(origin, unix_now())
+    }
+
+    /// The `Authorization` header for requests to `origin` at `now` (unix seconds): the one
+    /// signed for it before while more than `VAPID_RENEW_BEFORE` of it is left, else a new one.
+    pub fn authorization_at(&self, origin: &str, now: u64) -> Result<String, Error> {
+        let reuse = (VAPID_VALIDITY - VAPID_RENEW_BEFORE).as_secs();
+        // Held while signing, so that requests arriving together sign once.
+        let mut signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((value, at)) = signed.get(origin)
+            && (*at..*at + reuse).contains(&now)
+        {
+            return Ok(value.clone());
+        }
+        let value = self.sign(origin, now)?;
+        if signed.len() >= MAX_SIGNED_ORIGINS {
+            signed.clear();
+        }
+        signed.insert(origin.to_string(), (value.clone(), now));
+        Ok(value)
+    }
+
+    /// A new `Authorization` value for `origin`, issued at `now` and valid `VAPID_VALIDITY`.
+    fn sign(&self, origin: &str, now: u64) -> Result<String, Error> {
+        let at = coarsetime::Duration::from_secs(now);
+        let mut claims = Claims::create(VAPID_VALIDITY.into())
             .with_audience(origin)
             .with_subject(&self.contact);
+        claims.issued_at = Some(at);
+        claims.invalid_before = Some(at);
+        claims.expires_at = Some(at + VAPID_VALIDITY.into());
         let token = self
             .key
             .sign(claims)
@@ -382,6 +422,59 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// The `exp` of the token in an `Authorization` value.
+    fn expiry(authorization: &str) -> u64 {
+        let token = authorization
+            .strip_prefix("vapid t=")
+            .and_then(|rest| rest.split(',').next())
+            .unwrap();
+        let claims = decode(token.split('.').nth(1).unwrap());
+        serde_json::from_slice::<serde_json::Value>(&claims).unwrap()["exp"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_vapid_signature_is_reused_per_origin_until_an_hour_before_it_expires() {
+        let vapid = Vapid::generate("mailto:ops@example.com");
+        let (a, b) = ("https://a.example", "https://b.example");
+        let now = unix_now();
+        let first = vapid.authorization_at(a, now).unwrap();
+        assert_eq!(expiry(&first), now + 12 * 3600);
+        // Reused within the window, for its origin only.
+        assert_eq!(
+            vapid.authorization_at(a, now + 11 * 3600 - 1).unwrap(),
+            first
+        );
+        let other = vapid.authorization_at(b, now + 60).unwrap();
+        assert_ne!(other, first);
+        assert_eq!(expiry(&other), now + 60 + 12 * 3600);
+        // Renewed an hour before it expires (and if the clock went back), then reused.
+        let renewed = vapid.authorization_at(a, now + 11 * 3600).unwrap();
+        assert_eq!(expiry(&renewed), now + 23 * 3600);
+        assert_eq!(
+            vapid.authorization_at(a, now + 11 * 3600 + 5).unwrap(),
+            renewed
+        );
+        let back = vapid.authorization_at(a, now + 3600).unwrap();
+        assert_eq!(expiry(&back), now + 13 * 3600);
+        // What is reused is what a push service verifies.
+        let sub = subscription("https://a.example/push/x");
+        let notification = Notification {
+            payload: PLAINTEXT,
+            ttl: Duration::from_secs(60),
+            topic: None,
+            urgency: Urgency::Normal,
+        };
+        let request = request(&sub, &vapid, &notification).unwrap();
+        assert_eq!(
+            request.headers()["authorization"],
+            vapid.authorization(a).unwrap()
+        );
+        let (_, payload) = open(&request, a, &ua_private(), &decode(AUTH)).unwrap();
+        assert_eq!(payload, PLAINTEXT);
     }
 
     #[test]
