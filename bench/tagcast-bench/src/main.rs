@@ -1,12 +1,14 @@
 //! `tagcast-bench`: the push benchmarks, the comparison with Redis and PostgreSQL, and tagcast on
 //! its two stores. Each reports ratios against a baseline measured in the same run, next to the
 //! absolute numbers. See bench/README.md; `bench/push.sh` runs the push benchmarks,
-//! `bench/run.sh` the comparison, `bench/store.sh` the stores, `bench/cluster.sh` several nodes.
+//! `bench/run.sh` the comparison, `bench/store.sh` the stores, `bench/cluster.sh` several nodes,
+//! `bench/devices.sh` device notifications.
 
 mod audience;
 mod client;
 mod cluster;
 mod compare;
+mod devices;
 mod fanout;
 mod gen_data;
 mod push;
@@ -47,6 +49,9 @@ enum Command {
     /// The raw PostgreSQL baseline of add_tag and get_tag: one statement of 100 accounts per
     /// transaction, on a table of its own.
     PgUpdate(storage::pg_update::PgUpdateArgs),
+    /// Notifications per second from one push to N devices per provider, against the local
+    /// fake providers, vs a minimal client (bench/devices.sh).
+    Devices(devices::DevicesArgs),
     /// Opens a store (index rebuild) and prints how long it took, its accounts and counts.
     Open(storage::open::OpenArgs),
     /// The minimal WebSocket broadcast server of the fan-out baseline (started by `fanout`).
@@ -99,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(args) => runtime.block_on(cluster::run(&args)),
         Command::PgUpdate(args) => runtime.block_on(storage::pg_update::run(&args)),
         Command::Open(args) => runtime.block_on(storage::open::run(&args)),
+        Command::Devices(args) => runtime.block_on(devices::run(&args)),
         Command::RawServer { listen } => runtime.block_on(raw::serve(listen)),
     }
 }
