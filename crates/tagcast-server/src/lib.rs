@@ -144,7 +144,7 @@ async fn shared_state(
     store: Store,
 ) -> Result<Arc<SharedState>, tagcast_store::StoreError> {
     let callbacks = Callbacks::start(store.clone(), &config.apps);
-    let recorder = Recorder::start(store.clone(), callbacks);
+    let recorder = Recorder::start(store.clone(), callbacks.clone());
     let max_live_tasks = config
         .apps
         .iter()
@@ -155,7 +155,7 @@ async fn shared_state(
         .iter()
         .map(|(id, app)| (*id, app.providers.clone()))
         .collect();
-    let notifier = Notifier::start(store.clone(), providers);
+    let notifier = Notifier::start(store.clone(), providers, callbacks.clone());
     let state = Arc::new(SharedState {
         apps,
         store,

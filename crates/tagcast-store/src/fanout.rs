@@ -198,6 +198,8 @@ pub struct Progress {
     pub gone: Vec<String>,
     /// Added to the task's report.
     pub report: DeviceReport,
+    /// `Push.AllMemberPush` callback bodies reporting the sends settled, for the outbox.
+    pub callbacks: Vec<String>,
 }
 
 impl Store {
@@ -325,6 +327,16 @@ impl Store {
     pub async fn record_progress(&self, app: AppId, seq: u64, progress: Progress) -> Result<()> {
         self.writer
             .write("record_progress", move |ctx| {
+                // Counting the outbox reads the database: before this write has changes.
+                let callbacks = progress.callbacks.into_iter().map(|b| (app, b)).collect();
+                let dropped = crate::outbox::queue(ctx.tables, callbacks, crate::health::now_ms())?;
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        app,
+                        batches = dropped.len(),
+                        "device callback events dropped: the app's callback outbox is full"
+                    );
+                }
                 let t = &mut *ctx.tables;
                 // None when another leader finished it meanwhile, or the task left the store.
                 let Some(mut dispatch) = t.dispatch(app, seq)? else {

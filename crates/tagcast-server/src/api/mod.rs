@@ -5,7 +5,7 @@ mod attrs;
 mod audience;
 mod devices;
 mod push;
-mod reports;
+pub(crate) mod reports;
 mod tags;
 mod task_ids;
 

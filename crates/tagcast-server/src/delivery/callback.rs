@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tagcast_store::{AppId, CallbackBatch, Settled, Store};
+use tagcast_store::{AppId, CallbackBatch, DeviceSend, SendStatus, Settled, Store, TaskMeta};
 use tokio::sync::Notify;
 
 use super::recorder::Delivered;
@@ -85,21 +85,24 @@ impl Callbacks {
     pub fn bodies(&self, deliveries: &[Delivered]) -> Vec<Body> {
         let mut events: HashMap<AppId, Vec<Value>> = HashMap::new();
         for d in deliveries {
-            if self.inner.urls.contains_key(&d.task.app) {
+            if self.wants(d.task.app) {
                 events.entry(d.task.app).or_default().push(event(d));
             }
         }
         events
             .into_iter()
-            .flat_map(|(app, events)| {
-                let batches: Vec<Vec<Value>> = events.chunks(BATCH).map(<[_]>::to_vec).collect();
-                batches.into_iter().map(move |batch| Body {
-                    app,
-                    events: batch.len(),
-                    json: json!({ "Events": batch }).to_string(),
-                })
-            })
+            .flat_map(|(app, events)| batches(app, &events))
             .collect()
+    }
+
+    /// Whether `app` has a callback URL.
+    pub fn wants(&self, app: AppId) -> bool {
+        self.inner.urls.contains_key(&app)
+    }
+
+    /// The callback bodies of `app`'s device events (see `device_event`).
+    pub fn device_bodies(&self, app: AppId, events: &[Value]) -> Vec<Body> {
+        batches(app, events)
     }
 
     /// Bodies were stored: the sender looks at once.
@@ -134,6 +137,42 @@ impl Callbacks {
             tracing::warn!("callback batches still waiting at shutdown: sent by the next leader");
         }
     }
+}
+
+/// `events` in bodies of at most `BATCH`.
+fn batches(app: AppId, events: &[Value]) -> Vec<Body> {
+    events
+        .chunks(BATCH)
+        .map(|batch| Body {
+            app,
+            events: batch.len(),
+            json: json!({ "Events": batch }).to_string(),
+        })
+        .collect()
+}
+
+/// A device's notification, settled (accepted, gone or given up), as a `Push.AllMemberPush`
+/// event: EventType 1 = offline (vendor) push, `ErrCode` 0 when accepted, else 1 with the
+/// provider's reason in `ErrInfo`.
+pub fn device_event(meta: &TaskMeta, account: &str, send: &DeviceSend) -> Value {
+    let accepted = send.status == SendStatus::Accepted;
+    let mut event = json!({
+        "CallbackCommand": "Push.AllMemberPush",
+        "EventType": 1,
+        "TaskId": meta.task_id,
+        "TaskTime": meta.created_ms / 1000,
+        "EventTime": send.at_ms / 1000,
+        "To_Account": account,
+        "PushPlatform": crate::api::reports::platform_code(send.platform),
+        "RegistrationID": send.registration_id,
+        "PushStage": 0,
+        "ErrCode": u8::from(!accepted),
+        "ErrInfo": send.reason,
+    });
+    if let Some(data_id) = &meta.data_id {
+        event["DataId"] = json!(data_id);
+    }
+    event
 }
 
 /// A delivery as a `Push.AllMemberPush` event: EventType 2 = online push.

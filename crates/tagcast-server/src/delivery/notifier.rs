@@ -26,6 +26,7 @@ use tagcast_store::{
     RoaringBitmap, SendStatus, Store, TaskMeta,
 };
 
+use super::callback::{Callbacks, device_event};
 use super::providers::{Notice, Providers, TIMEOUT};
 use crate::clock::now_ms;
 
@@ -92,6 +93,7 @@ pub struct Notifier {
 struct Inner {
     store: Store,
     providers: HashMap<AppId, Providers>,
+    callbacks: Callbacks,
 }
 
 /// A fan-out being advanced: its task and the accounts still to do.
@@ -104,9 +106,13 @@ struct Active {
 }
 
 impl Notifier {
-    /// Starts the sender over the apps' providers.
-    pub fn start(store: Store, providers: HashMap<AppId, Providers>) -> Self {
-        let inner = Arc::new(Inner { store, providers });
+    /// Starts the sender over the apps' providers, reporting to the apps' callbacks.
+    pub fn start(store: Store, providers: HashMap<AppId, Providers>, callbacks: Callbacks) -> Self {
+        let inner = Arc::new(Inner {
+            store,
+            providers,
+            callbacks,
+        });
         tokio::spawn(run(Arc::downgrade(&inner)));
         Self { _inner: inner }
     }
@@ -215,6 +221,9 @@ impl Inner {
             by_account.entry(device.account).or_default().push(send);
         }
         progress.sends = by_account.into_iter().collect();
+        if !self.add_callbacks(app, meta, now, &mut progress).await {
+            return;
+        }
         let finished = progress.finished;
         if self.record(app, meta.seq, progress).await {
             fan_out.targets.remove_range(..=last);
@@ -325,8 +334,8 @@ impl Inner {
                 .find(|d| d.registration_id == send.registration_id);
             match (device, live) {
                 (Some(device), Some((meta, notice))) => attempts.push((i, device, meta, notice)),
-                (None, _) => give_up(send, "unregistered", &mut progress),
-                (Some(_), None) => give_up(send, "push ended", &mut progress),
+                (None, _) => give_up(send, "unregistered", now, &mut progress),
+                (Some(_), None) => give_up(send, "push ended", now, &mut progress),
             }
         }
         let sent = attempts
@@ -337,13 +346,58 @@ impl Inner {
             settle(&mut sends[*i], outcome, meta, now_ms(), &mut progress);
         }
         progress.sends = vec![(account, sends)];
+        if let Some((meta, _)) = live
+            && !self.add_callbacks(app, meta, now, &mut progress).await
+        {
+            return;
+        }
         self.record(app, seq, progress).await;
+    }
+
+    /// Adds to `progress` the callback events of its sends settled since `since` (accepted,
+    /// gone or given up), when the app has a callback URL; false when the accounts' names could
+    /// not be read (the work is done again).
+    async fn add_callbacks(
+        &self,
+        app: AppId,
+        meta: &TaskMeta,
+        since: u64,
+        progress: &mut Progress,
+    ) -> bool {
+        if !self.callbacks.wants(app) {
+            return true;
+        }
+        let ids: Vec<AccountId> = progress.sends.iter().map(|(account, _)| *account).collect();
+        let names = match self.store.account_names(app, &ids).await {
+            Ok(names) => names,
+            Err(error) => {
+                tracing::warn!(%error, "account names unreadable; the sends are made again");
+                return false;
+            }
+        };
+        let mut events = Vec::new();
+        for ((_, sends), name) in progress.sends.iter().zip(&names) {
+            let name = name.as_deref().unwrap_or_default();
+            let settled = sends
+                .iter()
+                .filter(|s| s.at_ms >= since && s.status != SendStatus::Retrying);
+            events.extend(settled.map(|send| device_event(meta, name, send)));
+        }
+        let bodies = self.callbacks.device_bodies(app, &events);
+        progress.callbacks = bodies.into_iter().map(|body| body.json).collect();
+        true
     }
 
     /// Records progress; false when the store failed (the work is done again).
     async fn record(&self, app: AppId, seq: u64, progress: Progress) -> bool {
+        let callbacks = !progress.callbacks.is_empty();
         match self.store.record_progress(app, seq, progress).await {
-            Ok(()) => true,
+            Ok(()) => {
+                if callbacks {
+                    self.callbacks.stored();
+                }
+                true
+            }
             Err(error) => {
                 tracing::warn!(%error, "device notifications not recorded; sent again");
                 false
@@ -421,7 +475,8 @@ fn fail(send: &mut DeviceSend, reason: String, report: &mut ProviderReport) {
 }
 
 /// Gives a retrying send up without an attempt.
-fn give_up(send: &mut DeviceSend, reason: &str, p: &mut Progress) {
+fn give_up(send: &mut DeviceSend, reason: &str, now: u64, p: &mut Progress) {
+    send.at_ms = now;
     fail(
         send,
         reason.to_string(),

@@ -11,7 +11,7 @@ use tagcast_fakes::{Script, apns::Apple, fcm::Google, webpush::PushService};
 use tempfile::TempDir;
 
 use crate::common::*;
-use crate::ws::{Client, text_body};
+use crate::ws::{CallbackReceiver, Client, text_body};
 
 const KEY_ID: &str = "KEY1234567";
 const TEAM_ID: &str = "TEAM123456";
@@ -74,10 +74,15 @@ impl Providers {
     }
 
     fn server(&self) -> Server {
+        self.server_reporting_to(None)
+    }
+
+    /// A server whose PUSH_APP sends its callbacks to `callback_url`.
+    fn server_reporting_to(&self, callback_url: Option<&str>) -> Server {
         let extra = PushAppExtra {
+            callback_url,
             limits: "webpush_private_endpoints = true",
             tables: &self.tables,
-            ..PushAppExtra::default()
         };
         Server::start_on_with_push_app(TestStore::fresh(), extra)
     }
@@ -697,4 +702,70 @@ async fn a_recall_with_offline_push_info_overwrites_the_notifications_shown() {
     assert_eq!(stats["OfflinePush"]["Overwritten"], 2, "{stats}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(sent(), (2, 2), "overwritten once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_device_outcome_is_a_push_all_member_push_event() {
+    let providers = Providers::start().await;
+    let mut receiver = CallbackReceiver::start(0).await;
+    let server = providers.server_reporting_to(Some(&receiver.url));
+    let ok = register(&server, "c_ok", "apns", json!(apns_token(51))).await;
+    let gone = register(&server, "c_gone", "fcm", json!("fcm-c_gone")).await;
+    providers.google.script("fcm-c_gone", Script::Gone);
+    let body = json!({
+        "MsgRandom": 1301,
+        "MsgBody": text_body("hi"),
+        "OfflinePushInfo": { "Title": "t" },
+    });
+    let task = server.ok(&PUSH_APP, "timpush/push", body).await["TaskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // No session is online: the callbacks are the devices' (EventType 1), one per device.
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let body = receiver.next_body().await;
+        events.extend(body["Events"].as_array().expect("Events").iter().cloned());
+    }
+    events.sort_by_key(|e| e["To_Account"].as_str().unwrap_or_default().to_string());
+    let fields = |e: &Value| {
+        (
+            e["EventType"].clone(),
+            e["TaskId"].clone(),
+            e["To_Account"].clone(),
+            e["PushPlatform"].clone(),
+            e["RegistrationID"].clone(),
+            e["ErrCode"].clone(),
+        )
+    };
+    assert_eq!(
+        events.iter().map(fields).collect::<Vec<_>>(),
+        vec![
+            (
+                json!(1),
+                json!(task),
+                json!("c_gone"),
+                json!(2),
+                json!(gone),
+                json!(1)
+            ),
+            (
+                json!(1),
+                json!(task),
+                json!("c_ok"),
+                json!(1),
+                json!(ok),
+                json!(0)
+            ),
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events[0]["ErrInfo"]
+            .as_str()
+            .unwrap()
+            .contains("UNREGISTERED"),
+        "{events:?}"
+    );
+    assert_eq!(events[1]["CallbackCommand"], "Push.AllMemberPush");
 }
