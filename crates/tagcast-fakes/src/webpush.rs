@@ -113,7 +113,12 @@ impl PushService {
                 "auth": URL_SAFE_NO_PAD.encode(auth),
             },
         });
-        let keys = Arc::new(Keys { private, auth });
+        let public = point.as_bytes().to_vec();
+        let keys = Arc::new(Keys {
+            private,
+            public,
+            auth,
+        });
         crate::write(&self.served.state.subscriptions).insert(id.clone(), keys);
         Subscribed {
             id,
@@ -128,7 +133,33 @@ impl PushService {
 /// What the service keeps of a subscription: the browser's half of the keys.
 struct Keys {
     private: p256::SecretKey,
+    /// The public key, uncompressed: kept, as deriving it again is a P-256 multiplication.
+    public: Vec<u8>,
     auth: [u8; 16],
+}
+
+impl Keys {
+    /// An `aes128gcm` body (RFC 8188) encrypted to these keys (RFC 8291 §3.4), decrypted:
+    /// `web_push_native::decrypt` with the public key kept instead of derived.
+    fn decrypt(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        // The header: salt (16), record size (4), key id length (1), key id: the sender's key.
+        let sender = body
+            .get(20)
+            .and_then(|&len| body.get(21..21 + usize::from(len)))
+            .ok_or("decrypt: no sender key")?;
+        let sender = p256::PublicKey::from_sec1_bytes(sender)
+            .map_err(|_| "decrypt: the sender key is not a P-256 point")?;
+        let shared =
+            p256::ecdh::diffie_hellman(self.private.to_nonzero_scalar(), sender.as_affine());
+        let mut info = b"WebPush: info\0".to_vec();
+        info.extend_from_slice(&self.public);
+        info.extend_from_slice(sender.to_encoded_point(false).as_bytes());
+        let mut ikm = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.auth), shared.raw_secret_bytes().as_ref())
+            .expand(&info, &mut ikm)
+            .map_err(|e| format!("decrypt: {e}"))?;
+        ece_native::decrypt(ikm, body).map_err(|e| format!("decrypt: {e}"))
+    }
 }
 
 /// A VAPID `Authorization` value whose signature verified for this origin: the key it named
@@ -279,10 +310,7 @@ impl State {
         if now > known.expires + EXPIRY_TOLERANCE {
             return Err(format!("VAPID signature: expired at {}", known.expires));
         }
-        let auth = web_push_native::Auth::clone_from_slice(&keys.auth);
-        let payload = web_push_native::decrypt(request.body().clone(), &keys.private, &auth)
-            .map_err(|e| format!("decrypt: {e}"))?;
-        Ok((known.key, payload))
+        Ok((known.key, keys.decrypt(request.body().clone())?))
     }
 
     /// Keeps `authorization`, which just verified naming `key`, with its `exp`.
@@ -330,6 +358,31 @@ mod tests {
             .map(|body| Some(Bytes::from(body)))
     }
 
+    /// RFC 8291 §5 and Appendix A: the user agent's keys and a message encrypted to them.
+    #[test]
+    fn kept_keys_decrypt_the_rfc_8291_example() {
+        let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
+        let keys = Keys {
+            private: p256::SecretKey::from_slice(&decode(
+                "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94",
+            ))
+            .unwrap(),
+            public: decode(
+                "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            ),
+            auth: decode("BTBZMqHH6r4Tts7J_aSIgg").try_into().unwrap(),
+        };
+        let message = decode(
+            "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN",
+        );
+        let plaintext = b"When I grow up, I want to be a watermelon";
+        assert_eq!(keys.decrypt(message.clone()).unwrap(), plaintext);
+        let mut tampered = message;
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(keys.decrypt(tampered).unwrap_err().starts_with("decrypt"));
+        assert!(keys.decrypt(vec![0; 20]).is_err(), "no header");
+    }
+
     #[tokio::test]
     async fn a_verified_vapid_signature_is_reused_until_it_expires_and_bodies_still_decrypt() {
         let service = PushService::start().await;
@@ -351,6 +404,11 @@ mod tests {
         );
         assert_eq!(state.answer(push(&subscribed, &vapid)).status(), 201);
         assert_eq!(service.received()[1].vapid_key, "remembered");
+        assert_eq!(
+            service.received()[1].payload,
+            b"{}",
+            "decrypted all the same"
+        );
         // A body that does not decrypt is refused whatever its signature.
         let mut tampered = push(&subscribed, &vapid);
         if let Some(body) = tampered.body_mut() {
