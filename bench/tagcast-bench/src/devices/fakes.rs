@@ -97,8 +97,32 @@ impl Fake {
             kind,
             devices: Vec::new(),
         };
-        fake.devices = (0..devices).map(|i| fake.device(i)).collect();
+        // Seconds of work: off the runtime's hands.
+        fake.devices = tokio::task::block_in_place(|| fake.make_devices(devices))?;
         Ok(fake)
+    }
+
+    /// `n` devices, made on every core: a Web Push subscription is a P-256 key pair.
+    fn make_devices(&self, n: usize) -> anyhow::Result<Vec<Device>> {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let chunk = n.div_ceil(cores).max(1);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    let end = (start + chunk).min(n);
+                    scope.spawn(move || (start..end).map(|i| self.device(i)).collect::<Vec<_>>())
+                })
+                .collect();
+            let mut devices = Vec::with_capacity(n);
+            for part in parts {
+                devices.extend(
+                    part.join()
+                        .map_err(|_| anyhow::anyhow!("making devices failed"))?,
+                );
+            }
+            Ok(devices)
+        })
     }
 
     fn device(&self, i: usize) -> Device {
