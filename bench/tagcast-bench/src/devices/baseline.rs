@@ -22,7 +22,7 @@ use tagcast_push::{Alert, apns, fcm, webpush};
 use tokio::net::TcpStream;
 
 use super::fakes::{CONTACT, Fake, KEY_ID, Provider, TEAM_ID, TOPIC};
-use super::threads::Pool;
+use super::{DevicesArgs, Pools};
 
 /// How the client talks to the fake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,17 +259,17 @@ impl Run {
     }
 }
 
-/// Sends `notice` to every device of `fake` in `form`, from `client`'s runtime; checks that the
-/// fake took each once and refused nothing.
+/// Sends `notice` to every device of `fake` in `form`, from the client's runtime; checks that
+/// the fake took each once and refused nothing.
 pub async fn run(
     fake: &Fake,
-    pools: (&Pool, &Pool),
+    pools: Pools<'_>,
     form: Form,
     notice: Arc<Notice>,
-    in_flight: usize,
+    args: &DevicesArgs,
     vapid_private: &str,
 ) -> anyhow::Result<Run> {
-    let (client, fake_pool) = pools;
+    let (client, fake_pool, in_flight) = (pools.client, pools.fake, args.in_flight);
     let builder = Arc::new(Builder::new(fake, &notice, vapid_private).await?);
     let tokens: Arc<Vec<String>> = Arc::new(
         fake.devices

@@ -126,10 +126,11 @@ impl Tagcast {
         Ok((imported, started.elapsed()))
     }
 
-    /// One push to every account, notifying their devices; its TaskId.
-    pub async fn push(&self) -> anyhow::Result<String> {
+    /// Push number `n` to every account, notifying their devices; its TaskId.
+    pub async fn push(&self, n: usize) -> anyhow::Result<String> {
         let body = json!({
-            "MsgRandom": 4242,
+            // A repeated MsgRandom would return the earlier task.
+            "MsgRandom": 4242 + n,
             "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "benchmark push"}}],
             "OfflinePushInfo": offline_push_info(),
         });
