@@ -3,7 +3,9 @@
 //! provider token and the FCM access token reused, each Web Push body encrypted to its
 //! subscription and signed with the same VAPID key), and sent with hyper straight over its
 //! connection: no store, no batches, no pool, `in_flight` requests at once (tagcast's limit per
-//! provider), each worker taking the next device as soon as its answer is in.
+//! provider), each worker taking the next device as soon as its answer is in. One more form sends
+//! them with tagcast's own client (reqwest) instead, to tell the cost of the client library from
+//! that of the rest of tagcast.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use tagcast_bench::stats::machine_cpu_secs;
 use tagcast_push::webpush::unix_now;
 use tagcast_push::{Alert, apns, fcm, webpush};
 use tokio::net::TcpStream;
@@ -33,14 +36,17 @@ pub enum Form {
     /// HTTP/1.1, one keep-alive connection per request in flight: what tagcast's client does
     /// with a plain-text endpoint (FCM and Web Push here).
     Http1,
+    /// tagcast's own client (`tagcast_push::client` and `send`: reqwest), to tell the cost of
+    /// the client library from the rest of tagcast.
+    Reqwest,
 }
 
 impl Form {
     /// The forms screened for `provider`: APNs speaks HTTP/2 only.
     pub fn for_provider(provider: Provider) -> &'static [Form] {
         match provider {
-            Provider::Apns => &[Form::Http2],
-            Provider::Fcm | Provider::Webpush => &[Form::Http2, Form::Http1],
+            Provider::Apns => &[Form::Http2, Form::Reqwest],
+            Provider::Fcm | Provider::Webpush => &[Form::Http2, Form::Http1, Form::Reqwest],
         }
     }
 
@@ -48,6 +54,7 @@ impl Form {
         match self {
             Form::Http2 => format!("HTTP/2, 1 connection, {in_flight} streams"),
             Form::Http1 => format!("HTTP/1.1, {in_flight} connections"),
+            Form::Reqwest => format!("tagcast's reqwest client, {in_flight} in flight"),
         }
     }
 }
@@ -157,15 +164,23 @@ async fn access_token(account: &fcm::ServiceAccount) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One request at a time on a connection (HTTP/1.1), or one stream of a shared one (HTTP/2).
+/// One request at a time on a connection (HTTP/1.1), one stream of a shared one (HTTP/2), or
+/// one request of tagcast's client.
 enum Lane {
     H1(http1::SendRequest<Full<Bytes>>),
     H2(http2::SendRequest<Full<Bytes>>),
+    Reqwest(reqwest::Client),
 }
 
 impl Lane {
     /// Sends `request`; the answer's status, its body read.
     async fn send(&mut self, request: http::Request<Vec<u8>>) -> anyhow::Result<(u16, Bytes)> {
+        if let Lane::Reqwest(client) = self {
+            let answer = tagcast_push::send(client, request, Duration::from_secs(10))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            return Ok((answer.status, Bytes::from(answer.body)));
+        }
         let request = request.map(|body| Full::new(Bytes::from(body)));
         let response = match self {
             Lane::H1(sender) => {
@@ -173,6 +188,7 @@ impl Lane {
                 sender.send_request(origin_form(request)?).await?
             }
             Lane::H2(sender) => sender.send_request(request).await?,
+            Lane::Reqwest(_) => unreachable!("answered above"),
         };
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
@@ -213,6 +229,7 @@ async fn connect(url: &str, ca: Option<&str>, form: Form) -> anyhow::Result<Lane
             tokio::spawn(connection);
             Ok(Lane::H1(sender))
         }
+        Form::Reqwest => bail!("reqwest connects by itself"),
     }
 }
 
@@ -251,6 +268,8 @@ pub struct Run {
     pub elapsed: Duration,
     pub client_cpu: f64,
     pub fake_cpu: f64,
+    /// The machine's busy CPU seconds, every process.
+    pub machine: f64,
 }
 
 impl Run {
@@ -282,20 +301,22 @@ pub async fn run(
             .collect(),
     );
     let before = fake.received_count();
-    let (url, ca) = (fake.url(), fake.ca_pem());
+    let (url, ca, provider) = (fake.url(), fake.ca_pem(), fake.provider);
     let task = notice.task.clone();
     let (client_cpu, fake_cpu) = (client.cpu_secs(), fake_pool.cpu_secs());
+    let machine = machine_cpu_secs().0;
     let started = client
         .spawn(async move {
-            let lanes = lanes(&url, ca.as_deref(), form, in_flight).await?;
+            let lanes = lanes(&url, ca.as_deref(), (provider, form), in_flight).await?;
             let started = Instant::now();
             send_all(lanes, builder, tokens, notice).await?;
             anyhow::Ok(started)
         })
         .await??;
-    let (client_cpu, fake_cpu) = (
+    let (client_cpu, fake_cpu, machine) = (
         client.cpu_secs() - client_cpu,
         fake_pool.cpu_secs() - fake_cpu,
+        machine_cpu_secs().0 - machine,
     );
     let what = format!("baseline ({})", form.describe(in_flight));
     let (_, last) = fake.check(before, &task, &what)?;
@@ -304,14 +325,27 @@ pub async fn run(
         elapsed: last.saturating_duration_since(started),
         client_cpu,
         fake_cpu,
+        machine,
     })
 }
 
-/// `in_flight` lanes: streams of one HTTP/2 connection, or HTTP/1.1 connections.
+/// The client tagcast's providers build for `provider` (delivery/providers.rs), the app
+/// allowing private Web Push endpoints.
+fn tagcast_client(provider: Provider, ca: Option<&str>) -> Result<reqwest::Client, String> {
+    let ca = ca.map(str::as_bytes);
+    match provider {
+        Provider::Apns => tagcast_push::client(ca, true),
+        Provider::Fcm => tagcast_push::client(ca, false),
+        Provider::Webpush => tagcast_push::endpoint_client(ca, true),
+    }
+}
+
+/// `in_flight` lanes: streams of one HTTP/2 connection, HTTP/1.1 connections, or requests of
+/// tagcast's client.
 async fn lanes(
     url: &str,
     ca: Option<&str>,
-    form: Form,
+    (provider, form): (Provider, Form),
     in_flight: usize,
 ) -> anyhow::Result<Vec<Lane>> {
     let mut lanes = Vec::with_capacity(in_flight);
@@ -326,6 +360,10 @@ async fn lanes(
             for _ in 0..in_flight {
                 lanes.push(connect(url, ca, form).await?);
             }
+        }
+        Form::Reqwest => {
+            let client = tagcast_client(provider, ca).map_err(anyhow::Error::msg)?;
+            lanes.extend((0..in_flight).map(|_| Lane::Reqwest(client.clone())));
         }
     }
     Ok(lanes)
