@@ -24,7 +24,7 @@ use tagcast_push::webpush::unix_now;
 use tagcast_push::{Alert, apns, fcm, webpush};
 use tokio::net::TcpStream;
 
-use super::fakes::{CONTACT, Fake, KEY_ID, Provider, TEAM_ID, TOPIC};
+use super::fakes::{CONTACT, Fake, KEY_ID, Provider, Span, TEAM_ID, TOPIC};
 use super::{DevicesArgs, Pools};
 
 /// How the client talks to the fake.
@@ -266,6 +266,7 @@ pub struct Run {
     pub form: Form,
     /// First request sent (connections open) -> the fake's last arrival.
     pub elapsed: Duration,
+    pub span: Span,
     pub client_cpu: f64,
     pub fake_cpu: f64,
     /// The machine's busy CPU seconds, every process.
@@ -319,10 +320,11 @@ pub async fn run(
         machine_cpu_secs().0 - machine,
     );
     let what = format!("baseline ({})", form.describe(in_flight));
-    let (_, last) = fake.check(before, &task, &what)?;
+    let span = fake.check(before, &task, &what)?;
     Ok(Run {
         form,
-        elapsed: last.saturating_duration_since(started),
+        elapsed: span.last.saturating_duration_since(started),
+        span,
         client_cpu,
         fake_cpu,
         machine,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -280,8 +280,8 @@ impl Fake {
     }
 
     /// Checks that what arrived from the `from`th notification on is every device once, all
-    /// of `task`, and that nothing was refused; the first and last arrival.
-    pub fn check(&self, from: usize, task: &str, what: &str) -> anyhow::Result<(Instant, Instant)> {
+    /// of `task`, and that nothing was refused; when it arrived.
+    pub fn check(&self, from: usize, task: &str, what: &str) -> anyhow::Result<Span> {
         let rejected = self.rejected();
         if !rejected.is_empty() {
             bail!(
@@ -315,9 +315,35 @@ impl Fake {
                 self.devices.len()
             );
         }
-        let first = arrivals.iter().map(|a| a.at).min();
-        let last = arrivals.iter().map(|a| a.at).max();
-        first.zip(last).context("no device")
+        Span::of(arrivals.iter().map(|a| a.at).collect()).context("no device")
+    }
+}
+
+/// A pause in the arrivals at least this long is a stall: at 10,000 notifications a second
+/// they come every 0.1 ms.
+const STALL: Duration = Duration::from_millis(2);
+
+/// When the notifications arrived: the first, the last, and the stalls between (no arrival
+/// for `STALL` or longer), which show a sender that stops between its batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub first: Instant,
+    pub last: Instant,
+    pub stalls: usize,
+    pub stalled: Duration,
+}
+
+impl Span {
+    fn of(mut at: Vec<Instant>) -> Option<Span> {
+        at.sort_unstable();
+        let pauses = at.windows(2).map(|w| w[1] - w[0]).filter(|&p| p >= STALL);
+        let (stalls, stalled) = pauses.fold((0, Duration::ZERO), |(n, t), p| (n + 1, t + p));
+        Some(Span {
+            first: *at.first()?,
+            last: *at.last()?,
+            stalls,
+            stalled,
+        })
     }
 }
 

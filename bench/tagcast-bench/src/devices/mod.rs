@@ -116,6 +116,7 @@ struct Push {
     /// Push request -> the fake's first and last notification.
     first: Duration,
     last: Duration,
+    span: fakes::Span,
     cpu: Cpu,
 }
 
@@ -294,7 +295,7 @@ async fn notify(
     let answered = pushed.elapsed();
     wait_for(fake, received + devices).await?;
     let cpu = Cpu::read(server.pid, fake_pool).since(&before);
-    let (first, last) = fake.check(received, &task, "tagcast")?;
+    let span = fake.check(received, &task, "tagcast")?;
     let statistics = server
         .statistics(&task, fake.provider, devices, Duration::from_secs(30))
         .await?;
@@ -313,8 +314,9 @@ async fn notify(
     let since = |at: Instant| at.saturating_duration_since(pushed);
     let push = Push {
         answered,
-        first: since(first),
-        last: since(last),
+        first: since(span.first),
+        last: since(span.last),
+        span,
         cpu,
     };
     Ok((task, push))

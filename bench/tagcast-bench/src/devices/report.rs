@@ -4,6 +4,7 @@
 use tagcast_bench::stats::table;
 
 use super::baseline::Form;
+use super::fakes::Span;
 use super::{DevicesArgs, GOAL_RATE, GOAL_VS_BASELINE, GRACE, Measured, Push};
 use crate::compare::{fmt_int, fmt_ratio};
 use crate::storage::met;
@@ -86,6 +87,7 @@ fn costs(results: &[Measured]) -> String {
         "CPU: baseline client [3]".into(),
         "CPU: fake, during the baseline [3]".into(),
         "machine busy during the baseline, cores".into(),
+        "stalls >= 2 ms, tagcast / baseline: count, s [5]".into(),
         "registration: devices/s, s (accounts imported, s) [4]".into(),
     ]];
     for m in results {
@@ -106,6 +108,11 @@ fn costs(results: &[Measured]) -> String {
                 format!("{:.2} of {}", b.machine / b.elapsed.as_secs_f64(), cores())
             }),
             format!(
+                "{} / {}",
+                push(&|p| stalls(&p.span)),
+                base.map_or_else(dash, |b| stalls(&b.span))
+            ),
+            format!(
                 "{} in {:.1} ({:.1})",
                 fmt_int(n as f64 / m.registered.as_secs_f64().max(1e-9)),
                 m.registered.as_secs_f64(),
@@ -114,6 +121,10 @@ fn costs(results: &[Measured]) -> String {
         ]);
     }
     format!("\nTimes and CPU (the fastest round):\n\n{}\n", table(&rows))
+}
+
+fn stalls(span: &Span) -> String {
+    format!("{}, {:.2}", span.stalls, span.stalled.as_secs_f64())
 }
 
 /// Every round: tagcast's push, then the baseline (every form in the first round).
@@ -258,6 +269,7 @@ fn notes(args: &DevicesArgs) -> String {
 [2] The same fake, the same devices, the same notifications (tagcast-push's builders: the APNs provider token and the FCM access token reused, each Web Push body encrypted to its subscription, the VAPID header signed once per origin as tagcast does), sent by hyper with {in_flight} requests in flight and nothing else: no store, no batches. Timed from the first request (connections open) to the fake's last arrival. HTTP/2 over one connection for APNs (as tagcast); for the plain-text fakes (FCM, Web Push) also HTTP/1.1 over {in_flight} connections, which is what tagcast's client uses for a plain http:// endpoint; and, for every provider, the same workers sending through tagcast's own client (tagcast_push::client and send: reqwest over hyper, built as delivery/providers.rs builds it), which tells what the client library costs apart from the rest of tagcast. The first round times every form, later rounds the fastest; the baseline is the fastest.
 [3] CPU seconds (user + system, /proc, 10 ms ticks): tagcast's process; the fake's runtime threads ({threads}, in the benchmark's process); the baseline client's runtime threads ({threads}). Per notification in parentheses. The fake's cost is that of a strict check of every request (APNs: the ES256 provider token verified once, then its age; FCM: the access token; Web Push: the VAPID signature verified once per distinct header, then its expiry, and every body decrypted: one P-256 ECDH). Everything runs on the same {cores} cores; \"machine busy\" counts every process, the benchmark's own and any other.
 [4] multiaccount_import of the accounts, then one device_register per device (the admin naming To_Account), {concurrency} at a time; not part of the figures above.
+[5] Pauses of 2 ms or more between two consecutive notifications at the fake (they come every 0.05 to 0.5 ms while a sender sends), and their total: the time the sender sent nothing, between the first notification and the last.
 ",
         in_flight = args.in_flight,
         threads = args.threads,
