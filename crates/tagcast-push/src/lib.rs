@@ -5,6 +5,7 @@
 
 pub mod apns;
 pub mod fcm;
+pub mod h2;
 pub mod net;
 pub mod webpush;
 

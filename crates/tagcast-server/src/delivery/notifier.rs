@@ -1,8 +1,10 @@
 //! Notifying devices (issue 10): the leader advances each push's fan-out (see
 //! `tagcast_store::fanout`) batch by batch, sends every device of the batch through its
-//! provider, and records what the providers answered before it takes the next batch. Devices
-//! asked to try again are retried with exponential backoff and jitter (never before the
-//! provider's `Retry-After`) until the push's lifetime ends.
+//! provider, and records what the providers answered, batch after batch in order. Up to
+//! `PIPELINE` batches are sent at once, so the providers are kept busy while a batch's last
+//! answers come in and it is recorded. Devices asked to try again are retried with exponential
+//! backoff and jitter (never before the provider's `Retry-After`) until the push's lifetime
+//! ends.
 //!
 //! Who gets a device notification: each account of the push's frozen audience that has
 //! devices and that the push has not reached over the WebSocket by the time its batch is
@@ -13,18 +15,19 @@
 //! notification a provider accepted, `OVERWRITE_DELAY` after the recall: by then every request
 //! begun before it has been answered, so none is left to show the push after its overwrite.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::Value;
 use tagcast_push::{Alert, Outcome, webpush};
 use tagcast_store::{
-    AccountId, AppId, Device, DeviceSend, DueSends, FanOut, Progress, ProviderReport,
+    AccountId, AppId, BatchDevices, Device, DeviceSend, DueSends, FanOut, Progress, ProviderReport,
     RoaringBitmap, SendStatus, Store, TaskMeta,
 };
+use tokio::task::JoinHandle;
 
 use super::callback::{Callbacks, device_event};
 use super::providers::{Notice, Providers, TIMEOUT};
@@ -32,9 +35,11 @@ use crate::clock::now_ms;
 
 /// How long after a push its devices are looked at: the push reaches the accounts online first.
 pub const GRACE: Duration = Duration::from_secs(1);
-/// Accounts per batch: the most requests that may repeat after a crash is this times the
-/// devices an account may have.
-pub const BATCH: usize = 500;
+/// Accounts per batch.
+pub const BATCH: usize = 200;
+/// Batches of a fan-out taken and not yet recorded, at most: the most requests that may repeat
+/// after a crash is `PIPELINE * BATCH` times the devices an account may have.
+pub const PIPELINE: usize = 3;
 /// Accounts whose retries are taken at once.
 const RETRY_ROUND: usize = 500;
 /// How often the leader looks for work when it found none.
@@ -96,13 +101,38 @@ struct Inner {
     callbacks: Callbacks,
 }
 
-/// A fan-out being advanced: its task and the accounts still to do.
+/// A fan-out being advanced: its task, the accounts not yet taken, and the batches taken.
 struct Active {
     meta: TaskMeta,
-    notice: Option<Notice>,
+    /// When `meta` was last read.
+    meta_read: Option<Instant>,
+    notice: Option<Arc<Notice>>,
     targets: RoaringBitmap,
+    /// Taken, oldest first: they are recorded in this order.
+    sending: VecDeque<Sending>,
     /// Every account is done: only an overwrite can be left.
     finished: bool,
+    /// What this knows is no longer what the store has (a write failed): read it again.
+    stale: bool,
+}
+
+/// A batch being sent.
+struct Sending {
+    /// Its last account.
+    last: AccountId,
+    /// Its accounts the push had reached online: their devices are not notified.
+    reached_online: u64,
+    /// No account of the fan-out follows it.
+    finished: bool,
+    /// Each device with its provider's answer.
+    answers: JoinHandle<Vec<(Device, Outcome)>>,
+}
+
+impl Drop for Sending {
+    /// A batch not recorded is sent again, whole, by whoever takes it next.
+    fn drop(&mut self) {
+        self.answers.abort();
+    }
 }
 
 impl Notifier {
@@ -118,14 +148,33 @@ impl Notifier {
     }
 }
 
+/// What the leader knows between rounds.
+#[derive(Default)]
+struct Work {
+    /// The fan-outs open when last read (every `POLL`), by app and task.
+    open: Vec<(AppId, u64)>,
+    open_read: Option<Instant>,
+    active: HashMap<(AppId, u64), Active>,
+    /// When the retries due were last read, and whether the limit of them was found.
+    retries_read: Option<Instant>,
+    more_retries: bool,
+}
+
+impl Work {
+    /// Whether `POLL` has passed since `at`.
+    fn due(at: Option<Instant>) -> bool {
+        at.is_none_or(|at| at.elapsed() >= POLL)
+    }
+}
+
 async fn run(inner: Weak<Inner>) {
-    let mut active: HashMap<(AppId, u64), Active> = HashMap::new();
+    let mut work = Work::default();
     while let Some(inner) = inner.upgrade() {
         let busy = if inner.store.is_leader() {
-            inner.round(&mut active).await
+            inner.round(&mut work).await
         } else {
             // Another node leads: what this one knew may be stale when it leads again.
-            active.clear();
+            work = Work::default();
             false
         };
         drop(inner);
@@ -137,19 +186,25 @@ async fn run(inner: Weak<Inner>) {
 
 impl Inner {
     /// A batch of each open fan-out past its grace period, then the retries due; whether
-    /// there was anything to do.
-    async fn round(&self, active: &mut HashMap<(AppId, u64), Active>) -> bool {
-        let open = match self.store.open_dispatches().await {
-            Ok(open) => open,
-            Err(error) => {
-                tracing::warn!(%error, "fan-outs to devices unreadable; will retry");
-                return false;
+    /// there was anything to do. The open fan-outs and the retries due are read every `POLL`,
+    /// not every batch: the batches go on in between.
+    async fn round(&self, work: &mut Work) -> bool {
+        if Work::due(work.open_read) {
+            match self.store.open_dispatches().await {
+                Ok(open) => work.open = open,
+                Err(error) => {
+                    tracing::warn!(%error, "fan-outs to devices unreadable; will retry");
+                    return false;
+                }
             }
-        };
-        active.retain(|key, _| open.contains(key));
+            work.open_read = Some(Instant::now());
+            let open = &work.open;
+            work.active.retain(|key, _| open.contains(key));
+        }
         let now = now_ms();
         let mut busy = false;
-        for key in open {
+        let active = &mut work.active;
+        for &key in &work.open {
             let fan_out = match active.entry(key) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(new) => match self.store.fan_out(key.0, key.1).await {
@@ -166,68 +221,112 @@ impl Inner {
             } else if now >= fan_out.meta.created_ms + GRACE.as_millis() as u64 {
                 self.advance(key.0, fan_out).await;
                 busy = true;
+                if fan_out.stale {
+                    active.remove(&key);
+                }
             }
         }
-        busy | self.retry_due(now).await
+        if work.more_retries || Work::due(work.retries_read) {
+            work.retries_read = Some(Instant::now());
+            work.more_retries = self.retry_due(now).await;
+            busy |= work.more_retries;
+        }
+        busy
     }
 
-    /// Sends the next batch of a fan-out and records it.
+    /// Records the fan-out's oldest batch once it is answered, keeping `PIPELINE` batches
+    /// sent meanwhile; records the fan-out finished once nothing is left to send.
     async fn advance(&self, app: AppId, fan_out: &mut Active) {
-        // Read again each batch: a recall since the last one ends the fan-out.
-        match self.store.task(app, fan_out.meta.seq).await {
-            Ok(Some(meta)) => fan_out.meta = meta,
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(%error, "push unreadable; its next batch waits");
-                return;
-            }
-        }
-        let meta = &fan_out.meta;
-        let accounts: Vec<AccountId> = fan_out.targets.iter().take(BATCH).collect();
-        let stop = ended(meta, now_ms());
-        let (Some(notice), Some(&last), false) = (&fan_out.notice, accounts.last(), stop) else {
-            let progress = Progress {
-                next_account: Some(u64::from(AccountId::MAX) + 1),
-                finished: true,
-                ..Progress::default()
-            };
-            if self.record(app, meta.seq, progress).await {
-                fan_out.targets.clear();
-                fan_out.finished = true;
-            }
+        self.take_batches(app, fan_out).await;
+        let Some(mut oldest) = fan_out.sending.pop_front() else {
+            self.finish(app, fan_out).await;
             return;
         };
-        let batch = match self.store.batch_devices(app, meta.seq, accounts).await {
-            Ok(batch) => batch,
+        let answers = match (&mut oldest.answers).await {
+            Ok(answers) => answers,
             Err(error) => {
-                tracing::warn!(%error, "devices unreadable; the batch is tried again");
+                tracing::error!(%error, "a batch of device notifications was lost; sent again");
+                fan_out.stale = true;
                 return;
             }
         };
-        let providers = self.providers.get(&app).cloned().unwrap_or_default();
-        let sends = batch.devices.iter().map(|d| providers.send(d, notice));
-        let outcomes = futures_util::future::join_all(sends).await;
-        let mut progress = Progress {
-            next_account: Some(u64::from(last) + 1),
-            finished: fan_out.targets.range(last + 1..).next().is_none(),
+        // The next batch is sent while this one is recorded.
+        self.take_batches(app, fan_out).await;
+        let mut progress = batch_progress(&oldest, answers, &fan_out.meta);
+        if !self
+            .add_callbacks(app, &fan_out.meta, 0, &mut progress)
+            .await
+        {
+            fan_out.stale = true;
+            return;
+        }
+        if self.record(app, fan_out.meta.seq, progress).await {
+            fan_out.finished = oldest.finished;
+        } else {
+            fan_out.stale = true;
+        }
+    }
+
+    /// Takes batches of the fan-out's accounts and sends them, until `PIPELINE` are being sent
+    /// or no account is left; none once the push has ended.
+    async fn take_batches(&self, app: AppId, fan_out: &mut Active) {
+        while fan_out.sending.len() < PIPELINE && !fan_out.targets.is_empty() {
+            // Read again every `POLL`: a recall since ends the fan-out.
+            if Work::due(fan_out.meta_read) {
+                match self.store.task(app, fan_out.meta.seq).await {
+                    Ok(Some(meta)) => fan_out.meta = meta,
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "push unreadable; its next batch waits");
+                        return;
+                    }
+                }
+                fan_out.meta_read = Some(Instant::now());
+            }
+            let Some(notice) = fan_out
+                .notice
+                .clone()
+                .filter(|_| !ended(&fan_out.meta, now_ms()))
+            else {
+                fan_out.targets.clear();
+                return;
+            };
+            let accounts: Vec<AccountId> = fan_out.targets.iter().take(BATCH).collect();
+            let last = accounts[accounts.len() - 1];
+            let batch = match self
+                .store
+                .batch_devices(app, fan_out.meta.seq, accounts)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "devices unreadable; the batch is tried again");
+                    return;
+                }
+            };
+            fan_out.targets.remove_range(..=last);
+            let providers = self.providers.get(&app).cloned().unwrap_or_default();
+            fan_out.sending.push_back(Sending {
+                last,
+                reached_online: batch.reached_online.len() as u64,
+                finished: fan_out.targets.is_empty(),
+                answers: tokio::spawn(send_batch(providers, notice, batch)),
+            });
+        }
+    }
+
+    /// Records a fan-out with nothing left to send (its push ended, or had nothing to show)
+    /// finished.
+    async fn finish(&self, app: AppId, fan_out: &mut Active) {
+        let progress = Progress {
+            next_account: Some(u64::from(AccountId::MAX) + 1),
+            finished: true,
             ..Progress::default()
         };
-        progress.report.reached_online = batch.reached_online.len() as u64;
-        let now = now_ms();
-        let mut by_account: HashMap<AccountId, Vec<DeviceSend>> = HashMap::new();
-        for (device, outcome) in batch.devices.iter().zip(outcomes) {
-            let mut send = first_send(device);
-            settle(&mut send, outcome, meta, now, &mut progress);
-            by_account.entry(device.account).or_default().push(send);
-        }
-        progress.sends = by_account.into_iter().collect();
-        if !self.add_callbacks(app, meta, now, &mut progress).await {
-            return;
-        }
-        let finished = progress.finished;
-        if self.record(app, meta.seq, progress).await {
-            fan_out.targets.remove_range(..=last);
-            fan_out.finished = finished;
+        if self.record(app, fan_out.meta.seq, progress).await {
+            fan_out.finished = true;
+        } else {
+            fan_out.stale = true;
         }
     }
 
@@ -275,7 +374,8 @@ impl Inner {
         self.record(app, seq, progress).await
     }
 
-    /// Sends the retries due at `now` and records them; whether there were any.
+    /// Sends the retries due at `now` and records them; whether there may be more (a full
+    /// round of them was due).
     async fn retry_due(&self, now: u64) -> bool {
         let due = match self.store.due_sends(now, RETRY_ROUND).await {
             Ok(due) => due,
@@ -284,7 +384,7 @@ impl Inner {
                 return false;
             }
         };
-        let busy = !due.is_empty();
+        let busy = due.len() == RETRY_ROUND;
         // Each push read, and its notice made, once per round: None once it has ended.
         let mut live: HashMap<(AppId, u64), Option<(TaskMeta, Notice)>> = HashMap::new();
         for account in due {
@@ -409,12 +509,46 @@ impl Inner {
 impl Active {
     fn new(fan_out: FanOut) -> Self {
         Self {
-            notice: notice_of(&fan_out.meta),
+            notice: notice_of(&fan_out.meta).map(Arc::new),
             meta: fan_out.meta,
+            meta_read: Some(Instant::now()),
             targets: fan_out.targets,
+            sending: VecDeque::new(),
             finished: fan_out.finished,
+            stale: false,
         }
     }
+}
+
+/// Sends `notice` to every device of `batch`; each device with its provider's answer.
+async fn send_batch(
+    providers: Providers,
+    notice: Arc<Notice>,
+    batch: BatchDevices,
+) -> Vec<(Device, Outcome)> {
+    let sends = batch.devices.iter().map(|d| providers.send(d, &notice));
+    let outcomes = futures_util::future::join_all(sends).await;
+    batch.devices.into_iter().zip(outcomes).collect()
+}
+
+/// What a batch's answers make of the fan-out: where it goes on, each device's send, the
+/// report's figures.
+fn batch_progress(batch: &Sending, answers: Vec<(Device, Outcome)>, meta: &TaskMeta) -> Progress {
+    let mut progress = Progress {
+        next_account: Some(u64::from(batch.last) + 1),
+        finished: batch.finished,
+        ..Progress::default()
+    };
+    progress.report.reached_online = batch.reached_online;
+    let now = now_ms();
+    let mut by_account: HashMap<AccountId, Vec<DeviceSend>> = HashMap::new();
+    for (device, outcome) in answers {
+        let mut send = first_send(&device);
+        settle(&mut send, outcome, meta, now, &mut progress);
+        by_account.entry(device.account).or_default().push(send);
+    }
+    progress.sends = by_account.into_iter().collect();
+    progress
 }
 
 /// The push was recalled, or its lifetime has ended at `now` (a push without one is tried

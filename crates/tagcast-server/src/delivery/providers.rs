@@ -2,15 +2,17 @@
 //! notification is sent through them. The files hold secrets: an error names the file and what
 //! is wrong with it, never what it contains.
 //!
-//! Each provider has one client (one connection pool: APNs and FCM multiplex their requests
-//! over HTTP/2) and at most `IN_FLIGHT` requests at once; a sender waits for room, so a slow
+//! APNs and FCM each have one HTTP/2 connection per host (`tagcast_push::h2`), every request
+//! a stream of it; Web Push a client with a pool, for the many hosts browsers name. Each
+//! provider takes at most `IN_FLIGHT` requests at once; a sender waits for room, so a slow
 //! provider holds back its own fan-out and nothing else.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tagcast_push::{Alert, Outcome, apns, fcm, webpush};
+use tagcast_push::h2::Http2;
+use tagcast_push::{Alert, Answer, Outcome, apns, fcm, webpush};
 use tagcast_store::{Device, Platform};
 use tokio::sync::Semaphore;
 
@@ -29,7 +31,8 @@ pub struct Apns {
     pub sandbox_endpoint: String,
     /// Certificates to trust besides the system's (PEM), from `ca_file`.
     pub ca: Option<Vec<u8>>,
-    client: reqwest::Client,
+    production: Http2,
+    sandbox: Http2,
     lanes: Semaphore,
 }
 
@@ -38,6 +41,8 @@ pub struct Fcm {
     pub account: fcm::ServiceAccount,
     pub endpoint: String,
     pub ca: Option<Vec<u8>>,
+    messages: Http2,
+    /// For the token endpoint.
     client: reqwest::Client,
     lanes: Semaphore,
     /// Held while an access token is fetched, so that one request fetches it for all.
@@ -130,14 +135,12 @@ fn not_configured(platform: Platform) -> Outcome {
     }
 }
 
-/// Sends `request` with `client` and reads the answer with `classify`; no answer asks for a
-/// retry.
+/// Reads the answer to a request with `classify`; no answer asks for a retry.
 async fn exchange(
-    client: &reqwest::Client,
-    request: axum::http::Request<Vec<u8>>,
-    classify: impl FnOnce(&tagcast_push::Answer) -> Outcome,
+    answer: impl Future<Output = Result<Answer, String>>,
+    classify: impl FnOnce(&Answer) -> Outcome,
 ) -> Outcome {
-    match tagcast_push::send(client, request, TIMEOUT).await {
+    match answer.await {
         Ok(answer) => classify(&answer),
         Err(error) => {
             tracing::debug!(%error, "push provider did not answer");
@@ -160,9 +163,9 @@ impl Apns {
                 };
             }
         };
-        let base = match device.sandbox {
-            true => &self.sandbox_endpoint,
-            false => &self.endpoint,
+        let (base, connection) = match device.sandbox {
+            true => (&self.sandbox_endpoint, &self.sandbox),
+            false => (&self.endpoint, &self.production),
         };
         let notification = apns::Notification {
             device_token: &device.token,
@@ -172,7 +175,7 @@ impl Apns {
             collapse_id: &notice.collapse_id,
         };
         let request = apns::request(base, &token, &notification);
-        exchange(&self.client, request, |a| {
+        exchange(connection.send(request, TIMEOUT), |a| {
             apns::outcome(a.status, &a.headers, &a.body)
         })
         .await
@@ -204,7 +207,7 @@ impl Fcm {
             &token,
             &notification,
         );
-        exchange(&self.client, request, |a| {
+        exchange(self.messages.send(request, TIMEOUT), |a| {
             fcm::outcome(a.status, &a.headers, &a.body)
         })
         .await
@@ -258,7 +261,10 @@ impl WebPush {
             urgency: webpush::Urgency::Normal,
         };
         match webpush::request(&subscription, &self.vapid, &notification) {
-            Ok(request) => exchange(&self.client, request, webpush::outcome).await,
+            Ok(request) => {
+                let answer = tagcast_push::send(&self.client, request, TIMEOUT);
+                exchange(answer, webpush::outcome).await
+            }
             Err(error) => {
                 tracing::warn!(%error, "Web Push request not made");
                 Outcome::Failed {
@@ -339,7 +345,10 @@ fn load_apns(config: &ApnsConfig) -> Result<Apns, String> {
         topic: config.topic.clone(),
         endpoint: config.endpoint.clone(),
         sandbox_endpoint: config.sandbox_endpoint.clone(),
-        client: tagcast_push::client(ca.as_deref(), true).map_err(|e| format!("apns: {e}"))?,
+        production: Http2::new(&config.endpoint, ca.as_deref())
+            .map_err(|e| format!("apns.endpoint: {e}"))?,
+        sandbox: Http2::new(&config.sandbox_endpoint, ca.as_deref())
+            .map_err(|e| format!("apns.sandbox_endpoint: {e}"))?,
         ca,
         lanes: Semaphore::new(IN_FLIGHT),
     })
@@ -360,6 +369,8 @@ fn load_fcm(config: &FcmConfig) -> Result<Fcm, String> {
     Ok(Fcm {
         account,
         endpoint: config.endpoint.clone(),
+        messages: Http2::new(&config.endpoint, ca.as_deref())
+            .map_err(|e| format!("fcm.endpoint: {e}"))?,
         client: tagcast_push::client(ca.as_deref(), false).map_err(|e| format!("fcm: {e}"))?,
         ca,
         lanes: Semaphore::new(IN_FLIGHT),

@@ -267,7 +267,7 @@ async fn when_the_leader_dies_another_node_retries_its_refused_callback() {
 }
 
 /// Waits until exactly one of the live nodes says it leads; its position.
-async fn await_leader(cluster: &[Server]) -> usize {
+pub(crate) async fn await_leader(cluster: &[Server]) -> usize {
     let every = Duration::from_millis(50);
     let (leader, _) = eventually(Duration::from_secs(15), every, || async {
         let mut leading = Vec::new();

@@ -261,9 +261,9 @@ impl Server {
         )
     }
 
-    /// `start_on`, with PUSH_APP configured with `push` too.
-    pub fn start_on_with_push_app(store: TestStore, push: PushAppExtra<'_>) -> Server {
-        Self::start_custom(store, None, "", None, push)
+    /// `start_on` with `extra` TOML, and PUSH_APP configured with `push` too.
+    pub fn start_on_with_push_app(store: TestStore, extra: &str, push: PushAppExtra<'_>) -> Server {
+        Self::start_custom(store, None, extra, None, push)
     }
 
     /// Starts a plain-HTTP server with `extra` TOML (see `start_with`), its data dir in

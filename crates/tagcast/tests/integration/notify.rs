@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tagcast_fakes::{Script, apns::Apple, fcm::Google, webpush::PushService};
 use tempfile::TempDir;
 
+use crate::cluster_push::await_leader;
 use crate::common::*;
 use crate::ws::{CallbackReceiver, Client, text_body};
 
@@ -18,9 +19,9 @@ const TEAM_ID: &str = "TEAM123456";
 const TOPIC: &str = "com.example.tagcast";
 const PROJECT: &str = "demo-project";
 const EMAIL: &str = "push@demo-project.iam.gserviceaccount.com";
-/// The notifier's batch (delivery::notifier::BATCH): the most accounts whose requests may
-/// repeat after a crash.
-const BATCH: usize = 500;
+/// The most accounts whose requests may repeat after a crash: the notifier's batches taken
+/// and not recorded (delivery::notifier::PIPELINE, 3, of BATCH, 200 accounts).
+const REPEAT_BOUND: usize = 600;
 
 /// The three providers, and PUSH_APP's config naming them (credentials in files).
 struct Providers {
@@ -79,12 +80,17 @@ impl Providers {
 
     /// A server whose PUSH_APP sends its callbacks to `callback_url`.
     fn server_reporting_to(&self, callback_url: Option<&str>) -> Server {
-        let extra = PushAppExtra {
+        self.server_on(TestStore::fresh(), "", callback_url)
+    }
+
+    /// A server on `store` with `extra` TOML (see `Server::start_with`).
+    fn server_on(&self, store: TestStore, extra: &str, callback_url: Option<&str>) -> Server {
+        let push = PushAppExtra {
             callback_url,
             limits: "webpush_private_endpoints = true",
             tables: &self.tables,
         };
-        Server::start_on_with_push_app(TestStore::fresh(), extra)
+        Server::start_on_with_push_app(store, extra, push)
     }
 }
 
@@ -477,14 +483,7 @@ async fn a_fan_out_cut_by_kill_9_notifies_every_device_after_restart() {
     let providers = Providers::start().await;
     let mut server = providers.server();
     let accounts: Vec<String> = (0..DEVICES).map(|i| format!("k{i}")).collect();
-    futures_util::stream::iter(&accounts)
-        .for_each_concurrent(32, |account| {
-            let server = &server;
-            async move {
-                register(server, account, "fcm", json!(format!("fcm-{account}"))).await;
-            }
-        })
-        .await;
+    register_fcm_devices(&server, &accounts).await;
     let body = json!({
         "MsgRandom": 1003,
         "MsgBody": text_body("to everyone"),
@@ -492,18 +491,8 @@ async fn a_fan_out_cut_by_kill_9_notifies_every_device_after_restart() {
     });
     server.ok(&PUSH_APP, "timpush/push", body).await;
     let google = &providers.google;
-    eventually(
-        Duration::from_secs(60),
-        Duration::from_millis(5),
-        || async {
-            let n = google.received().len();
-            // Half way into a batch: its first half sent, none of it recorded.
-            (n >= 4 * BATCH + BATCH / 2)
-                .then_some(())
-                .ok_or(format!("{n} received"))
-        },
-    )
-    .await;
+    // Well into the fan-out: batches recorded, and batches sent and not recorded.
+    await_received(google, 2_250).await;
     server.kill9();
     let at_kill = google.received().len();
     assert!(
@@ -511,25 +500,119 @@ async fn a_fan_out_cut_by_kill_9_notifies_every_device_after_restart() {
         "killed during the fan-out ({at_kill} sent)"
     );
     server.restart();
+    let repeats = await_every_device(google, DEVICES).await;
+    eprintln!("kill -9 after {at_kill} notifications: {repeats} repeated after restart");
+    assert!(
+        repeats <= REPEAT_BOUND,
+        "{repeats} repeats, more than the bound of {REPEAT_BOUND}"
+    );
+    assert!(google.rejected().is_empty(), "{:?}", google.rejected());
+}
+
+/// Registers one FCM device for each of `accounts` on `server`, 32 at a time.
+async fn register_fcm_devices(server: &Server, accounts: &[String]) {
+    futures_util::stream::iter(accounts)
+        .for_each_concurrent(32, |account| async move {
+            register(server, account, "fcm", json!(format!("fcm-{account}"))).await;
+        })
+        .await;
+}
+
+/// Waits until `google` has received at least `n` notifications.
+async fn await_received(google: &Google, n: usize) {
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        || async {
+            let received = google.received().len();
+            (received >= n)
+                .then_some(())
+                .ok_or(format!("{received} received"))
+        },
+    )
+    .await;
+}
+
+/// Waits until each of `devices` FCM devices has been notified; how many notifications
+/// repeated one already made.
+async fn await_every_device(google: &Google, devices: usize) -> usize {
     eventually(
         Duration::from_secs(120),
         Duration::from_millis(100),
         || async {
             let distinct = counts(google.received().iter().map(|r| r.token.as_str())).len();
-            (distinct == DEVICES)
+            (distinct == devices)
                 .then_some(())
-                .ok_or(format!("{distinct} of {DEVICES} devices"))
+                .ok_or(format!("{distinct} of {devices} devices"))
         },
     )
     .await;
-    let received = google.received().len();
-    let repeats = received - DEVICES;
-    eprintln!("kill -9 after {at_kill} notifications: {repeats} repeated after restart");
+    google.received().len() - devices
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_whose_leader_is_killed_is_finished_by_the_next_leader() {
+    if !postgres_only("fan-out takeover", "its nodes share a PostgreSQL database") {
+        return;
+    }
+    const DEVICES: usize = 3_000;
+    let providers = Providers::start().await;
+    let store = TestStore::fresh();
+    let url = store.url().expect("a PostgreSQL database").to_string();
+    let mut cluster: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let config = format!("node_id = {id:?}\n[cluster]\nnode_gone_after_secs = 2\n");
+            providers.server_on(TestStore::at(url.clone()), &config, None)
+        })
+        .collect();
+    let leader = await_leader(&cluster).await;
+    // The push is made on a node that does not lead; the leader sends it to the devices.
+    let other = &cluster[(leader + 1) % 3];
+    let accounts: Vec<String> = (0..DEVICES).map(|i| format!("t{i}")).collect();
+    register_fcm_devices(other, &accounts).await;
+    let body = json!({
+        "MsgRandom": 1004,
+        "MsgBody": text_body("to everyone"),
+        "OfflinePushInfo": { "Title": "All", "Desc": "of you" },
+    });
+    let task = other.ok(&PUSH_APP, "timpush/push", body).await["TaskId"]
+        .as_str()
+        .expect("TaskId")
+        .to_string();
+    let google = &providers.google;
+    await_received(google, 1_250).await;
+    cluster[leader].kill9();
+    let at_kill = google.received().len();
     assert!(
-        repeats <= BATCH,
-        "{repeats} repeats, more than one batch of {BATCH}"
+        at_kill < DEVICES,
+        "killed during the fan-out ({at_kill} sent)"
+    );
+    let repeats = await_every_device(google, DEVICES).await;
+    eprintln!("leader killed after {at_kill} notifications: {repeats} repeated by the next");
+    assert!(
+        repeats <= REPEAT_BOUND,
+        "{repeats} repeats, more than the bound of {REPEAT_BOUND}"
     );
     assert!(google.rejected().is_empty(), "{:?}", google.rejected());
+    assert_ne!(await_leader(&cluster).await, leader);
+    // Every batch is counted once, whichever node sent it.
+    let dead = &cluster[leader];
+    for node in cluster.iter().filter(|node| !std::ptr::eq(*node, dead)) {
+        eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || async {
+                let fcm = platform(&statistics(node, &task).await, "fcm");
+                let counted = (fcm["Requests"].as_u64(), fcm["Accepted"].as_u64());
+                let all = Some(DEVICES as u64);
+                (counted == (all, all))
+                    .then_some(())
+                    .ok_or(format!("{fcm}"))
+            },
+        )
+        .await;
+    }
 }
 
 /// Registers a device with no account, as an admin: its RegistrationID.
@@ -698,8 +781,18 @@ async fn a_recall_with_offline_push_info_overwrites_the_notifications_shown() {
         overwrite.message["notification"],
         json!({ "title": "Recalled", "body": "The sale is over" })
     );
-    let stats = statistics(&server, &task).await;
-    assert_eq!(stats["OfflinePush"]["Overwritten"], 2, "{stats}");
+    // Recorded once the providers' answers are in, a moment after the fakes took them.
+    eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || async {
+            let stats = statistics(&server, &task).await;
+            (stats["OfflinePush"]["Overwritten"] == 2)
+                .then_some(())
+                .ok_or(format!("{stats}"))
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(sent(), (2, 2), "overwritten once");
 }
