@@ -31,13 +31,14 @@ use super::{DevicesArgs, Pools};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
     /// HTTP/2, every request a stream of one connection (TLS with ALPN h2 for APNs, prior
-    /// knowledge in plain text for the others): what tagcast does with APNs.
+    /// knowledge in plain text for the others): what tagcast does with APNs and FCM
+    /// (`tagcast_push::h2`).
     Http2,
-    /// HTTP/1.1, one keep-alive connection per request in flight: what tagcast's client does
-    /// with a plain-text endpoint (FCM and Web Push here).
+    /// HTTP/1.1, one keep-alive connection per request in flight: what tagcast's Web Push
+    /// client does with a plain-text endpoint.
     Http1,
-    /// tagcast's own client (`tagcast_push::client` and `send`: reqwest), to tell the cost of
-    /// the client library from the rest of tagcast.
+    /// reqwest (`tagcast_push::client` and `send`), tagcast's Web Push client, to tell the cost
+    /// of a pooled general client.
     Reqwest,
 }
 
@@ -54,7 +55,7 @@ impl Form {
         match self {
             Form::Http2 => format!("HTTP/2, 1 connection, {in_flight} streams"),
             Form::Http1 => format!("HTTP/1.1, {in_flight} connections"),
-            Form::Reqwest => format!("tagcast's reqwest client, {in_flight} in flight"),
+            Form::Reqwest => format!("reqwest (tagcast's Web Push client), {in_flight} in flight"),
         }
     }
 }
