@@ -240,15 +240,9 @@ async fn when_the_leader_dies_another_node_retries_its_refused_callback() {
     }
     let mut receiver = CallbackReceiver::start(0).await;
     receiver.refusing.store(true, Ordering::SeqCst);
-    let store = TestStore::fresh();
-    let url = store.url().expect("a PostgreSQL database").to_string();
-    let mut cluster: Vec<Server> = ["a", "b", "c"]
-        .iter()
-        .map(|id| {
-            let config = format!("node_id = {id:?}\n[cluster]\nnode_gone_after_secs = 2\n");
-            Server::start_on_with_callback(TestStore::at(url.clone()), &config, &receiver.url)
-        })
-        .collect();
+    let (_store, mut cluster) = quick_to_fail_over(|store, config| {
+        Server::start_on_with_callback(store, config, &receiver.url)
+    });
     let leader = await_leader(&cluster).await;
     // The delivery happens on a node that does not lead; the leader sends its event.
     let other = (leader + 1) % 3;
@@ -264,6 +258,23 @@ async fn when_the_leader_dies_another_node_retries_its_refused_callback() {
     assert_eq!(body["Events"][0]["To_Account"], "cb_lead");
     let now_leading = await_leader(&cluster).await;
     assert_ne!(now_leading, leader);
+}
+
+/// Three nodes a, b, c on a fresh database (with the database, to keep while they run),
+/// each started by `start` with its config, that find a node gone after 2 s.
+pub(crate) fn quick_to_fail_over(
+    start: impl Fn(TestStore, &str) -> Server,
+) -> (TestStore, Vec<Server>) {
+    let store = TestStore::fresh();
+    let url = store.url().expect("a PostgreSQL database").to_string();
+    let cluster = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let config = format!("node_id = {id:?}\n[cluster]\nnode_gone_after_secs = 2\n");
+            start(TestStore::at(url.clone()), &config)
+        })
+        .collect();
+    (store, cluster)
 }
 
 /// Waits until exactly one of the live nodes says it leads; its position.
