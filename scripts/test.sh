@@ -4,7 +4,9 @@
 # tests start the real server on loopback ports with temporary data directories; for the second
 # pass, this script installs PostgreSQL 15 from Debian's packages when it is missing (apt-get,
 # with sudo unless root) and starts a throwaway cluster in a temporary directory, where each test
-# server gets a database of its own; the cluster is stopped and removed at the end.
+# server gets a database of its own; the cluster is stopped and removed at the end. The console's
+# browser tests use Debian's chromium through one chromedriver for the whole run, installed when
+# missing and started on loopback by scripts/browser.sh (TAGCAST_TEST_WEBDRIVER).
 #
 #   scripts/test.sh [ARGS]   ARGS go to both passes (e.g. a test name filter); with `-p CRATE`
 #                            or `--package CRATE`, only that crate is tested, on the embedded
@@ -29,6 +31,16 @@ while (($#)); do
   esac
 done
 
+scripts/browser.sh install
+browser=$(mktemp -d "${TMPDIR:-/tmp}/tagcast-browser.XXXXXX")
+TAGCAST_TEST_WEBDRIVER=http://127.0.0.1:$(scripts/browser.sh start "$browser")
+export TAGCAST_TEST_WEBDRIVER
+stop_browser() {
+  scripts/browser.sh stop "$browser"
+  rm -rf "$browser"
+}
+trap stop_browser EXIT
+
 status=0
 echo "== tests on the embedded store"
 if ((${#packages[@]})); then
@@ -48,6 +60,7 @@ chmod 755 "$tmp"
 cleanup() {
   scripts/postgres.sh stop "$tmp/pg"
   rm -rf "$tmp"
+  stop_browser
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

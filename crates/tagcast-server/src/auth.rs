@@ -109,7 +109,7 @@ fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-fn usersig_code(number: u32) -> Code {
+pub(crate) fn usersig_code(number: u32) -> Code {
     Code::ALL
         .iter()
         .copied()

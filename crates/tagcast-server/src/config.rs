@@ -24,6 +24,7 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     pub websocket: WsConfig,
     pub cluster: ClusterConfig,
+    pub console: ConsoleConfig,
     pub apps: Vec<AppConfig>,
 }
 
@@ -143,6 +144,50 @@ impl ClusterConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The web console (`[console]`): whether it is served, and where.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    /// `/` then letters, digits, `-`, `_` and `/`; not under a path tagcast serves otherwise.
+    pub path: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/console".into(),
+        }
+    }
+}
+
+impl ConsoleConfig {
+    fn validate(&self) -> Result<(), String> {
+        let path = &self.path;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_/".contains(c);
+        if !path.starts_with('/')
+            || path.len() < 2
+            || path.ends_with('/')
+            || path.contains("//")
+            || !path.chars().all(allowed)
+        {
+            return Err(format!(
+                "path: '{path}' must be like /console: '/' then letters, digits, '-', '_' or \
+                 '/', not ending in '/'"
+            ));
+        }
+        let taken = ["/v4", "/ws", "/healthz", "/metrics", "/cluster", "/webpush"];
+        let under = |t: &&&str| path == **t || path.starts_with(&format!("{t}/"));
+        match taken.iter().find(under) {
+            Some(other) => Err(format!(
+                "path: '{path}' is under {other}, which tagcast serves"
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -472,6 +517,11 @@ impl ServerConfig {
         self.websocket
             .validate()
             .map_err(|e| format!("websocket.{e}"))?;
+        if self.console.enabled {
+            self.console
+                .validate()
+                .map_err(|e| format!("console.{e}"))?;
+        }
         if self.apps.is_empty() {
             return Err("apps: at least one [[apps]] entry is required".into());
         }
@@ -559,6 +609,34 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_path_is_a_plain_path_of_its_own() {
+        let at = |path: &str| ConsoleConfig {
+            enabled: true,
+            path: path.into(),
+        };
+        for good in ["/console", "/ops/push-console", "/a_b/c1"] {
+            assert_eq!(at(good).validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "console",
+            "/",
+            "/console/",
+            "//x",
+            "/a b",
+            "/x?y",
+            "/v4",
+            "/v4/x",
+            "/ws",
+        ] {
+            assert!(at(bad).validate().is_err(), "{bad}");
+        }
+        assert!(
+            at("/v4x").validate().is_ok(),
+            "only under /v4 itself is taken"
+        );
+    }
 
     #[test]
     fn passwords_are_redacted() {

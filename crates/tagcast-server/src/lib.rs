@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod clock;
+mod console;
 mod delivery;
 
 pub use clock::now_unix;
@@ -163,6 +164,7 @@ async fn shared_state(
         _notifier: notifier,
         http: config.http.clone(),
         websocket: config.websocket.clone(),
+        console: console::Console::new(&config.console, config.tls.is_some()),
     });
     tokio::spawn(share_rates(Arc::downgrade(&state)));
     Ok(state)
@@ -189,7 +191,9 @@ async fn share_rates(state: std::sync::Weak<SharedState>) {
 }
 
 fn router(state: Arc<SharedState>) -> Router {
+    let console = state.console.as_ref().map(console::Console::routes);
     Router::new()
+        .merge(console.unwrap_or_default())
         .route("/healthz", get(health))
         .route("/metrics", get(render_metrics))
         .route("/cluster", get(cluster))

@@ -144,6 +144,8 @@ pub struct SharedState {
     pub _notifier: Notifier,
     pub http: HttpConfig,
     pub websocket: WsConfig,
+    /// The web console, unless `[console] enabled = false`.
+    pub console: Option<crate::console::Console>,
 }
 
 #[cfg(test)]

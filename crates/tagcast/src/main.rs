@@ -77,7 +77,14 @@ fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
         let handle = ServerHandle::new();
         let tls = config.tls.is_some();
         let store = config.store_description();
-        let announce = tokio::spawn(announce_when_listening(handle.clone(), tls, dev_app, store));
+        let console = (config.console.enabled).then(|| config.console.path.clone());
+        let announced = Announced {
+            tls,
+            dev_app,
+            store,
+            console,
+        };
+        let announce = tokio::spawn(announce_when_listening(handle.clone(), announced));
         tokio::spawn(shutdown_on_signal(handle.clone()));
         let served = tagcast_server::serve(config, handle).await;
         // The server is past start-up once it listened: a failure then is a runtime one.
@@ -98,15 +105,29 @@ fn serve_logged(args: ServeArgs) -> Result<(), Failure> {
     served
 }
 
-/// Once listening: keeps a new development app's key, prints its banner (with `store`, where
-/// the records are), then prints the bound address on stdout (with `--listen 127.0.0.1:0` this
-/// is how a caller learns the port). Returns whether the server listened.
-async fn announce_when_listening(
-    handle: ServerHandle,
+/// What the start-up announcement says.
+struct Announced {
     tls: bool,
     dev_app: Option<DevAppInfo>,
+    /// Where the records are.
     store: String,
+    /// The console's path, if it is served.
+    console: Option<String>,
+}
+
+/// Once listening: keeps a new development app's key, prints its banner, then prints the bound
+/// address on stdout (with `--listen 127.0.0.1:0` this is how a caller learns the port) and the
+/// console's URL. Returns whether the server listened.
+async fn announce_when_listening(
+    handle: ServerHandle,
+    announced: Announced,
 ) -> Result<bool, Failure> {
+    let Announced {
+        tls,
+        dev_app,
+        store,
+        console,
+    } = announced;
     let Some(addr) = handle.listening().await else {
         return Ok(false);
     };
@@ -119,6 +140,9 @@ async fn announce_when_listening(
     }
     let scheme = if tls { "https" } else { "http" };
     println!("tagcast listening on {scheme}://{addr}");
+    if let Some(path) = console {
+        println!("console: {scheme}://{addr}{path}");
+    }
     tracing::info!(%addr, scheme, "listening");
     Ok(true)
 }

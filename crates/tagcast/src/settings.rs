@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use tagcast_server::config::{
-    AppConfig, ClusterConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig,
+    AppConfig, ClusterConfig, ConsoleConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig,
 };
 use tagcast_store::Location;
 
@@ -36,6 +36,8 @@ struct FileConfig {
     http: HttpConfig,
     #[serde(default)]
     websocket: WsConfig,
+    #[serde(default)]
+    console: ConsoleConfig,
     #[serde(default)]
     apps: Vec<AppConfig>,
 }
@@ -97,6 +99,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
             node_id: args.node_id.clone().or(file.node_id),
             ..file.cluster
         },
+        console: file.console,
         apps,
     };
     config

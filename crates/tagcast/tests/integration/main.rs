@@ -2,10 +2,12 @@
 
 mod auth;
 mod bad_input;
+mod browser;
 mod cli_errors;
 mod cluster;
 mod cluster_push;
 mod common;
+mod console;
 mod delivery;
 mod devices;
 mod durability;
