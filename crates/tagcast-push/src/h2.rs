@@ -168,7 +168,11 @@ fn tls_connector(ca: Option<&[u8]>) -> Result<TlsConnector, String> {
         let cert = cert.map_err(|e| format!("ca: {e}"))?;
         roots.add(cert).map_err(|e| format!("ca: {e}"))?;
     }
-    let mut config = rustls::ClientConfig::builder()
+    // ring, named rather than the process default: the one provider of every rustls user here.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];

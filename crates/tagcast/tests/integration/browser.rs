@@ -43,8 +43,8 @@ impl Browser {
         let mut client = None;
         // chromedriver may still be starting.
         for _ in 0..50 {
-            match ClientBuilder::rustls()
-                .expect("TLS for WebDriver")
+            let plain = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(plain)
                 .capabilities(capabilities.clone())
                 .connect(&url)
                 .await

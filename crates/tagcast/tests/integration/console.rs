@@ -54,14 +54,17 @@ async fn sign_in(server: &Server) -> (String, Value) {
     (cookie, response.json().await.unwrap())
 }
 
-async fn session(server: &Server, cookie: Option<&str>) -> (u16, Value) {
-    let mut request = server
-        .client()
-        .get(format!("{}/console/api/session", server.base));
+/// GETs `path` of `server`, with `cookie`.
+async fn get(server: &Server, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = server.client().get(format!("{}{path}", server.base));
     if let Some(cookie) = cookie {
         request = request.header(COOKIE, cookie);
     }
-    let response = request.send().await.expect("console answers");
+    request.send().await.expect("the server answers")
+}
+
+async fn session(server: &Server, cookie: Option<&str>) -> (u16, Value) {
+    let response = get(server, "/console/api/session", cookie).await;
     (
         response.status().as_u16(),
         response.json().await.expect("JSON"),
@@ -71,12 +74,7 @@ async fn session(server: &Server, cookie: Option<&str>) -> (u16, Value) {
 #[tokio::test]
 async fn the_page_and_its_scripts_come_from_the_binary_under_a_strict_policy() {
     let server = Server::start();
-    let page = server
-        .client()
-        .get(format!("{}/console", server.base))
-        .send()
-        .await
-        .unwrap();
+    let page = get(&server, "/console", None).await;
     assert_eq!(page.status(), 200);
     let policy = page.headers()[CONTENT_SECURITY_POLICY]
         .to_str()
@@ -88,23 +86,13 @@ async fn the_page_and_its_scripts_come_from_the_binary_under_a_strict_policy() {
         html.contains(r#"src="/console/assets/console.js""#),
         "{html}"
     );
-    let script = server
-        .client()
-        .get(format!("{}/console/assets/console.js", server.base))
-        .send()
-        .await
-        .unwrap();
+    let script = get(&server, "/console/assets/console.js", None).await;
     assert_eq!(
         script.headers()[CONTENT_TYPE],
         "text/javascript; charset=utf-8"
     );
     assert!(script.text().await.unwrap().contains("sign_in"));
-    let missing = server
-        .client()
-        .get(format!("{}/console/assets/nope.js", server.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&server, "/console/assets/nope.js", None).await;
     assert_eq!(missing.status(), 404);
     let (status, answer) = session(&server, None).await;
     assert_eq!(
@@ -221,12 +209,7 @@ async fn a_change_needs_the_sessions_csrf_token_and_a_forged_cookie_is_no_sessio
 #[tokio::test]
 async fn the_console_can_be_switched_off() {
     let server = Server::start_with("[console]\nenabled = false\n", None);
-    let page = server
-        .client()
-        .get(format!("{}/console", server.base))
-        .send()
-        .await
-        .unwrap();
+    let page = get(&server, "/console", None).await;
     // The path is then any other unknown one: the API's error, not a page.
     assert_eq!(page.headers()[CONTENT_TYPE], "application/json");
     let answer: Value = page.json().await.unwrap();
