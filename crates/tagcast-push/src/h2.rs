@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 
-use crate::{Answer, MAX_ANSWER, causes};
+use crate::{Answer, MAX_ANSWER, causes, keep_within_cap, within};
 
 /// How long opening a connection (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,9 +82,7 @@ impl Http2 {
         request: http::Request<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Answer, String> {
-        tokio::time::timeout(timeout, self.exchange(request))
-            .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?
+        within(timeout, self.exchange(request)).await
     }
 
     async fn exchange(&self, request: http::Request<Vec<u8>>) -> Result<Answer, String> {
@@ -97,8 +95,7 @@ impl Http2 {
             && let Some(frame) = body.frame().await
         {
             if let Ok(data) = frame.map_err(|e| causes(&e))?.into_data() {
-                let room = MAX_ANSWER - read.len();
-                read.extend_from_slice(&data[..data.len().min(room)]);
+                keep_within_cap(&mut read, &data);
             }
         }
         Ok(Answer {

@@ -127,27 +127,39 @@ pub async fn send(
 ) -> Result<Answer, String> {
     let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
         .map_err(|e| format!("request: {e}"))?;
-    let exchange = async {
+    within(timeout, async {
         let mut response = client.execute(request).await.map_err(|e| causes(&e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| causes(&e))? {
-            let room = MAX_ANSWER - body.len();
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() == MAX_ANSWER {
-                break;
-            }
+        while body.len() < MAX_ANSWER
+            && let Some(chunk) = response.chunk().await.map_err(|e| causes(&e))?
+        {
+            keep_within_cap(&mut body, &chunk);
         }
         Ok(Answer {
             status,
             headers,
             body,
         })
-    };
+    })
+    .await
+}
+
+/// `exchange`'s outcome, or an error once `timeout` has passed without one.
+async fn within(
+    timeout: Duration,
+    exchange: impl Future<Output = Result<Answer, String>>,
+) -> Result<Answer, String> {
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+/// Appends what of `chunk` fits in `MAX_ANSWER` bytes of `body`.
+fn keep_within_cap(body: &mut Vec<u8>, chunk: &[u8]) {
+    let room = MAX_ANSWER.saturating_sub(body.len());
+    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
 }
 
 /// An error with its causes, which reqwest keeps out of its own message ("error sending

@@ -177,9 +177,7 @@ async fn sign_in(
     sign_ins.push(new);
     let excess = sign_ins.len().saturating_sub(session::MAX_SIGN_INS);
     sign_ins.drain(..excess);
-    let mut response = session_body(&state, &sign_ins).into_response();
-    set_cookie(&state, &mut response, &session::write(&state, &sign_ins));
-    response
+    answer_setting_cookie(&state, &sign_ins)
 }
 
 /// The app of `request`, if its identifier is an admin whose key or UserSig is right.
@@ -251,9 +249,7 @@ async fn sign_out(State(state): State<Arc<SharedState>>, uri: Uri, headers: Head
         return failure(StatusCode::FORBIDDEN, &error);
     }
     sign_ins.remove(position);
-    let mut response = session_body(&state, &sign_ins).into_response();
-    set_cookie(&state, &mut response, &session::write(&state, &sign_ins));
-    response
+    answer_setting_cookie(&state, &sign_ins)
 }
 
 /// The header a change must carry: the CSRF token of its sign-in.
@@ -307,6 +303,13 @@ fn session_body(
     let mut body = Map::new();
     body.insert("SignedIn".into(), Value::Array(signed));
     axum::Json(Envelope::ok(body))
+}
+
+/// The session's answer, with the cookie now holding `sign_ins`.
+fn answer_setting_cookie(state: &SharedState, sign_ins: &[SignIn]) -> Response {
+    let mut response = session_body(state, sign_ins).into_response();
+    set_cookie(state, &mut response, &session::write(state, sign_ins));
+    response
 }
 
 fn set_cookie(state: &SharedState, response: &mut Response, value: &str) {

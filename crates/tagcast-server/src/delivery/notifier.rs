@@ -160,11 +160,9 @@ struct Work {
     more_retries: bool,
 }
 
-impl Work {
-    /// Whether `POLL` has passed since `at`.
-    fn due(at: Option<Instant>) -> bool {
-        at.is_none_or(|at| at.elapsed() >= POLL)
-    }
+/// Whether what was read at `at` is to be read again: `POLL` has passed, or it never was.
+fn poll_due(at: Option<Instant>) -> bool {
+    at.is_none_or(|at| at.elapsed() >= POLL)
 }
 
 async fn run(inner: Weak<Inner>) {
@@ -189,7 +187,7 @@ impl Inner {
     /// there was anything to do. The open fan-outs and the retries due are read every `POLL`,
     /// not every batch: the batches go on in between.
     async fn round(&self, work: &mut Work) -> bool {
-        if Work::due(work.open_read) {
+        if poll_due(work.open_read) {
             match self.store.open_dispatches().await {
                 Ok(open) => work.open = open,
                 Err(error) => {
@@ -226,7 +224,7 @@ impl Inner {
                 }
             }
         }
-        if work.more_retries || Work::due(work.retries_read) {
+        if work.more_retries || poll_due(work.retries_read) {
             work.retries_read = Some(Instant::now());
             work.more_retries = self.retry_due(now).await;
             busy |= work.more_retries;
@@ -272,7 +270,7 @@ impl Inner {
     async fn take_batches(&self, app: AppId, fan_out: &mut Active) {
         while fan_out.sending.len() < PIPELINE && !fan_out.targets.is_empty() {
             // Read again every `POLL`: a recall since ends the fan-out.
-            if Work::due(fan_out.meta_read) {
+            if poll_due(fan_out.meta_read) {
                 match self.store.task(app, fan_out.meta.seq).await {
                     Ok(Some(meta)) => fan_out.meta = meta,
                     Ok(None) => {}
