@@ -3,7 +3,9 @@
 # `chromium-driver`, installed from Debian's packages when missing; chromedriver started on
 # loopback on a free port, its log in a directory the caller chooses and removes.
 #
-#   scripts/browser.sh install            install chromium and chromium-driver if missing
+#   scripts/browser.sh install            install chromium and chromium-driver if missing, and
+#                                         axe-core (the accessibility check) from npm into
+#                                         .cache/; prints the path of axe.min.js
 #   scripts/browser.sh start DIR [PORT]   chromedriver on 127.0.0.1, on the first free port from
 #                                         PORT (default 29515), logging to DIR/chromedriver.log;
 #                                         prints the port once it answers
@@ -19,13 +21,38 @@ free_port() {
   echo "$p"
 }
 
+# The axe-core release the tests run; npm checks the package against the registry's digest.
+axe_version=4.14.1
+axe_dir=$(cd "$(dirname "$0")/.." && pwd)/.cache/axe-core-$axe_version
+
 install() {
+  install_browser
+  install_axe
+  echo "$axe_dir/axe.min.js"
+}
+
+install_browser() {
   [[ -x $driver && -x /usr/bin/chromium ]] && return
   local sudo=
   [[ $(id -u) == 0 ]] || sudo=sudo
   echo "installing chromium and chromium-driver (Debian packages)" >&2
   $sudo apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver >&2
+}
+
+install_axe() {
+  [[ -s $axe_dir/axe.min.js ]] && return
+  command -v npm > /dev/null || {
+    echo "npm is needed to fetch axe-core $axe_version" >&2
+    exit 1
+  }
+  echo "fetching axe-core $axe_version (npm)" >&2
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "axe-core@$axe_version" > /dev/null && tar xzf axe-core-*.tgz)
+  mkdir -p "$axe_dir"
+  cp "$tmp/package/axe.min.js" "$tmp/package/LICENSE" "$axe_dir/"
+  rm -rf "$tmp"
 }
 
 start() {
@@ -60,5 +87,5 @@ case ${1:-} in
   install) install ;;
   start) shift && start "$@" ;;
   stop) shift && stop "$@" ;;
-  *) sed -n '2,10p' "$0" >&2 && exit 2 ;;
+  *) sed -n '2,12p' "$0" >&2 && exit 2 ;;
 esac

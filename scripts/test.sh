@@ -31,7 +31,8 @@ while (($#)); do
   esac
 done
 
-scripts/browser.sh install
+TAGCAST_TEST_AXE=$(scripts/browser.sh install)
+export TAGCAST_TEST_AXE
 browser=$(mktemp -d "${TMPDIR:-/tmp}/tagcast-browser.XXXXXX")
 TAGCAST_TEST_WEBDRIVER=http://127.0.0.1:$(scripts/browser.sh start "$browser")
 export TAGCAST_TEST_WEBDRIVER

@@ -180,7 +180,9 @@ impl ConsoleConfig {
                  '/', not ending in '/'"
             ));
         }
-        let taken = ["/v4", "/ws", "/healthz", "/metrics", "/cluster", "/webpush"];
+        let taken = [
+            "/v4", "/ws", "/healthz", "/metrics", "/cluster", "/webpush", "/client",
+        ];
         let under = |t: &&&str| path == **t || path.starts_with(&format!("{t}/"));
         match taken.iter().find(under) {
             Some(other) => Err(format!(
@@ -629,6 +631,7 @@ mod tests {
             "/v4",
             "/v4/x",
             "/ws",
+            "/client",
         ] {
             assert!(at(bad).validate().is_err(), "{bad}");
         }

@@ -199,6 +199,7 @@ fn router(state: Arc<SharedState>) -> Router {
         .route("/cluster", get(cluster))
         .route("/webpush/vapid_public_key", get(vapid_public_key))
         .route("/ws", get(delivery::websocket))
+        .route("/client/tagcast.js", get(console::client_module))
         .route("/v4/{*path}", any(v4))
         .fallback(any(v4))
         // Each app has its own body limit, enforced while reading the body in `handle`.
@@ -289,22 +290,41 @@ async fn v4(
     let oversized =
         matches!(&result, Err(e) if matches!(e.code, Code::HttpParse | Code::PushBodyTooLarge));
     let reusable = !oversized && drained(body).await;
-    let (code, bytes) = match result {
-        Ok(bytes) => (0, bytes),
-        Err(error) => {
-            tracing::debug!(path = uri.path(), code = error.code.number(), info = %error.info, "request failed");
-            (error.code.number(), fail_body(&error, route))
-        }
-    };
-    let api = route.map_or("unknown", |r| r.name);
-    metrics::observe_request(api, code, started.elapsed().as_secs_f64());
-    let mut response = json_response(bytes);
+    let mut response = answer(result, route, started);
     if !reusable && version <= Version::HTTP_11 {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The API's answer to a request made at `started`, counted in the metrics.
+fn answer(result: Reply, route: Option<Route>, started: Instant) -> Response {
+    let (code, bytes) = match result {
+        Ok(bytes) => (0, bytes),
+        Err(error) => {
+            let api = route.map(|r| r.name);
+            tracing::debug!(?api, code = error.code.number(), info = %error.info, "request failed");
+            (error.code.number(), fail_body(&error, route))
+        }
+    };
+    let api = route.map_or("unknown", |r| r.name);
+    metrics::observe_request(api, code, started.elapsed().as_secs_f64());
+    json_response(bytes)
+}
+
+/// The answer to `route` called by `identifier` of `app`, who is signed in to the console.
+pub(crate) async fn console_call(
+    state: &SharedState,
+    app: &AppState,
+    identifier: &str,
+    route: Route,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = call_api(state, app, identifier, route, body).await;
+    answer(result, Some(route), started)
 }
 
 /// At most this much of a refused request's unread body is read (and dropped) to keep the
@@ -339,6 +359,19 @@ async fn handle(
         true => auth::authenticate_account(state, uri.query())?,
         false => auth::authenticate(state, uri.query(), route.family)?,
     };
+    let body = body.take().unwrap_or_default();
+    call_api(state, app, &identifier, route, body).await
+}
+
+/// Runs `route` for `identifier` of `app`, already authenticated: the rate limit, the body,
+/// then the API's handler. The console's calls take this path too.
+async fn call_api(
+    state: &SharedState,
+    app: &AppState,
+    identifier: &str,
+    route: Route,
+    body: Body,
+) -> Reply {
     if !app.admit(&route) {
         return Err(ApiError::new(
             Code::RateLimited,
@@ -352,11 +385,11 @@ async fn handle(
         true => (app.limits.push_body_bytes, Code::PushBodyTooLarge),
         false => (app.limits.body_bytes, Code::HttpParse),
     };
-    let body = read_body(body.take().unwrap_or_default(), limit, code, &state.http).await?;
+    let body = read_body(body, limit, code, &state.http).await?;
     let ctx = Ctx {
         app,
-        is_admin: app.admins.contains(&identifier),
-        identifier: &identifier,
+        is_admin: app.admins.contains(identifier),
+        identifier,
         route,
         store: &state.store,
         hub: &state.hub,

@@ -20,6 +20,16 @@ use crate::write_ops::{delete_account, import_account};
 use crate::writer::WriteCtx;
 use crate::{AccountId, AppId, RequestError, Store};
 
+/// An app's devices, counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceCensus {
+    /// The accounts that have at least one.
+    pub owners: roaring::RoaringBitmap,
+    pub apns: u64,
+    pub fcm: u64,
+    pub webpush: u64,
+}
+
 /// The channel that reaches a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Platform {
@@ -200,6 +210,23 @@ impl Store {
                 Ok(true)
             })
             .await
+    }
+
+    /// Who has devices and how many each platform has: a scan of the app's devices.
+    pub async fn device_census(&self, app: AppId) -> Result<DeviceCensus> {
+        self.read("device_census", move |t| {
+            let mut census = DeviceCensus::default();
+            t.each_device(app, &mut |device| {
+                census.owners.insert(device.account);
+                match device.platform {
+                    Platform::Apns => census.apns += 1,
+                    Platform::Fcm => census.fcm += 1,
+                    Platform::WebPush => census.webpush += 1,
+                }
+            })?;
+            Ok(census)
+        })
+        .await
     }
 
     /// The account's devices, oldest first.

@@ -46,7 +46,8 @@ use tagcast_audience::AppIndex;
 pub use crate::postgres::redact as redact_url;
 pub use crate::redb::FILE_NAME;
 pub use devices::{
-    AccountKind, Device, NewDevice, Platform, Registered, is_registration_id, registration_id,
+    AccountKind, Device, DeviceCensus, NewDevice, Platform, Registered, is_registration_id,
+    registration_id,
 };
 pub use error::{ItemError, RequestError, StoreError};
 pub use events::{Event, Feed, Taken};

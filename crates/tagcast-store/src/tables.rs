@@ -198,6 +198,8 @@ pub(crate) trait ReadTables {
     }
     /// The accounts that have a device.
     fn device_owners(&mut self, app: AppId) -> Result<RoaringBitmap>;
+    /// Calls `visit` with each device of `app`, in no particular order.
+    fn each_device(&mut self, app: AppId, visit: &mut dyn FnMut(Device)) -> Result<()>;
 
     fn dispatch(&mut self, app: AppId, seq: u64) -> Result<Option<Dispatch>>;
     /// The fan-outs not finished.

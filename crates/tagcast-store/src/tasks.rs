@@ -204,6 +204,16 @@ impl Store {
             .await
     }
 
+    /// The pushes of `app` counted against its daily quota on the UTC day of `now_ms`.
+    pub async fn pushes_today(&self, app: AppId, now_ms: u64) -> Result<u32> {
+        self.read("pushes_today", move |t| {
+            let state = t.push_state(app)?;
+            let today = state.day == (now_ms / DAY_MS) as u32;
+            Ok(if today { state.today } else { 0 })
+        })
+        .await
+    }
+
     pub async fn task(&self, app: AppId, seq: u64) -> Result<Option<TaskMeta>> {
         self.read("task", move |t| t.task(app, seq)).await
     }

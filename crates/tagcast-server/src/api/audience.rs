@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 use tagcast_audience::{Cmp, Expr};
 use tagcast_proto::{ApiError, Code};
-use tagcast_store::{AttrSchema, TaskKind};
+use tagcast_store::{AttrSchema, RoaringBitmap, TaskKind};
 
 use super::tags::check_tags;
 use super::{Ctx, Reply, reply, shown};
@@ -55,6 +55,29 @@ pub async fn audience_count(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         .store
         .with_audience(ctx.app.sdkappid, |index| index.count(&expr));
     reply(serde_json::json!({ "Count": count }))
+}
+
+/// Whom an audience reaches right now.
+pub struct Reach {
+    /// The accounts it selects: `audience_count`'s `Count`.
+    pub count: u64,
+    /// Those with a session on this node.
+    pub online: u64,
+    /// Those among `owners`, the accounts with devices.
+    pub with_devices: u64,
+}
+
+/// The reach of the `Condition` or `Audience` of `body`, checked as `audience_count` checks it.
+pub async fn reach(ctx: &Ctx<'_>, body: &[u8], owners: &RoaringBitmap) -> Result<Reach, ApiError> {
+    let body = parse_object(ctx, body)?;
+    let (_, expr) = audience_of(ctx, &body).await?;
+    let app = ctx.app.sdkappid;
+    let selected = ctx.store.with_audience(app, |index| index.evaluate(&expr));
+    Ok(Reach {
+        count: selected.len(),
+        online: ctx.hub.online_among(app, &selected),
+        with_devices: selected.intersection_len(owners),
+    })
 }
 
 /// The body as a JSON object (90001 otherwise).

@@ -9,6 +9,8 @@ pub(crate) mod reports;
 mod tags;
 mod task_ids;
 
+pub use audience::reach;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

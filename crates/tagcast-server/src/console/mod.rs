@@ -4,6 +4,7 @@
 //! with the app's key or a UserSig (checked as the API checks it) into a signed, HttpOnly,
 //! SameSite=Strict cookie; every change carries the session's CSRF token.
 
+mod calls;
 mod session;
 
 use std::sync::Arc;
@@ -47,7 +48,28 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/console.js"),
     },
+    Asset {
+        name: "tagcast.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: CLIENT_MODULE,
+    },
 ];
+
+/// The browser client library (docs/client.md), also served to apps at `/client/tagcast.js`.
+const CLIENT_MODULE: &str = include_str!("assets/tagcast.js");
+
+/// `/client/tagcast.js`, served whether or not the console is: apps of any origin may import it.
+pub async fn client_module() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        CLIENT_MODULE,
+    )
+        .into_response()
+}
 
 /// The console as this server serves it.
 pub struct Console {
@@ -56,6 +78,7 @@ pub struct Console {
     index: String,
     /// Cookies are marked `Secure`: the server listens on HTTPS.
     secure: bool,
+    censuses: calls::Censuses,
 }
 
 impl Console {
@@ -65,6 +88,7 @@ impl Console {
             path: config.path.clone(),
             index: include_str!("assets/index.html").replace("%BASE%", &config.path),
             secure: https,
+            censuses: calls::Censuses::default(),
         })
     }
 
@@ -77,7 +101,12 @@ impl Console {
             .route(&format!("{path}/api/sign_in"), post(sign_in))
             .route(&format!("{path}/api/session"), get(session))
             .route(&format!("{path}/api/sign_out"), post(sign_out))
+            .route(&format!("{path}/api/overview"), post(calls::overview))
+            .route(&format!("{path}/api/reach"), post(calls::reach))
+            .route(&format!("{path}/api/usersig"), post(calls::usersig))
             .layer(DefaultBodyLimit::max(MAX_BODY))
+            // The API's calls have the API's body limits, checked as the body is read.
+            .route(&format!("{path}/api/v4/{{*route}}"), post(calls::api))
     }
 }
 
@@ -236,20 +265,33 @@ async fn session(State(state): State<Arc<SharedState>>, headers: HeaderMap) -> R
     session_body(&state, &sign_ins).into_response()
 }
 
-/// Signs out of the app `sdkappid` of the query; a change, so it needs the CSRF token.
+/// Signs out of the app `sdkappid` of the query.
 async fn sign_out(State(state): State<Arc<SharedState>>, uri: Uri, headers: HeaderMap) -> Response {
+    let leaving = match authorized(&state, &uri, &headers) {
+        Ok(sign_in) => sign_in,
+        Err((status, error)) => return failure(status, &error),
+    };
     let mut sign_ins = signed_in(&state, &headers, crate::now_unix());
+    sign_ins.retain(|s| s.sdkappid != leaving.sdkappid);
+    answer_setting_cookie(&state, &sign_ins)
+}
+
+/// The sign-in of the app `sdkappid` of the query, if the request carries its CSRF token; else
+/// the answer that refuses it (401 not signed in, 403 no token).
+fn authorized(
+    state: &SharedState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<SignIn, (StatusCode, ApiError)> {
     let wanted = crate::auth::query_params(uri.query().unwrap_or(""))
         .get("sdkappid")
         .and_then(|id| id.parse::<u64>().ok());
-    let Some(position) = sign_ins.iter().position(|s| Some(s.sdkappid) == wanted) else {
-        return failure(StatusCode::UNAUTHORIZED, &not_signed_in());
-    };
-    if let Err(error) = check_csrf(&state, &sign_ins[position], &headers) {
-        return failure(StatusCode::FORBIDDEN, &error);
-    }
-    sign_ins.remove(position);
-    answer_setting_cookie(&state, &sign_ins)
+    let sign_in = signed_in(state, headers, crate::now_unix())
+        .into_iter()
+        .find(|s| Some(s.sdkappid) == wanted)
+        .ok_or_else(|| (StatusCode::UNAUTHORIZED, not_signed_in()))?;
+    check_csrf(state, &sign_in, headers).map_err(|e| (StatusCode::FORBIDDEN, e))?;
+    Ok(sign_in)
 }
 
 /// The header a change must carry: the CSRF token of its sign-in.

@@ -507,6 +507,20 @@ impl Hub {
         }
     }
 
+    /// How many accounts of `app` have a session on this node.
+    pub fn online_count(&self, app: AppId) -> u64 {
+        read(&self.registry).online.get(&app).map_or(0, |o| o.len())
+    }
+
+    /// How many of `accounts` of `app` have a session on this node.
+    pub fn online_among(&self, app: AppId, accounts: &RoaringBitmap) -> u64 {
+        let registry = read(&self.registry);
+        registry
+            .online
+            .get(&app)
+            .map_or(0, |online| online.intersection_len(accounts))
+    }
+
     /// Removes a session, unless the account has reconnected since.
     pub fn unregister(&self, app: AppId, account: AccountId, conn: u64) {
         let mut registry = write(&self.registry);

@@ -763,6 +763,18 @@ impl ReadTables for PgTables<'_> {
         Ok(rows.iter().map(|row| row.get::<_, i32>(0) as u32).collect())
     }
 
+    fn each_device(&mut self, app: AppId, visit: &mut dyn FnMut(Device)) -> Result<()> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT app, registration_id, device FROM devices WHERE app = $1",
+            &[&(app as i64)],
+        )?;
+        for row in &rows {
+            visit(device_of(row, 2, &(app, row.get(1)))?);
+        }
+        Ok(())
+    }
+
     fn dispatch(&mut self, app: AppId, seq: u64) -> Result<Option<Dispatch>> {
         self.dispatches.row(
             (app, seq),

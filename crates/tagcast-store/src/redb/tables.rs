@@ -310,6 +310,15 @@ impl<F: Family> ReadTables for Redb<F> {
         Ok(owners)
     }
 
+    fn each_device(&mut self, app: AppId, visit: &mut dyn FnMut(Device)) -> Result<()> {
+        for entry in self.devices.range((app, "")..=(app, "\u{7f}"))? {
+            let (key, value) = entry?;
+            let key = key.value();
+            visit(decode_device(value.value()).map_err(|e| e.at("device", key))?);
+        }
+        Ok(())
+    }
+
     fn dispatch(&mut self, app: AppId, seq: u64) -> Result<Option<Dispatch>> {
         match self.dispatches.get((app, seq))? {
             Some(g) => Ok(Some(

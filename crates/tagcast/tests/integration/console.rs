@@ -215,3 +215,185 @@ async fn the_console_can_be_switched_off() {
     let answer: Value = page.json().await.unwrap();
     assert_eq!(answer["ActionStatus"], "FAIL", "{answer}");
 }
+
+/// POSTs `body` to the console's `api/{path}` for APP with `cookie` and, when given, `csrf`.
+async fn app_call(
+    server: &Server,
+    path: &str,
+    body: Vec<u8>,
+    cookie: &str,
+    csrf: Option<&str>,
+) -> (u16, Value) {
+    let url = format!(
+        "{}/console/api/{path}?sdkappid={}",
+        server.base, APP.sdkappid
+    );
+    let mut request = server
+        .client()
+        .post(url)
+        .header(COOKIE, cookie)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(csrf) = csrf {
+        request = request.header("X-Tagcast-Csrf", csrf);
+    }
+    let response = request.send().await.expect("console answers");
+    (
+        response.status().as_u16(),
+        response.json().await.expect("JSON"),
+    )
+}
+
+#[tokio::test]
+async fn the_consoles_calls_need_a_session_and_its_csrf_token_and_answer_as_the_api() {
+    let server = Server::start();
+    import(&server, &APP, &["xiaoming"]).await;
+    let (cookie, answer) = sign_in(&server).await;
+    let csrf = answer["SignedIn"][0]["Csrf"].as_str().unwrap().to_string();
+    let get_tag = br#"{"To_Account":["xiaoming","nobody"]}"#.to_vec();
+    for path in ["v4/timpush/get_tag", "overview", "reach", "usersig"] {
+        let (status, answer) = app_call(&server, path, b"{}".to_vec(), "x=y", Some(&csrf)).await;
+        assert_eq!(
+            (status, &answer["ErrorCode"]),
+            (401, &json!(90009)),
+            "{path}: {answer}"
+        );
+        let (status, answer) = app_call(&server, path, b"{}".to_vec(), &cookie, None).await;
+        assert_eq!(
+            (status, &answer["ErrorCode"]),
+            (403, &json!(90009)),
+            "{path}: {answer}"
+        );
+    }
+    // Signed in to APP, not to OTHER_APP.
+    let other = format!(
+        "{}/console/api/overview?sdkappid={}",
+        server.base, OTHER_APP.sdkappid
+    );
+    let refused = server
+        .client()
+        .post(other)
+        .header(COOKIE, &cookie)
+        .header("X-Tagcast-Csrf", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // The REST API's answer, ErrorList and all, byte for byte.
+    let (status, through) = app_call(
+        &server,
+        "v4/timpush/get_tag",
+        get_tag.clone(),
+        &cookie,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let direct = server
+        .call(
+            &APP,
+            "timpush/get_tag",
+            serde_json::from_slice(&get_tag).unwrap(),
+        )
+        .await;
+    assert_eq!(through, direct);
+    assert_eq!(error_list(&through), vec![("nobody".to_string(), 70107)]);
+    // The API's errors and limits: malformed JSON, and a push body over 10 KB (90056).
+    let (_, malformed) = app_call(
+        &server,
+        "v4/timpush/add_tag",
+        b"{".to_vec(),
+        &cookie,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(malformed["ErrorCode"], 90001, "{malformed}");
+    let huge = format!(r#"{{"MsgRandom":1,"DataId":"{}"}}"#, "x".repeat(11_000));
+    let (_, too_big) = app_call(
+        &server,
+        "v4/timpush/push",
+        huge.into_bytes(),
+        &cookie,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(too_big["ErrorCode"], 90056, "{too_big}");
+    let (status, unknown) = app_call(
+        &server,
+        "v4/timpush/nothing",
+        b"{}".to_vec(),
+        &cookie,
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(
+        (status, &unknown["ErrorCode"]),
+        (404, &json!(60009)),
+        "{unknown}"
+    );
+}
+
+#[tokio::test]
+async fn overview_reach_and_usersig_answer_for_the_signed_in_app() {
+    let server = Server::start();
+    import(&server, &APP, &["a", "b", "c"]).await;
+    server
+        .ok(
+            &APP,
+            "timpush/add_tag",
+            json!({ "UserTags": [{ "To_Account": "a", "Tags": ["vip"] }, { "To_Account": "b", "Tags": ["vip"] }] }),
+        )
+        .await;
+    let _online = crate::ws::Client::connect(&server, &APP, "a").await;
+    let (cookie, answer) = sign_in(&server).await;
+    let csrf = answer["SignedIn"][0]["Csrf"].as_str().unwrap().to_string();
+    let call = |path: &'static str, body: Value| {
+        let (cookie, csrf) = (cookie.clone(), csrf.clone());
+        let server = &server;
+        async move {
+            app_call(
+                server,
+                path,
+                body.to_string().into_bytes(),
+                &cookie,
+                Some(&csrf),
+            )
+            .await
+            .1
+        }
+    };
+    let overview = call("overview", json!({})).await;
+    assert_eq!(overview["Accounts"], 3, "{overview}");
+    assert_eq!(overview["TagsInUse"], 1, "{overview}");
+    assert_eq!(overview["OnlineHere"], 1, "{overview}");
+    assert_eq!(overview["PushesToday"], 0, "{overview}");
+    assert_eq!(overview["DailyQuota"], 100, "{overview}");
+
+    let reach = call("reach", json!({ "Audience": { "Tag": "vip" } })).await;
+    assert_eq!(
+        (&reach["Count"], &reach["OnlineHere"], &reach["WithDevices"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{reach}"
+    );
+    // Checked as audience_count checks it: an empty tag is 90040.
+    let empty = call("reach", json!({ "Audience": { "Tag": "" } })).await;
+    assert_eq!(empty["ErrorCode"], 90040, "{empty}");
+
+    let signed = call("usersig", json!({ "Identifier": "c" })).await;
+    let usersig = signed["UserSig"].as_str().expect("a UserSig");
+    let url = crate::ws::ws_url(&server, &APP, "c", usersig);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the UserSig logs c in");
+    let hello = futures_util::StreamExt::next(&mut socket)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        hello.to_text().unwrap().contains(r#""Identifier":"c""#),
+        "{hello}"
+    );
+    let long = call("usersig", json!({ "Identifier": "x".repeat(33) })).await;
+    assert_eq!(long["ErrorCode"], 70402, "{long}");
+}
