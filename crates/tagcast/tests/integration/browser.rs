@@ -585,3 +585,54 @@ async fn check_page(browser: &Browser, page: &str, suffix: &str, failures: &mut 
         std::fs::write(dir.join(format!("{page}{suffix}.png")), png).expect("screenshot");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_drops_repeated_task_ids_and_backs_off_when_refused() {
+    let server = Server::start();
+    let browser = Browser::open().await;
+    let page = format!("{}/console", server.base);
+    browser.client.goto(&page).await.expect("the console loads");
+    // A refused handshake (no such app) closes each attempt: the waits double from 100 ms up
+    // to the 400 ms cap, each between half and all of its ceiling.
+    let run = "const done = arguments[arguments.length - 1];
+        import('/client/tagcast.js').then(({ TagcastClient }) => {
+          const url = `ws://${location.host}/ws?sdkappid=7&identifier=x&usersig=x`;
+          const client = new TagcastClient({ url, minDelay: 100, maxDelay: 400 });
+          const pushes = [];
+          client.addEventListener('push', (e) => pushes.push(e.detail.TaskId));
+          for (const id of ['a', 'a', 'b', 'a']) client.receive(JSON.stringify({ Type: 'Push', TaskId: id }));
+          client.receive('not json');
+          const delays = [];
+          client.addEventListener('state', (e) => {
+            if (e.detail.state !== 'waiting') return;
+            delays.push(e.detail.delay);
+            if (delays.length === 5) { client.stop(); done({ pushes, delays }); }
+          });
+          client.start();
+        }).catch((e) => done({ error: String(e) }));";
+    let result = browser.client.execute_async(run, vec![]).await.unwrap();
+    assert_eq!(result["pushes"], json!(["a", "b"]), "{result}");
+    let delays: Vec<u64> = serde_json::from_value(result["delays"].clone()).expect("{result}");
+    for (delay, ceiling) in delays.iter().zip([100, 200, 400, 400, 400]) {
+        assert!(
+            (ceiling / 2..=ceiling).contains(delay),
+            "{delay} not within half and all of {ceiling}: {delays:?}"
+        );
+    }
+    // Served to apps of any origin.
+    let module = server
+        .client()
+        .get(format!("{}/client/tagcast.js", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(module.headers()["access-control-allow-origin"], "*");
+    assert!(
+        module
+            .text()
+            .await
+            .unwrap()
+            .contains("export class TagcastClient")
+    );
+    browser.close().await;
+}

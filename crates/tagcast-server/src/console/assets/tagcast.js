@@ -67,7 +67,13 @@ export class TagcastClient extends EventTarget {
       return;
     }
     if (!this.running) return;
-    const socket = new WebSocket(url);
+    let socket;
+    try {
+      socket = new WebSocket(url);
+    } catch (error) {
+      this.retry(0, error.message);
+      return;
+    }
     this.socket = socket;
     let opened = 0;
     socket.addEventListener("open", () => {
