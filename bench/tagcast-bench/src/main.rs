@@ -2,12 +2,13 @@
 //! its two stores. Each reports ratios against a baseline measured in the same run, next to the
 //! absolute numbers. See bench/README.md; `bench/push.sh` runs the push benchmarks,
 //! `bench/run.sh` the comparison, `bench/store.sh` the stores, `bench/cluster.sh` several nodes,
-//! `bench/devices.sh` device notifications.
+//! `bench/devices.sh` device notifications, `bench/console.sh` the console's builder.
 
 mod audience;
 mod client;
 mod cluster;
 mod compare;
+mod console;
 mod devices;
 mod fanout;
 mod gen_data;
@@ -52,6 +53,9 @@ enum Command {
     /// Notifications per second from one push to N devices per provider, against the local
     /// fake providers, vs a minimal client (bench/devices.sh).
     Devices(devices::DevicesArgs),
+    /// The console's audience builder in chromium: keystroke to exact count, vs the REST API's
+    /// audience_count fetched from the same page (bench/console.sh).
+    Console(console::ConsoleArgs),
     /// Opens a store (index rebuild) and prints how long it took, its accounts and counts.
     Open(storage::open::OpenArgs),
     /// The minimal WebSocket broadcast server of the fan-out baseline (started by `fanout`).
@@ -105,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Command::PgUpdate(args) => runtime.block_on(storage::pg_update::run(&args)),
         Command::Open(args) => runtime.block_on(storage::open::run(&args)),
         Command::Devices(args) => runtime.block_on(devices::run(&args)),
+        Command::Console(args) => runtime.block_on(console::run(&args)),
         Command::RawServer { listen } => runtime.block_on(raw::serve(listen)),
     }
 }
