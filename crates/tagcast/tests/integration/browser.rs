@@ -264,18 +264,6 @@ async fn tags_edited_in_the_page_are_what_get_tag_answers() {
     browser.close().await;
 }
 
-/// `audience_count` of `audience`, over the REST API.
-async fn audience_count(server: &Server, audience: Value) -> u64 {
-    let r = server
-        .ok(
-            &APP,
-            "tagcast/audience_count",
-            json!({ "Audience": audience }),
-        )
-        .await;
-    r["Count"].as_u64().expect("Count")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_builders_count_is_audience_count_and_follows_changes() {
     let server = Server::start();
@@ -335,7 +323,7 @@ async fn the_builders_count_is_audience_count_and_follows_changes() {
         serde_json::from_str::<Value>(&json_shown).unwrap(),
         json!({ "Audience": expression })
     );
-    let expected = audience_count(&server, expression).await;
+    let expected = audience_count(&server, &APP, expression).await;
     assert!(expected > 0 && expected < 40, "{expected}");
     let count = browser
         .text_when("#count", |t| t == expected.to_string())
@@ -347,7 +335,7 @@ async fn the_builders_count_is_audience_count_and_follows_changes() {
         { "And": [{ "Tag": "A" }, { "Not": { "Tag": "B" } }] },
         { "Attr": "city", "Eq": "Y" },
     ] });
-    let expected_now = audience_count(&server, changed).await;
+    let expected_now = audience_count(&server, &APP, changed).await;
     assert_ne!(expected_now, expected, "the change must change the count");
     browser
         .text_when("#count", |t| t == expected_now.to_string())

@@ -546,6 +546,13 @@ fn rand_u32() -> u32 {
         .subsec_nanos()
 }
 
+/// `audience_count` of the `Audience` expression `audience` in `app`.
+pub async fn audience_count(server: &Server, app: &TestApp, audience: Value) -> u64 {
+    let body = json!({ "Audience": audience });
+    let r = server.ok(app, "tagcast/audience_count", body).await;
+    r["Count"].as_u64().expect("Count")
+}
+
 /// Imports `accounts` into `app`, asserting success.
 pub async fn import(server: &Server, app: &TestApp, accounts: &[&str]) {
     for chunk in accounts.chunks(100) {

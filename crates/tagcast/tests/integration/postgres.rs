@@ -316,14 +316,7 @@ async fn snapshot(server: &Server) -> Vec<Value> {
         json!({"Attr": "level", "Ge": 7}),
         json!({"Not": {"Tag": "t1"}}),
     ] {
-        let r = server
-            .ok(
-                &APP,
-                "tagcast/audience_count",
-                json!({ "Audience": audience }),
-            )
-            .await;
-        out.push(r["Count"].clone());
+        out.push(json!(audience_count(server, &APP, audience).await));
     }
     out
 }
