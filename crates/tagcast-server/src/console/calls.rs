@@ -41,13 +41,25 @@ impl Censuses {
         if let Some(census) = fresh {
             return Ok(census);
         }
-        let census = state.store.device_census(app).await.map_err(|e| {
-            ApiError::new(Code::Internal, format!("internal error, please retry: {e}"))
-        })?;
-        let census = Arc::new(census);
+        let census = Arc::new(
+            state
+                .store
+                .device_census(app)
+                .await
+                .map_err(store_failure)?,
+        );
         crate::sync::lock(&self.0).insert(app, (Instant::now(), census.clone()));
         Ok(census)
     }
+}
+
+/// A read the store failed, as the API reports one (91000): it may be retried.
+fn store_failure(error: tagcast_store::StoreError) -> ApiError {
+    tracing::error!(%error, "console: storage failure");
+    ApiError::new(
+        Code::Internal,
+        format!("internal error, please retry: {error}"),
+    )
 }
 
 /// `api/v4/<route>`: the REST API's `route`, called by the signed-in admin.
@@ -108,7 +120,7 @@ async fn overview_of(state: &SharedState, app: &AppState) -> Result<Value, ApiEr
         .store
         .pushes_today(id, crate::clock::now_ms())
         .await
-        .map_err(|e| ApiError::new(Code::Internal, format!("internal error, please retry: {e}")))?;
+        .map_err(store_failure)?;
     let (accounts, tags) = state
         .store
         .with_audience(id, |index| (index.accounts().len(), index.tag_count()));

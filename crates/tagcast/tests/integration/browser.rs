@@ -132,6 +132,18 @@ impl Browser {
         self.element(&format!("section#{name}:not([hidden])")).await;
     }
 
+    /// Loads `server`'s console, at `fragment` (e.g. `#accounts`, or "").
+    async fn console(&self, server: &Server, fragment: &str) {
+        let page = format!("{}/console{fragment}", server.base);
+        self.client.goto(&page).await.expect("the console loads");
+    }
+
+    /// Finds `account` on the accounts page, which is shown.
+    async fn find_account(&self, account: &str) {
+        self.fill("#account-id", account).await;
+        self.click("#account-form button").await;
+    }
+
     async fn close(self) {
         let _ = self.client.close().await;
     }
@@ -154,8 +166,7 @@ fn own_driver() -> (String, Driver) {
 
 /// Signs in through the page's form with `secret` as the app's key.
 async fn sign_in_with_key(browser: &Browser, server: &Server, secret: &str) {
-    let page = format!("{}/console", server.base);
-    browser.client.goto(&page).await.expect("the console loads");
+    browser.console(server, "").await;
     browser.fill("#sdkappid", &APP.sdkappid.to_string()).await;
     browser.fill("#identifier", APP.admin).await;
     browser.fill("#secret", secret).await;
@@ -216,8 +227,7 @@ async fn signed_in(server: &Server) -> Browser {
 async fn without_a_session_the_page_offers_only_signing_in() {
     let server = Server::start();
     let browser = Browser::open().await;
-    let page = format!("{}/console#accounts", server.base);
-    browser.client.goto(&page).await.expect("the console loads");
+    browser.console(&server, "#accounts").await;
     browser.element("section#sign-in:not([hidden])").await;
     for hidden in ["#accounts", "#pages", "#app-bar"] {
         let element = browser.element(hidden).await;
@@ -232,8 +242,7 @@ async fn tags_edited_in_the_page_are_what_get_tag_answers() {
     import(&server, &APP, &["xiaoming"]).await;
     let browser = signed_in(&server).await;
     browser.page("accounts").await;
-    browser.fill("#account-id", "xiaoming").await;
-    browser.click("#account-form button").await;
+    browser.find_account("xiaoming").await;
     browser
         .text_when("#account-status", |t| t.contains("exists"))
         .await;
@@ -493,8 +502,7 @@ async fn every_page_passes_the_accessibility_check_at_desktop_and_phone_width() 
         .await;
     crate::ws::push(&server, &APP, 7, json!({})).await;
     let browser = Browser::open().await;
-    let page = format!("{}/console", server.base);
-    browser.client.goto(&page).await.expect("the console loads");
+    browser.console(&server, "").await;
     let mut failures = Vec::new();
     for (width, height, suffix) in [(1280, 900, ""), (390, 844, "-phone")] {
         browser
@@ -534,8 +542,7 @@ async fn fill_in(browser: &Browser, page: &str) {
                 .await,
         ),
         "accounts" => {
-            browser.fill("#account-id", "xiaoming").await;
-            browser.click("#account-form button").await;
+            browser.find_account("xiaoming").await;
             browser
                 .text_when("#account-tags", |t| t.contains("gold"))
                 .await;
@@ -578,8 +585,7 @@ async fn check_page(browser: &Browser, page: &str, suffix: &str, failures: &mut 
 async fn the_client_library_drops_repeated_task_ids_and_backs_off_when_refused() {
     let server = Server::start();
     let browser = Browser::open().await;
-    let page = format!("{}/console", server.base);
-    browser.client.goto(&page).await.expect("the console loads");
+    browser.console(&server, "").await;
     // A refused handshake (no such app) closes each attempt: the waits double from 100 ms up
     // to the 400 ms cap, each between half and all of its ceiling.
     let run = "const done = arguments[arguments.length - 1];

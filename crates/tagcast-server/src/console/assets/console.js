@@ -30,18 +30,18 @@ function appCall(name, body = {}) {
   return call("POST", `${name}?sdkappid=${app.SdkAppId}`, body, app.Csrf);
 }
 
-/** A REST API call as the signed-in admin; throws the server's error. */
-async function api(route, body) {
-  const answer = await appCall(`v4/${route}`, body);
-  if (answer.ActionStatus !== "OK") throw new ServerError(answer);
+/** `appCall`'s answer when OK; else it throws the server's error. */
+async function appCallOk(name, body) {
+  const answer = await appCall(name, body);
+  if (answer.ActionStatus !== "OK") throw new Error(failure(answer));
   return answer;
 }
 
-class ServerError extends Error {
-  constructor(answer) {
-    super(`${answer.ErrorCode}: ${answer.ErrorInfo}`);
-  }
-}
+/** A REST API call as the signed-in admin; throws the server's error. */
+const api = (route, body) => appCallOk(`v4/${route}`, body);
+
+/** "code: text" of a failed answer, as the server gave it. */
+const failure = (answer) => `${answer.ErrorCode}: ${answer.ErrorInfo}`;
 
 /** "code: text" for each failed account of an answer's ErrorList. */
 function errorList(answer) {
@@ -110,7 +110,7 @@ $("sign-in-form").addEventListener("submit", async (event) => {
     SdkAppId: Number(form.sdkappid.value), Identifier: form.identifier.value, ...credential,
   });
   $("sign-in-error").textContent =
-    answer.ActionStatus === "OK" ? "" : `${answer.ErrorCode}: ${answer.ErrorInfo}`;
+    answer.ActionStatus === "OK" ? "" : failure(answer);
   form.secret.value = "";
   if (answer.ActionStatus !== "OK") return;
   session.current = answer.SignedIn.find((a) => a.SdkAppId === Number(form.sdkappid.value));
@@ -148,8 +148,7 @@ window.addEventListener("hashchange", () => {
 // ---- Overview
 
 loaders.overview = () => shown("overview-error", async () => {
-  const answer = await appCall("overview");
-  if (answer.ActionStatus !== "OK") throw new ServerError(answer);
+  const answer = await appCallOk("overview");
   figures("overview-figures", [
     ["Accounts", answer.Accounts],
     ["Tags in use", answer.TagsInUse],
@@ -429,14 +428,15 @@ const builder = {
     const answer = await appCall("reach", { Audience: this.expression() });
     if (asked !== this.asked) return;
     const ok = answer.ActionStatus === "OK";
-    $("audience-error").textContent = ok ? "" : `${answer.ErrorCode}: ${answer.ErrorInfo}`;
+    $("audience-error").textContent = ok ? "" : failure(answer);
     $("count").textContent = ok ? answer.Count : "–";
     $("count-online").textContent = ok ? answer.OnlineHere : "–";
     $("count-devices").textContent = ok ? answer.WithDevices : "–";
-    $("count-time").textContent = ok ? `(${Math.round(performance.now() - since)} ms after the last change)` : "";
+    const took = performance.now() - since;
+    $("count-time").textContent = ok ? `(${Math.round(took)} ms after the last change)` : "";
     // For tests and benchmarks: which answer this is, and how long it took.
     $("count").dataset.answer = String(asked);
-    $("count").dataset.tookMs = String(performance.now() - since);
+    $("count").dataset.tookMs = String(took);
   },
 };
 
@@ -487,9 +487,8 @@ $("compose-form").addEventListener("submit", (event) => {
     pending = composed();
     let count = pending.count;
     if (count === undefined) {
-      const reach = await appCall("reach", pending.body.Audience ? { Audience: pending.body.Audience } : {});
-      if (reach.ActionStatus !== "OK") throw new ServerError(reach);
-      count = reach.Count;
+      const audience = pending.body.Audience ? { Audience: pending.body.Audience } : {};
+      count = (await appCallOk("reach", audience)).Count;
     }
     $("confirm-count").textContent = pending.route === "timpush/batch"
       ? `Send to ${count} named accounts?` : `Send to exactly ${count} accounts?`;
@@ -560,8 +559,7 @@ $("live-form").addEventListener("submit", (event) => {
   $("live-error").textContent = "";
   receiver = new TagcastClient({
     url: async () => {
-      const answer = await appCall("usersig", { Identifier: identifier });
-      if (answer.ActionStatus !== "OK") throw new ServerError(answer);
+      const answer = await appCallOk("usersig", { Identifier: identifier });
       const scheme = location.protocol === "https:" ? "wss" : "ws";
       const query = new URLSearchParams({ sdkappid: app.SdkAppId, identifier, usersig: answer.UserSig });
       return `${scheme}://${location.host}/ws?${query}`;
