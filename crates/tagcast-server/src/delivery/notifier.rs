@@ -37,8 +37,9 @@ use crate::clock::now_ms;
 pub const GRACE: Duration = Duration::from_secs(1);
 /// Accounts per batch.
 pub const BATCH: usize = 200;
-/// Batches of a fan-out taken and not yet recorded, at most: the most requests that may repeat
-/// after a crash is `PIPELINE * BATCH` times the devices an account may have.
+/// Batches of a fan-out taken and not yet recorded, at most, the one being recorded included:
+/// the most requests that may repeat after a crash is `PIPELINE * BATCH` times the devices an
+/// account may have.
 pub const PIPELINE: usize = 3;
 /// Accounts whose retries are taken at once.
 const RETRY_ROUND: usize = 500;
@@ -232,11 +233,13 @@ impl Inner {
         busy
     }
 
-    /// Records the fan-out's oldest batch once it is answered, keeping `PIPELINE` batches
-    /// sent meanwhile; records the fan-out finished once nothing is left to send.
+    /// Records the fan-out's oldest batch once it is answered, the batches taken after it being
+    /// sent meanwhile; records the fan-out finished once nothing is left to send. The oldest
+    /// stays counted against `PIPELINE` until it is recorded: no more than `PIPELINE` batches
+    /// are ever sent and not recorded.
     async fn advance(&self, app: AppId, fan_out: &mut Active) {
         self.take_batches(app, fan_out).await;
-        let Some(mut oldest) = fan_out.sending.pop_front() else {
+        let Some(oldest) = fan_out.sending.front_mut() else {
             self.finish(app, fan_out).await;
             return;
         };
@@ -248,9 +251,9 @@ impl Inner {
                 return;
             }
         };
-        // The next batch is sent while this one is recorded.
-        self.take_batches(app, fan_out).await;
-        let mut progress = batch_progress(&oldest, answers, &fan_out.meta);
+        let oldest = &fan_out.sending[0];
+        let mut progress = batch_progress(oldest, answers, &fan_out.meta);
+        let finished = oldest.finished;
         if !self
             .add_callbacks(app, &fan_out.meta, 0, &mut progress)
             .await
@@ -259,7 +262,8 @@ impl Inner {
             return;
         }
         if self.record(app, fan_out.meta.seq, progress).await {
-            fan_out.finished = oldest.finished;
+            fan_out.sending.pop_front();
+            fan_out.finished = finished;
         } else {
             fan_out.stale = true;
         }
