@@ -68,9 +68,11 @@ NOW=$(date +%s)
 curl -s -w '\n' -X POST "$URL/timpush/all_member_push_statistics?$Q" \
   -d '{"StartTime": '$((NOW - 3600))', "EndTime": '$NOW', "TaskID": ["'$TASK1'", "'$TASK2'"]}'
 # {"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0,"Results":[
-#   {"AudienceCount":1,"DeliveredCount":1,"ExpireTime":1796763986,"RevokeTime":0,"Revoked":0,"StoredForOffline":1,"TaskID":"6b0f36d2_53724e00_1_3aae096d","TaskTime":1796159186,"Type":"Tag"},
-#   {"AudienceCount":2,"DeliveredCount":0,"ExpireTime":1796763987,"RevokeTime":0,"Revoked":0,"StoredForOffline":1,"TaskID":"6b0f36d3_53724e00_2_2908f628","TaskTime":1796159187,"Type":"Expression"}]}
+#   {"AudienceCount":1,"CaughtUpCount":0,"DeliveredCount":1,"ExpireTime":1796763986,"RevokeTime":0,"Revoked":0,"StoredForOffline":1,"TaskID":"6b0f36d2_53724e00_1_3aae096d","TaskTime":1796159186,"Type":"Tag"},
+#   {"AudienceCount":2,"CaughtUpCount":0,"DeliveredCount":0,"ExpireTime":1796763987,"RevokeTime":0,"Revoked":0,"StoredForOffline":1,"TaskID":"6b0f36d3_53724e00_2_2908f628","TaskTime":1796159187,"Type":"Expression"}]}
+# (each result also has OfflinePush, the device notifications: none here)
 # DeliveredCount: accounts the push was written to (xiaoming, if `tagcast listen` runs as him);
+# CaughtUpCount: those of them that got it when they reconnected, not when it was sent;
 # deliveries are recorded within ~250 ms, so the second push may not show its own yet.
 
 # What became of the first push for xiaoming: "Delivered" if he is connected, else "Pending".

@@ -35,6 +35,7 @@ pub enum Op {
     Statistics,
     Trace,
     Loss,
+    AccountPushes,
     AudienceCount,
     DeviceRegister,
     DeviceUnregister,
@@ -137,6 +138,7 @@ const ROUTES: &[(&str, Op, Family)] = &[
     ("timpush/all_member_push_trace", Op::Trace, Family::TimPush),
     ("timpush/all_member_push_loss", Op::Loss, Family::TimPush),
     ("tagcast/audience_count", Op::AudienceCount, Family::Tagcast),
+    ("tagcast/account_pushes", Op::AccountPushes, Family::Tagcast),
     (
         "tagcast/device_register",
         Op::DeviceRegister,

@@ -25,6 +25,7 @@ pub(crate) enum Record {
     MsgRandom(AppId, u32, SeenMsgRandom),
     Task(AppId, Box<TaskMeta>),
     Audience(AppId, u64, RoaringBitmap),
+    CaughtUp(AppId, u64, RoaringBitmap),
     Delivered(AppId, u64, u64, RoaringBitmap),
     Cursor(AppId, AccountId, u64),
     Callback(AppId, u64, Callback),
@@ -52,6 +53,7 @@ pub struct RecordCounts {
     pub devices: u64,
     pub dispatches: u64,
     pub device_sends: u64,
+    pub catch_ups: u64,
 }
 
 impl RecordCounts {
@@ -60,7 +62,7 @@ impl RecordCounts {
     }
 
     /// Each kind with its count, for reports.
-    pub fn rows(&self) -> [(&'static str, u64); 16] {
+    pub fn rows(&self) -> [(&'static str, u64); 17] {
         [
             ("apps", self.apps),
             ("accounts", self.accounts),
@@ -73,6 +75,7 @@ impl RecordCounts {
             ("push tasks", self.tasks),
             ("task audiences", self.audiences),
             ("delivery records", self.deliveries),
+            ("catch-up records", self.catch_ups),
             ("delivery cursors", self.cursors),
             ("callback batches waiting", self.callbacks),
             ("devices", self.devices),
@@ -177,6 +180,7 @@ fn write_record(t: &mut dyn Tables, record: Record) -> Result<()> {
         Record::Delivered(app, seq, second, accounts) => {
             t.set_delivered(app, seq, second, &accounts)
         }
+        Record::CaughtUp(app, seq, accounts) => t.set_caught_up(app, seq, &accounts),
         Record::Cursor(app, account, seq) => t.set_cursor(app, account, seq),
         Record::Callback(app, id, callback) => t.put_callback(app, id, &callback),
         Record::Device(app, device) => t.put_device(app, &device),

@@ -174,6 +174,8 @@ pub(crate) trait ReadTables {
     fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>>;
     /// Every second's deliveries of a task, oldest first.
     fn deliveries(&mut self, app: AppId, seq: u64) -> Result<Vec<(u64, RoaringBitmap)>>;
+    /// The accounts the task reached from their backlog when they connected.
+    fn caught_up(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>>;
     /// Sequence number of the last task delivered to the account; 0 if none.
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64>;
 
@@ -244,6 +246,7 @@ pub(crate) trait Tables: ReadTables {
         second: u64,
         accounts: &RoaringBitmap,
     ) -> Result<()>;
+    fn set_caught_up(&mut self, app: AppId, seq: u64, accounts: &RoaringBitmap) -> Result<()>;
     fn set_cursor(&mut self, app: AppId, account: AccountId, seq: u64) -> Result<()>;
     fn put_callback(&mut self, app: AppId, id: u64, callback: &Callback) -> Result<()>;
     fn remove_callback(&mut self, app: AppId, id: u64) -> Result<()>;

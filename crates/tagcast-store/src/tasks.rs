@@ -113,6 +113,9 @@ pub struct Deliveries {
     pub seq: u64,
     pub second: u64,
     pub accounts: RoaringBitmap,
+    /// Those of `accounts` it reached from their backlog when they connected, not when it was
+    /// sent.
+    pub caught_up: RoaringBitmap,
 }
 
 /// What a new task's TaskId is made of. The server decides how a TaskId is written and read;
@@ -275,6 +278,12 @@ impl Store {
         .await
     }
 
+    /// The accounts a task reached from their backlog when they connected.
+    pub async fn caught_up(&self, app: AppId, seq: u64) -> Result<RoaringBitmap> {
+        let caught_up = self.read("caught_up", move |t| t.caught_up(app, seq));
+        Ok(caught_up.await?.unwrap_or_default())
+    }
+
     /// The sequence number of the last task delivered to the account (0 = none).
     pub async fn cursor(&self, app: AppId, account: AccountId) -> Result<u64> {
         self.read("cursor", move |t| t.cursor(app, account)).await
@@ -384,6 +393,11 @@ fn record_deliveries(
         accounts |= d.accounts;
         ctx.tables
             .set_delivered(d.app, d.seq, d.second, &accounts)?;
+        if !d.caught_up.is_empty() {
+            let mut caught_up = ctx.tables.caught_up(d.app, d.seq)?.unwrap_or_default();
+            caught_up |= d.caught_up;
+            ctx.tables.set_caught_up(d.app, d.seq, &caught_up)?;
+        }
     }
     let mut by_app: BTreeMap<AppId, Vec<AccountId>> = BTreeMap::new();
     for (app, account, _) in &cursors {

@@ -875,12 +875,7 @@ fn a_device_fan_out_resumes_where_it_was_recorded_and_keeps_its_retries_due() {
         );
 
         // ann was reached online: only bob's device is to be notified.
-        let online = Deliveries {
-            app: APP,
-            seq,
-            second: 1,
-            accounts: [ann].into_iter().collect::<RoaringBitmap>(),
-        };
+        let online = deliveries(seq, 1, &[ann], &[]);
         store
             .record_deliveries(vec![online], vec![], vec![])
             .await
@@ -964,6 +959,80 @@ fn migrate_copies_fan_outs_and_sends() {
             assert_eq!((counts.dispatches, counts.device_sends), (1, 1));
             assert_eq!(store.open_dispatches().await.unwrap(), vec![(APP, seq)]);
             assert_eq!(store.due_sends(7, 10).await.unwrap().len(), 1);
+        },
+    );
+}
+
+/// The deliveries of `seq` in one second: `live` reached when sent, `caught_up` from their
+/// backlog.
+fn deliveries(seq: u64, second: u64, live: &[AccountId], caught_up: &[AccountId]) -> Deliveries {
+    let caught_up: RoaringBitmap = caught_up.iter().copied().collect();
+    let mut accounts: RoaringBitmap = live.iter().copied().collect();
+    accounts |= &caught_up;
+    Deliveries {
+        app: APP,
+        seq,
+        second,
+        accounts,
+        caught_up,
+    }
+}
+
+#[test]
+fn catch_ups_accumulate_per_task_apart_from_deliveries_at_send_and_survive_reopening() {
+    with_store(|store, dir| async move {
+        import(&store, APP, &["ann", "bob", "cy"]).await;
+        let mut ids = Vec::new();
+        for name in ["ann", "bob", "cy"] {
+            ids.push(id_of(&store, APP, name).await.unwrap());
+        }
+        let (ann, bob, cy) = (ids[0], ids[1], ids[2]);
+        let seq = device_push(&store, &ids).await;
+        let first = deliveries(seq, 1, &[ann], &[bob]);
+        let later = deliveries(seq, 2, &[], &[cy]);
+        store
+            .record_deliveries(vec![first, later], vec![], vec![])
+            .await
+            .unwrap();
+        let expected: RoaringBitmap = [bob, cy].into_iter().collect();
+        assert_eq!(store.caught_up(APP, seq).await.unwrap(), expected);
+        assert_eq!(
+            store.caught_up(APP, seq + 1).await.unwrap(),
+            RoaringBitmap::new(),
+            "another task has none"
+        );
+
+        let store = reopen(store, &dir);
+        assert_eq!(store.caught_up(APP, seq).await.unwrap(), expected);
+        let delivered: u64 = store
+            .deliveries(APP, seq)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, accounts)| accounts.len())
+            .sum();
+        assert_eq!(delivered, 3, "catch-ups are deliveries too");
+    });
+}
+
+#[test]
+fn migrate_copies_catch_ups() {
+    migrated(
+        async |store| {
+            import(store, APP, &["ann"]).await;
+            let ann = id_of(store, APP, "ann").await.unwrap();
+            let seq = device_push(store, &[ann]).await;
+            let caught_up = deliveries(seq, 1, &[], &[ann]);
+            store
+                .record_deliveries(vec![caught_up], vec![], vec![])
+                .await
+                .unwrap();
+            (seq, ann)
+        },
+        async |store, counts, (seq, ann)| {
+            assert_eq!(counts.catch_ups, 1);
+            let expected: RoaringBitmap = [ann].into_iter().collect();
+            assert_eq!(store.caught_up(APP, seq).await.unwrap(), expected);
         },
     );
 }

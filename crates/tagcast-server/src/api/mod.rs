@@ -89,6 +89,7 @@ async fn run(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
         Op::Statistics => reports::statistics(ctx, body).await,
         Op::Trace => reports::trace(ctx, body).await,
         Op::Loss => reports::loss(ctx, body).await,
+        Op::AccountPushes => reports::account_pushes(ctx, body).await,
         Op::AudienceCount => audience::audience_count(ctx, body).await,
         Op::DeviceRegister => devices::register(ctx, body).await,
         Op::DeviceUnregister => devices::unregister(ctx, body).await,

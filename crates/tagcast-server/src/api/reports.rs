@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value, json};
 use tagcast_proto::{ApiError, Code};
-use tagcast_store::{DeviceReport, DeviceSend, Platform, RoaringBitmap, SendStatus, TaskMeta};
+use tagcast_store::{
+    AccountId, DeviceReport, DeviceSend, Platform, RoaringBitmap, SendStatus, TaskMeta,
+};
 
 use super::audience::{parse_object, present};
 use super::push::find_task;
@@ -17,6 +19,11 @@ const MAX_TASKS: usize = 5;
 /// `EventType` of a notification through a push provider (2 is the WebSocket's).
 const OFFLINE: u8 = 1;
 const PLATFORMS: [Platform; 3] = [Platform::Apns, Platform::Fcm, Platform::WebPush];
+
+/// Most pushes `account_pushes` lists, and most of the window's pushes (newest first) it
+/// looks through for them: each one looked at reads the push's audience.
+const MAX_ACCOUNT_PUSHES: usize = 100;
+const MAX_PUSHES_LOOKED_AT: usize = 1000;
 
 /// Per task: audience, deliveries, device notifications and state; all tasks of the window
 /// when `TaskID` is empty.
@@ -50,14 +57,7 @@ pub fn platform_code(platform: Platform) -> u8 {
 /// The tasks a statistics or loss request names: its `TaskID`s, or every task of its window.
 async fn window_tasks(ctx: &Ctx<'_>, body: &[u8]) -> Result<Vec<TaskMeta>, ApiError> {
     let body = parse_object(ctx, body)?;
-    let start = seconds(&body, "StartTime")?;
-    let end = seconds(&body, "EndTime")?;
-    if end < start || end - start > MAX_WINDOW_SECS {
-        return Err(ApiError::new(
-            Code::JsonParse,
-            format!("EndTime must follow StartTime by at most {MAX_WINDOW_SECS} seconds"),
-        ));
-    }
+    let window = window_of(&body)?;
     let ids: Vec<String> = match present(&body, "TaskID") {
         None => Vec::new(),
         Some(value) => serde_json::from_value(value.clone())
@@ -71,11 +71,7 @@ async fn window_tasks(ctx: &Ctx<'_>, body: &[u8]) -> Result<Vec<TaskMeta>, ApiEr
             })?,
     };
     if ids.is_empty() {
-        return ctx
-            .store
-            .tasks_created_between(ctx.app.sdkappid, start * 1000, end * 1000)
-            .await
-            .map_err(|e| ctx.internal(e));
+        return tasks_in(ctx, window).await;
     }
     let mut tasks = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -84,8 +80,34 @@ async fn window_tasks(ctx: &Ctx<'_>, body: &[u8]) -> Result<Vec<TaskMeta>, ApiEr
     Ok(tasks)
 }
 
+/// The request's `StartTime` and `EndTime`, at most `MAX_WINDOW_SECS` apart.
+fn window_of(body: &Map<String, Value>) -> Result<(u64, u64), ApiError> {
+    let start = seconds(body, "StartTime")?;
+    let end = seconds(body, "EndTime")?;
+    if end < start || end - start > MAX_WINDOW_SECS {
+        return Err(ApiError::new(
+            Code::JsonParse,
+            format!("EndTime must follow StartTime by at most {MAX_WINDOW_SECS} seconds"),
+        ));
+    }
+    Ok((start, end))
+}
+
+/// The app's tasks created in the window (unix seconds), oldest first.
+async fn tasks_in(ctx: &Ctx<'_>, (start, end): (u64, u64)) -> Result<Vec<TaskMeta>, ApiError> {
+    ctx.store
+        .tasks_created_between(ctx.app.sdkappid, start * 1000, end * 1000)
+        .await
+        .map_err(|e| ctx.internal(e))
+}
+
 async fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiError> {
     let delivered = delivered(ctx, task).await?;
+    let caught_up = ctx
+        .store
+        .caught_up(ctx.app.sdkappid, task.seq)
+        .await
+        .map_err(|e| ctx.internal(e))?;
     let report = device_report(ctx, task).await?;
     let platforms: Vec<Value> = PLATFORMS
         .iter()
@@ -114,6 +136,7 @@ async fn task_statistics(ctx: &Ctx<'_>, task: &TaskMeta) -> Result<Value, ApiErr
         "Type": format!("{:?}", task.kind),
         "AudienceCount": task.audience_size,
         "DeliveredCount": delivered.len(),
+        "CaughtUpCount": caught_up.intersection_len(&delivered),
         "StoredForOffline": u8::from(task.stored_for_offline()),
         "ExpireTime": task.expires_ms / 1000,
         "Revoked": u8::from(task.revoked_ms.is_some()),
@@ -181,43 +204,21 @@ pub async fn trace(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let task_id = string(&body, "TaskID")?;
     let user = string(&body, "UserID")?;
     let task = find_task(ctx, &task_id).await?;
-    let ids = ctx
-        .store
-        .account_ids(ctx.app.sdkappid, std::slice::from_ref(&user))
-        .await
-        .map_err(|e| ctx.internal(e))?;
-    let account = ids[0].ok_or_else(|| not_found(&user))?;
-    let audience = ctx
-        .store
-        .task_audience(ctx.app.sdkappid, task.seq)
-        .await
-        .map_err(|e| ctx.internal(e))?;
-    if !audience.is_some_and(|a| a.contains(account)) {
+    let account = account_of(ctx, &user).await?;
+    if !in_audience(ctx, &task, account).await? {
         return reply(json!({ "InstanceTrace": [] }));
     }
-    let deliveries = ctx
-        .store
-        .deliveries(ctx.app.sdkappid, task.seq)
-        .await
-        .map_err(|e| ctx.internal(e))?;
-    let delivered_at = deliveries
-        .iter()
-        .find(|(_, a)| a.contains(account))
-        .map(|(second, _)| *second);
-    let status = match delivered_at {
-        Some(_) => "Delivered",
-        None if task.revoked_ms.is_some() => "Revoked",
-        None if task.expires_ms <= crate::clock::now_ms() => "Expired",
-        None => "Pending",
-    };
-    let event_time = delivered_at.unwrap_or(0);
+    let online = websocket_outcome(ctx, &task, account).await?;
+    let event_time = online.delivered_at.unwrap_or(0);
     let mut instances = vec![json!({
         "InstanceId": format!("{}_{}", task.task_id, user),
-        "PushTime": delivered_at.map_or_else(String::new, datetime),
+        "PushTime": online.delivered_at.map_or_else(String::new, datetime),
         "EventType": 2,
         "PushPlatform": 0,
         "IMCommitStat": {
-            "IMStat": { "PushStatus": status, "ErrorCode": 0, "ErrorInfo": "", "EventTime": event_time }
+            "IMStat": {
+                "PushStatus": online.status, "ErrorCode": 0, "ErrorInfo": "", "EventTime": event_time
+            }
         }
     })];
     let sends = ctx
@@ -268,6 +269,104 @@ fn device_instance(
                 "EventTime": at_secs,
             }
         }
+    })
+}
+
+/// `tagcast/account_pushes`: the window's pushes whose audience has the account, newest first
+/// (at most `MAX_ACCOUNT_PUSHES`, among the window's newest `MAX_PUSHES_LOOKED_AT`), each with
+/// what happened to it over the WebSocket.
+pub async fn account_pushes(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
+    let body = parse_object(ctx, body)?;
+    let user = string(&body, "UserID")?;
+    let window = window_of(&body)?;
+    let account = account_of(ctx, &user).await?;
+    let tasks = tasks_in(ctx, window).await?;
+    let mut pushes = Vec::new();
+    let mut looked_at = 0;
+    for task in tasks.iter().rev().take(MAX_PUSHES_LOOKED_AT) {
+        if pushes.len() == MAX_ACCOUNT_PUSHES {
+            break;
+        }
+        looked_at += 1;
+        if !in_audience(ctx, task, account).await? {
+            continue;
+        }
+        let online = websocket_outcome(ctx, task, account).await?;
+        pushes.push(json!({
+            "TaskID": task.task_id,
+            "TaskTime": task.created_ms / 1000,
+            "Type": format!("{:?}", task.kind),
+            "PushStatus": online.status,
+            "DeliveredTime": online.delivered_at.unwrap_or(0),
+            "CaughtUp": u8::from(online.caught_up),
+        }));
+    }
+    let complete = looked_at == tasks.len();
+    reply(json!({ "Pushes": pushes, "Complete": u8::from(complete) }))
+}
+
+/// The app's account named `user`.
+async fn account_of(ctx: &Ctx<'_>, user: &str) -> Result<AccountId, ApiError> {
+    let names = [user.to_string()];
+    let ids = ctx
+        .store
+        .account_ids(ctx.app.sdkappid, &names)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    ids[0].ok_or_else(|| not_found(user))
+}
+
+async fn in_audience(ctx: &Ctx<'_>, task: &TaskMeta, account: AccountId) -> Result<bool, ApiError> {
+    let audience = ctx
+        .store
+        .task_audience(ctx.app.sdkappid, task.seq)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    Ok(audience.is_some_and(|a| a.contains(account)))
+}
+
+/// What became of a push for one account of its audience over the WebSocket.
+struct WebSocketOutcome {
+    /// `Delivered`, `Revoked`, `Expired` or `Pending`.
+    status: &'static str,
+    /// The unix second it was delivered in.
+    delivered_at: Option<u64>,
+    /// It was delivered from the account's backlog when it connected, not when it was sent.
+    caught_up: bool,
+}
+
+async fn websocket_outcome(
+    ctx: &Ctx<'_>,
+    task: &TaskMeta,
+    account: AccountId,
+) -> Result<WebSocketOutcome, ApiError> {
+    let app = ctx.app.sdkappid;
+    let deliveries = ctx
+        .store
+        .deliveries(app, task.seq)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    let delivered_at = deliveries
+        .iter()
+        .find(|(_, a)| a.contains(account))
+        .map(|(second, _)| *second);
+    let status = match delivered_at {
+        Some(_) => "Delivered",
+        None if task.revoked_ms.is_some() => "Revoked",
+        None if task.expires_ms <= crate::clock::now_ms() => "Expired",
+        None => "Pending",
+    };
+    let caught_up = delivered_at.is_some()
+        && ctx
+            .store
+            .caught_up(app, task.seq)
+            .await
+            .map_err(|e| ctx.internal(e))?
+            .contains(account);
+    Ok(WebSocketOutcome {
+        status,
+        delivered_at,
+        caught_up,
     })
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use tagcast_store::{AccountId, AppId, Event, RoaringBitmap, Store, TaskMeta};
 use tokio::sync::mpsc;
 
-use super::recorder::{Delivered, Recorder};
+use super::recorder::{Delivered, Recorder, Route};
 use crate::metrics;
 use crate::sync::{lock, read, write};
 
@@ -565,8 +565,15 @@ impl Hub {
         Ok(tasks)
     }
 
-    /// Records that `tasks` reached the account.
-    pub async fn delivered(&self, tasks: Vec<Arc<LiveTask>>, account: AccountId, name: &Arc<str>) {
+    /// Records that `tasks` reached the account by `route`.
+    pub async fn delivered(
+        &self,
+        tasks: Vec<Arc<LiveTask>>,
+        account: AccountId,
+        name: &Arc<str>,
+        route: Route,
+    ) {
+        crate::metrics::delivered(route.label(), tasks.len());
         if tasks.is_empty() {
             return;
         }
@@ -578,6 +585,7 @@ impl Hub {
                 account,
                 name: name.clone(),
                 at_secs,
+                route,
             })
             .collect();
         self.recorder.record(deliveries).await;

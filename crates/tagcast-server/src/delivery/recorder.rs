@@ -26,6 +26,26 @@ pub struct Delivered {
     pub account: AccountId,
     pub name: Arc<str>,
     pub at_secs: u64,
+    pub route: Route,
+}
+
+/// How a push reached an account over the WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The account was online when the push was sent.
+    Live,
+    /// From the account's backlog when it connected.
+    Backlog,
+}
+
+impl Route {
+    /// The route's name in the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Live => "online",
+            Route::Backlog => "backlog",
+        }
+    }
 }
 
 /// Cursors recorded but not yet written, so a quick reconnect does not see a stale cursor.
@@ -122,26 +142,27 @@ async fn run(
 }
 
 async fn flush(store: &Store, callbacks: &Callbacks, unflushed: &Unflushed, batch: Vec<Delivered>) {
-    let mut by_second: HashMap<(AppId, u64, u64), RoaringBitmap> = HashMap::new();
+    let mut by_second: HashMap<(AppId, u64, u64), Deliveries> = HashMap::new();
     let mut cursors: HashMap<(AppId, AccountId), u64> = HashMap::new();
     for d in &batch {
         let (app, seq) = (d.task.app, d.task.meta.seq);
-        by_second
+        let second = by_second
             .entry((app, seq, d.at_secs))
-            .or_default()
-            .insert(d.account);
+            .or_insert_with(|| Deliveries {
+                app,
+                seq,
+                second: d.at_secs,
+                accounts: RoaringBitmap::new(),
+                caught_up: RoaringBitmap::new(),
+            });
+        second.accounts.insert(d.account);
+        if d.route == Route::Backlog {
+            second.caught_up.insert(d.account);
+        }
         let cursor = cursors.entry((app, d.account)).or_default();
         *cursor = (*cursor).max(seq);
     }
-    let deliveries = by_second
-        .into_iter()
-        .map(|((app, seq, second), accounts)| Deliveries {
-            app,
-            seq,
-            second,
-            accounts,
-        })
-        .collect();
+    let deliveries = by_second.into_values().collect();
     let written: Vec<_> = cursors
         .into_iter()
         .map(|((app, account), seq)| (app, account, seq))

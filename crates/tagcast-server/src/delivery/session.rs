@@ -19,6 +19,7 @@ use tagcast_store::{AccountId, AppId};
 
 use super::hub::{Hub, LiveTask, Outbound};
 use super::keepalive::{End, Keepalive};
+use super::recorder::Route;
 use crate::auth;
 use crate::config::WsConfig;
 use crate::state::SharedState;
@@ -191,10 +192,10 @@ impl Session {
         for task in backlog {
             self.send(Message::Text(task.frame.clone())).await?;
             delivered.insert(task.meta.seq);
+            let name = &self.name;
             self.hub
-                .delivered(vec![task], self.account, &self.name)
+                .delivered(vec![task], self.account, name, Route::Backlog)
                 .await;
-            crate::metrics::delivered("backlog", 1);
         }
         Ok(delivered)
     }
@@ -216,8 +217,10 @@ impl Session {
                 Some(end)
             }
         };
-        crate::metrics::delivered("online", sent.len());
-        self.hub.delivered(sent, self.account, &self.name).await;
+        let name = &self.name;
+        self.hub
+            .delivered(sent, self.account, name, Route::Live)
+            .await;
         end
     }
 

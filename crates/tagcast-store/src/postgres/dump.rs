@@ -19,7 +19,8 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
          (SELECT count(*) FROM tasks), (SELECT count(*) FROM task_audiences), \
          (SELECT count(*) FROM task_deliveries), (SELECT count(*) FROM cursors), \
          (SELECT count(*) FROM callback_outbox), (SELECT count(*) FROM devices), \
-         (SELECT count(*) FROM dispatches), (SELECT count(*) FROM device_sends)",
+         (SELECT count(*) FROM dispatches), (SELECT count(*) FROM device_sends), \
+         (SELECT count(*) FROM task_catch_ups)",
         &[],
     )?;
     let n = |i: usize| rows[0].get::<_, i64>(i) as u64;
@@ -40,6 +41,7 @@ pub(crate) fn counts(db: Db<'_>) -> Result<RecordCounts> {
         devices: n(13),
         dispatches: n(14),
         device_sends: n(15),
+        catch_ups: n(16),
     })
 }
 
@@ -144,6 +146,11 @@ pub(crate) fn dump(db: Db<'_>, sink: &mut dyn FnMut(Record) -> Result<()>) -> Re
             sink(Record::Delivered(app, seq, second, accounts))
         },
     )?;
+    each_row(db, "SELECT app, seq, accounts FROM task_catch_ups", |row| {
+        let (app, seq) = (app(row), row.get::<_, i64>(1) as u64);
+        let accounts = bitmap_of(row, "accounts", "catch-up record", (app, seq))?;
+        sink(Record::CaughtUp(app, seq, accounts))
+    })?;
     each_row(db, "SELECT app, account, seq FROM cursors", |row| {
         let seq = row.get::<_, i64>(2) as u64;
         sink(Record::Cursor(app(row), u32_at(row, 1), seq))

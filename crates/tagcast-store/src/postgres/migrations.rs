@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_devices.sql"),
     include_str!("migrations/0006_device_fanout.sql"),
     include_str!("migrations/0007_registration_tags.sql"),
+    include_str!("migrations/0008_task_catch_ups.sql"),
 ];
 
 /// The schema version this build writes.

@@ -207,6 +207,7 @@ pub(crate) struct PgTables<'c> {
     tasks: Cached<(AppId, u64), TaskMeta>,
     audiences: Cached<(AppId, u64), RoaringBitmap>,
     delivered: Cached<(AppId, u64, u64), RoaringBitmap>,
+    catch_ups: Cached<(AppId, u64), RoaringBitmap>,
     cursors: Cached<(AppId, AccountId), u64>,
     callbacks: Cached<(AppId, u64), Callback>,
     devices: Cached<(AppId, String), Device>,
@@ -232,6 +233,7 @@ impl<'c> PgTables<'c> {
             tasks: Cached::default(),
             audiences: Cached::default(),
             delivered: Cached::default(),
+            catch_ups: Cached::default(),
             cursors: Cached::default(),
             callbacks: Cached::default(),
             devices: Cached::default(),
@@ -401,8 +403,9 @@ impl<'c> PgTables<'c> {
         upsert_push_states(&mut p, self.push_states.take_changed().0)?;
         upsert_msg_randoms(&mut p, self.msg_randoms.take_changed().0)?;
         upsert_tasks(&mut p, self.tasks.take_changed().0)?;
-        upsert_audiences(&mut p, self.audiences.take_changed().0)?;
+        upsert_task_bitmaps(&mut p, UPSERT_AUDIENCES, self.audiences.take_changed().0);
         upsert_deliveries(&mut p, self.delivered.take_changed().0)?;
+        upsert_task_bitmaps(&mut p, UPSERT_CATCH_UPS, self.catch_ups.take_changed().0);
         upsert_cursors(&mut p, self.cursors.take_changed().0)?;
         let (callbacks, sent) = self.callbacks.take_changed();
         delete_callbacks(&mut p, &sent);
@@ -428,6 +431,7 @@ impl<'c> PgTables<'c> {
             && self.tasks.dirty.is_empty()
             && self.audiences.dirty.is_empty()
             && self.delivered.dirty.is_empty()
+            && self.catch_ups.dirty.is_empty()
             && self.cursors.dirty.is_empty()
             && self.callbacks.dirty.is_empty()
             && self.devices.dirty.is_empty()
@@ -836,6 +840,16 @@ impl ReadTables for PgTables<'_> {
             .collect()
     }
 
+    fn caught_up(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
+        self.catch_ups.row(
+            (app, seq),
+            self.db,
+            "SELECT accounts FROM task_catch_ups WHERE app = $1 AND seq = $2",
+            &[&(app as i64), &(seq as i64)],
+            |row| bitmap_of(row, "accounts", "catch-up record", (app, seq)),
+        )
+    }
+
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
         self.fetch_pending_cursors()?;
         let seq = self.cursors.row(
@@ -969,6 +983,11 @@ impl Tables for PgTables<'_> {
     ) -> Result<()> {
         self.device_sends
             .set((app, seq, account), Some(sends.to_vec()));
+        Ok(())
+    }
+
+    fn set_caught_up(&mut self, app: AppId, seq: u64, accounts: &RoaringBitmap) -> Result<()> {
+        self.catch_ups.set((app, seq), Some(accounts.clone()));
         Ok(())
     }
 
@@ -1351,20 +1370,29 @@ fn upsert_tasks(p: &mut Pipeline, rows: Vec<((AppId, u64), TaskMeta)>) -> Result
     Ok(())
 }
 
-fn upsert_audiences(p: &mut Pipeline, rows: Vec<((AppId, u64), RoaringBitmap)>) -> Result<()> {
+const UPSERT_AUDIENCES: &str = "INSERT INTO task_audiences (app, seq, audience) \
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) \
+     ON CONFLICT (app, seq) DO UPDATE SET audience = EXCLUDED.audience";
+const UPSERT_CATCH_UPS: &str = "INSERT INTO task_catch_ups (app, seq, accounts) \
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) \
+     ON CONFLICT (app, seq) DO UPDATE SET accounts = EXCLUDED.accounts";
+
+/// Writes bitmaps keyed by task with `upsert`, which takes apps, sequences and bitmaps.
+fn upsert_task_bitmaps(
+    p: &mut Pipeline,
+    upsert: &'static str,
+    rows: Vec<((AppId, u64), RoaringBitmap)>,
+) {
     if rows.is_empty() {
-        return Ok(());
+        return;
     }
     let apps: Vec<i64> = rows.iter().map(|((app, _), _)| *app as i64).collect();
     let seqs: Vec<i64> = rows.iter().map(|((_, seq), _)| *seq as i64).collect();
     let bitmaps: Vec<Vec<u8>> = rows.iter().map(|(_, b)| encode_bitmap(b)).collect();
     p.push(
-        "INSERT INTO task_audiences (app, seq, audience) \
-         SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) \
-         ON CONFLICT (app, seq) DO UPDATE SET audience = EXCLUDED.audience",
+        upsert,
         vec![Box::new(apps), Box::new(seqs), Box::new(bitmaps)],
     );
-    Ok(())
 }
 
 fn upsert_deliveries(

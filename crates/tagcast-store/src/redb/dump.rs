@@ -5,7 +5,7 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use super::schema::{
     ACCOUNT_ATTRS, ACCOUNT_NAMES, ACCOUNT_TAGS, APPS, ATTR_SCHEMAS, CALLBACKS, CURSORS,
     DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, PUSH_STATE, REGISTRATION_TAGS, TAGS,
-    TASK_AUDIENCES, TASK_DELIVERIES, TASKS,
+    TASK_AUDIENCES, TASK_CATCH_UPS, TASK_DELIVERIES, TASKS,
 };
 use crate::AccountKind;
 use crate::codec::{
@@ -33,6 +33,7 @@ pub(crate) fn counts(txn: &ReadTransaction) -> Result<RecordCounts> {
         devices: txn.open_table(DEVICES)?.len()?,
         dispatches: txn.open_table(DISPATCHES)?.len()?,
         device_sends: txn.open_table(DEVICE_SENDS)?.len()?,
+        catch_ups: txn.open_table(TASK_CATCH_UPS)?.len()?,
     })
 }
 
@@ -139,6 +140,13 @@ pub(crate) fn dump(
         let accounts = decode_bitmap(bytes.value())
             .map_err(|e| e.at("delivery record", (app, seq, second)))?;
         sink(Record::Delivered(app, seq, second, accounts))?;
+    }
+    for entry in txn.open_table(TASK_CATCH_UPS)?.iter()? {
+        let (key, bytes) = entry?;
+        let (app, seq) = key.value();
+        let accounts =
+            decode_bitmap(bytes.value()).map_err(|e| e.at("catch-up record", (app, seq)))?;
+        sink(Record::CaughtUp(app, seq, accounts))?;
     }
     for entry in txn.open_table(CURSORS)?.iter()? {
         let (key, value) = entry?;

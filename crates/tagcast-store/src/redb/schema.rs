@@ -45,6 +45,10 @@ pub(crate) const MSG_RANDOMS: TableDefinition<(AppId, u32), (u64, u64)> =
 /// (app, task seq, unix second) -> accounts the task reached during that second (roaring).
 pub(crate) const TASK_DELIVERIES: TableDefinition<(AppId, u64, u64), &[u8]> =
     TableDefinition::new("task_deliveries");
+/// (app, task seq) -> accounts the task reached when they connected, from their backlog
+/// (roaring): a subset of its deliveries.
+pub(crate) const TASK_CATCH_UPS: TableDefinition<(AppId, u64), &[u8]> =
+    TableDefinition::new("task_catch_ups");
 /// (app, account id) -> sequence number of the last task delivered to the account.
 pub(crate) const CURSORS: TableDefinition<(AppId, AccountId), u64> =
     TableDefinition::new("cursors");
@@ -92,6 +96,7 @@ pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(TASK_AUDIENCES)?;
     txn.open_table(MSG_RANDOMS)?;
     txn.open_table(TASK_DELIVERIES)?;
+    txn.open_table(TASK_CATCH_UPS)?;
     txn.open_table(CURSORS)?;
     txn.open_table(CALLBACKS)?;
     txn.open_table(DEVICES)?;

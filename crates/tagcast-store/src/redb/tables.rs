@@ -9,8 +9,8 @@ use roaring::RoaringBitmap;
 use super::schema::{
     ACCOUNT_ATTRS, ACCOUNT_DEVICES, ACCOUNT_NAMES, ACCOUNT_TAGS, ACCOUNTS, APPS, ATTR_SCHEMAS,
     CALLBACKS, CURSORS, DEVICE_SENDS, DEVICES, DISPATCHES, MSG_RANDOMS, OPEN_DISPATCHES,
-    PUSH_STATE, REGISTRATION_TAGS, SENDS_DUE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_DELIVERIES,
-    TASKS,
+    PUSH_STATE, REGISTRATION_TAGS, SENDS_DUE, TAG_NAMES, TAGS, TASK_AUDIENCES, TASK_CATCH_UPS,
+    TASK_DELIVERIES, TASKS,
 };
 use crate::codec::{
     decode_attrs, decode_bitmap, decode_callback, decode_device, decode_json, decode_meta,
@@ -41,6 +41,7 @@ pub(crate) struct Redb<F: Family> {
     tasks: F::Table<(AppId, u64), &'static [u8]>,
     task_audiences: F::Table<(AppId, u64), &'static [u8]>,
     task_deliveries: F::Table<(AppId, u64, u64), &'static [u8]>,
+    task_catch_ups: F::Table<(AppId, u64), &'static [u8]>,
     cursors: F::Table<(AppId, AccountId), u64>,
     callbacks: F::Table<(AppId, u64), &'static [u8]>,
     devices: F::Table<(AppId, &'static str), &'static [u8]>,
@@ -86,6 +87,7 @@ macro_rules! open_all {
             tasks: $txn.open_table(TASKS)?,
             task_audiences: $txn.open_table(TASK_AUDIENCES)?,
             task_deliveries: $txn.open_table(TASK_DELIVERIES)?,
+            task_catch_ups: $txn.open_table(TASK_CATCH_UPS)?,
             cursors: $txn.open_table(CURSORS)?,
             callbacks: $txn.open_table(CALLBACKS)?,
             devices: $txn.open_table(DEVICES)?,
@@ -243,6 +245,15 @@ impl<F: Family> ReadTables for Redb<F> {
             out.push((key.value().2, delivered_in(value.value(), key.value())?));
         }
         Ok(out)
+    }
+
+    fn caught_up(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>> {
+        match self.task_catch_ups.get((app, seq))? {
+            Some(g) => Ok(Some(
+                decode_bitmap(g.value()).map_err(|e| e.at("catch-up record", (app, seq)))?,
+            )),
+            None => Ok(None),
+        }
     }
 
     fn cursor(&mut self, app: AppId, account: AccountId) -> Result<u64> {
@@ -480,6 +491,12 @@ impl Tables for Redb<Writable<'_>> {
     ) -> Result<()> {
         self.task_deliveries
             .insert((app, seq, second), encode_bitmap(accounts).as_slice())?;
+        Ok(())
+    }
+
+    fn set_caught_up(&mut self, app: AppId, seq: u64, accounts: &RoaringBitmap) -> Result<()> {
+        self.task_catch_ups
+            .insert((app, seq), encode_bitmap(accounts).as_slice())?;
         Ok(())
     }
 

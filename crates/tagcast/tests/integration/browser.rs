@@ -125,6 +125,23 @@ impl Browser {
         panic!("{css} stayed {text:?}");
     }
 
+    /// Refreshes the pushes page until the text of `css` is `wanted` (within 10 s).
+    async fn refreshed_until(&self, css: &str, wanted: &str) {
+        let mut text = String::new();
+        for _ in 0..50 {
+            self.click("#pushes-refresh").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Each refresh makes the rows anew: look the cell up again.
+            if let Ok(cell) = self.client.find(Locator::Css(css)).await {
+                text = cell.text().await.unwrap_or_default();
+            }
+            if text == wanted {
+                return;
+            }
+        }
+        panic!("{css} stayed {text:?}, not {wanted:?}");
+    }
+
     /// Shows the console's page `name` and waits for it.
     async fn page(&self, name: &str) {
         let go = format!("location.hash = '#{name}'");
@@ -164,11 +181,16 @@ fn own_driver() -> (String, Driver) {
     (format!("http://127.0.0.1:{port}"), Driver(child))
 }
 
-/// Signs in through the page's form with `secret` as the app's key.
+/// Signs in to APP through the page's form with `secret` as the app's key.
 async fn sign_in_with_key(browser: &Browser, server: &Server, secret: &str) {
+    sign_in_to(browser, server, &APP, secret).await;
+}
+
+/// Signs in to `app` as its admin through the page's form with `secret` as the app's key.
+async fn sign_in_to(browser: &Browser, server: &Server, app: &TestApp, secret: &str) {
     browser.console(server, "").await;
-    browser.fill("#sdkappid", &APP.sdkappid.to_string()).await;
-    browser.fill("#identifier", APP.admin).await;
+    browser.fill("#sdkappid", &app.sdkappid.to_string()).await;
+    browser.fill("#identifier", app.admin).await;
     browser.fill("#secret", secret).await;
     let submit = browser
         .client
@@ -217,8 +239,13 @@ async fn session_of(browser: &Browser) -> (u64, Value) {
 
 /// A browser signed in to APP's console as its admin.
 async fn signed_in(server: &Server) -> Browser {
+    signed_in_to(server, &APP).await
+}
+
+/// A browser signed in to `app`'s console as its admin.
+async fn signed_in_to(server: &Server, app: &TestApp) -> Browser {
     let browser = Browser::open().await;
-    sign_in_with_key(&browser, server, APP.key).await;
+    sign_in_to(&browser, server, app, app.key).await;
     browser.element("#pages:not([hidden])").await;
     browser
 }
@@ -391,29 +418,116 @@ async fn a_push_sent_from_the_page_reaches_a_client_and_so_does_its_revoke() {
     // The history shows it delivered to alice (recorded within a moment), then revokes it.
     browser.page("pushes").await;
     let row = format!("#push-rows tr[data-task='{task_id}']");
-    let mut delivered = String::new();
-    for _ in 0..50 {
-        browser.click("#pushes-refresh").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // Each refresh makes the rows anew: look the cell up again.
-        if let Ok(cell) = browser
-            .client
-            .find(Locator::Css(&format!("{row} .delivered")))
-            .await
-        {
-            delivered = cell.text().await.unwrap_or_default();
-        }
-        if delivered == "1" {
-            break;
-        }
-    }
-    assert_eq!(delivered, "1");
+    browser
+        .refreshed_until(&format!("{row} .at-send"), "1")
+        .await;
     browser.click(&format!("{row} button.danger")).await;
     let revoke = alice.next_frame().await;
     assert_eq!(revoke, json!({ "Type": "Revoke", "TaskId": task_id }));
     browser
         .text_when(&format!("{row} .state"), |t| t == "revoked")
         .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pushes_page_shows_each_funnel_step_and_an_account_only_its_own_pushes() {
+    let providers = crate::notify::Providers::start().await;
+    let server = providers.server();
+    let tagged = ["f_live", "f_late", "f_phone", "f_refused"];
+    import(&server, &PUSH_APP, &tagged).await;
+    import(&server, &PUSH_APP, &["f_other"]).await;
+    for account in tagged {
+        add_tags(&server, &PUSH_APP, account, &["funnel"]).await;
+    }
+    add_tags(&server, &PUSH_APP, "f_other", &["elsewhere"]).await;
+    for account in ["f_phone", "f_refused"] {
+        let token = json!(format!("fcm-{account}"));
+        crate::notify::register(&server, account, "fcm", token).await;
+    }
+    providers
+        .google
+        .script("fcm-f_refused", tagcast_fakes::Script::BadRequest);
+    let mut live = crate::ws::Client::connect(&server, &PUSH_APP, "f_live").await;
+    let notify = json!({ "OfflinePushInfo": { "Title": "Funnel" } });
+    let funnel = |tag: &str| {
+        let mut body = notify.clone();
+        body["Condition"] = json!({ "TagsAnd": [tag] });
+        body
+    };
+    let task = crate::ws::push(&server, &PUSH_APP, 70, funnel("funnel")).await;
+    let not_theirs = crate::ws::push(&server, &PUSH_APP, 71, funnel("elsewhere")).await;
+    assert_eq!(live.next_frame().await["TaskId"], task);
+    let mut late = crate::ws::Client::connect(&server, &PUSH_APP, "f_late").await;
+    assert_eq!(late.next_frame().await["TaskId"], task);
+
+    // What the page must show, as the API reports it once every step is recorded.
+    let window = json!({ "StartTime": now() - 60, "EndTime": now() + 60, "TaskID": [task] });
+    let (loss, _) = eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let stats = server
+                .ok(
+                    &PUSH_APP,
+                    "timpush/all_member_push_statistics",
+                    window.clone(),
+                )
+                .await;
+            let fcm = &stats["Results"][0]["OfflinePush"]["Platforms"][1];
+            let done = stats["Results"][0]["DeliveredCount"] == 2
+                && fcm["Accepted"] == 1
+                && fcm["Failed"] == 1;
+            match done {
+                true => Ok(server
+                    .ok(&PUSH_APP, "timpush/all_member_push_loss", window.clone())
+                    .await),
+                false => Err(stats.to_string()),
+            }
+        },
+    )
+    .await;
+    let reason = loss["Results"][0]["PlatformReadyToSendLoss"][0]["ErrCode"]
+        .as_str()
+        .expect("the refused device's reason")
+        .to_string();
+    assert!(!reason.is_empty(), "{loss}");
+
+    let browser = signed_in_to(&server, &PUSH_APP).await;
+    browser.page("pushes").await;
+    let row = format!("#push-rows tr[data-task='{task}']");
+    browser
+        .refreshed_until(&format!("{row} .at-send"), "1")
+        .await;
+    let cells = [
+        ".audience",
+        ".at-send",
+        ".caught-up",
+        ".accepted",
+        ".failed",
+    ];
+    let mut shown = Vec::new();
+    for cell in cells {
+        shown.push(browser.text_of(&format!("{row} {cell}")).await);
+    }
+    assert_eq!(
+        shown,
+        ["4", "1", "1", "1", &format!("fcm {reason}: 1")],
+        "audience, at send, on reconnect, devices accepted, failed by reason"
+    );
+
+    browser.page("accounts").await;
+    for (account, theirs, status, not_theirs) in [
+        ("f_late", &task, "Delivered on reconnect", &not_theirs),
+        ("f_other", &not_theirs, "Pending", &task),
+    ] {
+        browser.find_account(account).await;
+        let pushes = browser
+            .text_when("#account-pushes", |t| t.contains(theirs.as_str()))
+            .await;
+        assert!(pushes.contains(status), "{account}: {pushes}");
+        assert!(!pushes.contains(not_theirs.as_str()), "{account}: {pushes}");
+    }
     browser.close().await;
 }
 

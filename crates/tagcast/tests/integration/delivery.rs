@@ -294,19 +294,7 @@ async fn statistics_and_trace_come_from_recorded_deliveries() {
     .await;
     assert_eq!(online.next_frame().await["TaskId"], task);
 
-    // Deliveries are recorded a moment after they happen.
-    let (stats, _) = eventually(
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || async {
-            let stats = statistics(&server, &[&task]).await;
-            match stats[0]["DeliveredCount"] == 1 {
-                true => Ok(stats),
-                false => Err(stats.to_string()),
-            }
-        },
-    )
-    .await;
+    let stats = statistics_once_delivered(&server, &task, 1).await;
     assert_eq!(stats[0]["AudienceCount"], 2);
     assert_eq!(stats[0]["Type"], "Tag");
     assert_eq!(stats[0]["Revoked"], 0);
@@ -341,6 +329,132 @@ async fn statistics_and_trace_come_from_recorded_deliveries() {
         "Pending"
     );
     assert_eq!(trace("st_out").await, json!([]));
+    assert_eq!(
+        stats[0]["CaughtUpCount"], 0,
+        "a delivery at send is not a catch-up"
+    );
+
+    // The offline account connects: its delivery comes from the backlog.
+    let mut late = Client::connect(&server, &PUSH_APP, "st_off").await;
+    assert_eq!(late.next_frame().await["TaskId"], task);
+    let stats = statistics_once_delivered(&server, &task, 2).await;
+    assert_eq!(stats[0]["CaughtUpCount"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn account_pushes_lists_the_accounts_own_pushes_and_how_each_reached_it() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["ap_me", "ap_other"]).await;
+    add_tags(&server, &PUSH_APP, "ap_me", &["ap"]).await;
+    let tagged = json!({ "Condition": { "TagsAnd": ["ap"] } });
+    let caught_up = push(&server, &PUSH_APP, 60, tagged.clone()).await;
+    push(
+        &server,
+        &PUSH_APP,
+        61,
+        json!({ "Condition": { "TagsAnd": ["nobody"] } }),
+    )
+    .await;
+    let revoked = push(&server, &PUSH_APP, 62, tagged.clone()).await;
+    server
+        .ok(&PUSH_APP, "timpush/revoke", json!({ "TaskId": revoked }))
+        .await;
+    let mut client = Client::connect(&server, &PUSH_APP, "ap_me").await;
+    assert_eq!(client.next_frame().await["TaskId"], caught_up);
+    let live = push(&server, &PUSH_APP, 63, tagged).await;
+    assert_eq!(client.next_frame().await["TaskId"], live);
+
+    let (pushes, _) = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let r = account_pushes(&server, "ap_me").await;
+            let delivered = r["Pushes"].as_array().map_or(0, |p| {
+                p.iter().filter(|p| p["PushStatus"] == "Delivered").count()
+            });
+            match delivered == 2 {
+                true => Ok(r),
+                false => Err(r.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(pushes["Complete"], 1);
+    let list = pushes["Pushes"].as_array().expect("Pushes");
+    let summary: Vec<(&str, &str, u64)> = list
+        .iter()
+        .map(|p| {
+            let id = p["TaskID"].as_str().unwrap_or_default();
+            let status = p["PushStatus"].as_str().unwrap_or_default();
+            (id, status, p["CaughtUp"].as_u64().unwrap_or(9))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (live.as_str(), "Delivered", 0),
+            (revoked.as_str(), "Revoked", 0),
+            (caught_up.as_str(), "Delivered", 1),
+        ],
+        "newest first, only pushes whose audience has the account: {pushes}"
+    );
+    assert_eq!(list[0]["Type"], "Tag");
+    assert!(
+        list[0]["DeliveredTime"].as_u64().unwrap_or(0)
+            >= list[0]["TaskTime"].as_u64().unwrap_or(u64::MAX)
+    );
+    assert_eq!(list[1]["DeliveredTime"], 0);
+    // Every push in the window was to everyone or tagged: the other account has none of them.
+    assert_eq!(
+        account_pushes(&server, "ap_other").await["Pushes"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn account_pushes_refuses_what_it_cannot_answer_with_the_documented_codes() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["apx_me"]).await;
+    let path = "tagcast/account_pushes";
+    let now = now();
+    let week_and_a_second =
+        json!({ "UserID": "apx_me", "StartTime": now - 604_801, "EndTime": now });
+    assert_fail(
+        &server.call(&PUSH_APP, path, week_and_a_second).await,
+        90001,
+        "EndTime",
+    );
+    let backwards = json!({ "UserID": "apx_me", "StartTime": now, "EndTime": now - 1 });
+    assert_fail(
+        &server.call(&PUSH_APP, path, backwards).await,
+        90001,
+        "EndTime",
+    );
+    let unknown = json!({ "UserID": "apx_nobody", "StartTime": now - 60, "EndTime": now });
+    assert_fail(
+        &server.call(&PUSH_APP, path, unknown).await,
+        70107,
+        "apx_nobody",
+    );
+    let wrong_type = json!({ "UserID": 7, "StartTime": now - 60, "EndTime": now });
+    assert_fail(
+        &server.call(&PUSH_APP, path, wrong_type).await,
+        90001,
+        "UserID",
+    );
+    let no_window = json!({ "UserID": "apx_me" });
+    assert_fail(
+        &server.call(&PUSH_APP, path, no_window).await,
+        90001,
+        "StartTime",
+    );
+}
+
+/// `tagcast/account_pushes` for `user` over the last and next hour.
+async fn account_pushes(server: &Server, user: &str) -> Value {
+    let mut body = window(None);
+    body["UserID"] = json!(user);
+    server.ok(&PUSH_APP, "tagcast/account_pushes", body).await
 }
 
 #[tokio::test]
@@ -448,6 +562,21 @@ async fn statistics(server: &Server, tasks: &[&str]) -> Value {
         )
         .await;
     r["Results"].clone()
+}
+
+/// The statistics of `task` once its deliveries to `accounts` accounts are recorded (they are
+/// recorded a moment after they happen).
+async fn statistics_once_delivered(server: &Server, task: &str, accounts: u64) -> Value {
+    let probe = || async {
+        let stats = statistics(server, &[task]).await;
+        match stats[0]["DeliveredCount"] == accounts {
+            true => Ok(stats),
+            false => Err(stats.to_string()),
+        }
+    };
+    eventually(Duration::from_secs(10), Duration::from_millis(50), probe)
+        .await
+        .0
 }
 
 /// A statistics request over the last day, for `tasks` or all of them.

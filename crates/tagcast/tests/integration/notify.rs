@@ -24,9 +24,9 @@ const EMAIL: &str = "push@demo-project.iam.gserviceaccount.com";
 const REPEAT_BOUND: usize = 600;
 
 /// The three providers, and PUSH_APP's config naming them (credentials in files).
-struct Providers {
+pub(crate) struct Providers {
     apple: Apple,
-    google: Google,
+    pub(crate) google: Google,
     web: PushService,
     vapid_public: String,
     tables: String,
@@ -34,7 +34,7 @@ struct Providers {
 }
 
 impl Providers {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let files = tempfile::tempdir().expect("temp dir");
         let (p8, public) = tagcast_fakes::apns::test_key();
         let apple = Apple::start(KEY_ID, TEAM_ID, TOPIC, public.as_bytes()).await;
@@ -74,7 +74,7 @@ impl Providers {
         }
     }
 
-    fn server(&self) -> Server {
+    pub(crate) fn server(&self) -> Server {
         self.server_reporting_to(None)
     }
 
@@ -100,7 +100,12 @@ fn apns_token(n: u32) -> String {
 }
 
 /// Registers a device for `account` with its own UserSig; its RegistrationID.
-async fn register(server: &Server, account: &str, platform: &str, token: Value) -> String {
+pub(crate) async fn register(
+    server: &Server,
+    account: &str,
+    platform: &str,
+    token: Value,
+) -> String {
     let query = query_with_sig(&PUSH_APP, account, &sig(&PUSH_APP, account));
     let body = json!({ "Platform": platform, "Token": token });
     let r = server

@@ -244,6 +244,28 @@ async fn migrate_moves_an_embedded_store_onto_postgresql_unchanged() {
     }
     add_tags(&embedded, &OTHER_APP, "other1", &["gold"]).await;
     delete_account(&embedded, &APP, "u7").await;
+    // A push u0 gets from its backlog: the task, its audience, deliveries and catch-ups.
+    let task = crate::ws::push(
+        &embedded,
+        &APP,
+        1,
+        json!({ "Condition": { "TagsAnd": ["t0"] } }),
+    )
+    .await;
+    let mut u0 = crate::ws::Client::connect(&embedded, &APP, &account(0)).await;
+    assert_eq!(u0.next_frame().await["TaskId"], task);
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let pushes = pushes_of_u0(&embedded).await;
+            match pushes[0]["CaughtUp"] == 1 {
+                true => Ok(()),
+                false => Err(pushes.to_string()),
+            }
+        },
+    )
+    .await;
     let before = snapshot(&embedded).await;
     embedded.stop();
 
@@ -269,6 +291,11 @@ async fn migrate_moves_an_embedded_store_onto_postgresql_unchanged() {
         stdout
             .lines()
             .any(|l| l.split_whitespace().eq(["accounts", "21", "21"])),
+        "{stdout}"
+    );
+    let caught_up = ["catch-up", "records", "1", "1"];
+    assert!(
+        stdout.lines().any(|l| l.split_whitespace().eq(caught_up)),
         "{stdout}"
     );
 
@@ -318,7 +345,14 @@ async fn snapshot(server: &Server) -> Vec<Value> {
     ] {
         out.push(json!(audience_count(server, &APP, audience).await));
     }
+    out.push(pushes_of_u0(server).await);
     out
+}
+
+/// u0's pushes of the last hour, with how each reached it.
+async fn pushes_of_u0(server: &Server) -> Value {
+    let body = json!({ "UserID": account(0), "StartTime": now() - 3600, "EndTime": now() + 60 });
+    server.ok(&APP, "tagcast/account_pushes", body).await["Pushes"].clone()
 }
 
 #[tokio::test]

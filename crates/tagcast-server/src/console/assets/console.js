@@ -166,7 +166,8 @@ loaders.overview = () => shown("overview-error", async () => {
   const accepted = sum((r) => r.OfflinePush.Platforms.reduce((t, p) => t + p.Accepted, 0));
   figures("overview-rates", [
     ["Pushes", stats.Results.length],
-    ["Delivered online", rate(sum((r) => r.DeliveredCount), audience)],
+    ["Delivered online at send", rate(sum((r) => r.DeliveredCount - r.CaughtUpCount), audience)],
+    ["Delivered on reconnect", rate(sum((r) => r.CaughtUpCount), audience)],
     ["Devices accepted", rate(accepted, requests)],
   ]);
 });
@@ -242,15 +243,17 @@ async function showDevices() {
     el("li", {}, `${d.Platform} ${d.RegistrationID} (${d.Token})`)) : [el("li", {}, "No devices.")]));
 }
 
+/** The account's pushes of the last 7 days, newest first, each with a trace button. */
 async function showAccountPushes() {
-  const stats = await api("timpush/all_member_push_statistics", lastDays(7));
-  const recent = stats.Results.slice(-10).reverse();
-  $("account-pushes").replaceChildren(...recent.map((task) => el("li", {},
-    `${task.TaskID} (${when(task.TaskTime)}) `,
+  const answer = await api("tagcast/account_pushes", { UserID: account, ...lastDays(7) });
+  const items = answer.Pushes.map((push) => el("li", {},
+    `${push.TaskID} (${when(push.TaskTime)}): ${push.PushStatus}${push.CaughtUp ? " on reconnect" : ""} `,
     el("button", {
-      type: "button", class: "secondary",
-      onclick: () => { $("trace-task").value = task.TaskID; $("trace-account").value = account; location.hash = "#pushes"; trace(); },
-    }, "Trace"))));
+      type: "button", class: "secondary", "aria-label": `Trace ${push.TaskID}`,
+      onclick: () => { $("trace-task").value = push.TaskID; $("trace-account").value = account; location.hash = "#pushes"; trace(); },
+    }, "Trace")));
+  if (!answer.Complete) items.push(el("li", {}, "Older pushes are not shown."));
+  $("account-pushes").replaceChildren(...(items.length ? items : [el("li", {}, "No pushes in the last 7 days.")]));
 }
 
 /** Makes a change to the account; shows the API's error or ErrorList, then reloads it. */
@@ -511,25 +514,36 @@ $("send").addEventListener("click", () => shown("compose-error", async () => {
 // ---- Pushes
 
 loaders.pushes = () => shown("pushes-error", async () => {
-  const stats = await api("timpush/all_member_push_statistics", lastDays(7));
-  $("push-rows").replaceChildren(...stats.Results.slice().reverse().map(pushRow));
+  const span = lastDays(7);
+  const [stats, loss] = await Promise.all([
+    api("timpush/all_member_push_statistics", span),
+    api("timpush/all_member_push_loss", span),
+  ]);
+  const failures = new Map(loss.Results.map((r) => [r.TaskID, r.PlatformReadyToSendLoss]));
+  $("push-rows").replaceChildren(...stats.Results.slice().reverse()
+    .map((task) => pushRow(task, failures.get(task.TaskID) || [])));
 });
 
-function pushRow(task) {
-  const platforms = task.OfflinePush.Platforms;
-  const accepted = platforms.reduce((t, p) => t + p.Accepted, 0);
-  const failed = platforms.filter((p) => p.Failed + p.Gone > 0)
-    .map((p) => `${p.Provider}: ${p.Failed} failed, ${p.Gone} gone`).join("; ") || "0";
+/** The provider's name for a loss report's `PushPlatform`. */
+const PLATFORM_NAMES = { 1: "apns", 2: "fcm", 3: "webpush" };
+
+/** A push's funnel: audience, delivered over the WebSocket when sent and from the backlog
+ * later, devices that accepted the notification, and the device failures by reason. */
+function pushRow(task, failures) {
+  const accepted = task.OfflinePush.Platforms.reduce((t, p) => t + p.Accepted, 0);
+  const reasons = failures.map((f) => `${PLATFORM_NAMES[f.PushPlatform]} ${f.ErrCode}: ${f.ErrCount}`);
   const revoke = task.Revoked ? "" : el("button", {
     type: "button", class: "danger", onclick: () => shown("pushes-error", async () => {
       await api("timpush/revoke", { TaskId: task.TaskID });
       await loaders.pushes();
     }),
   }, "Revoke");
+  const cell = (className, value) => el("td", { class: className }, String(value));
   return el("tr", { "data-task": task.TaskID },
     el("td", {}, el("code", {}, task.TaskID)), el("td", {}, when(task.TaskTime)), el("td", {}, task.Type),
-    el("td", {}, String(task.AudienceCount)), el("td", { class: "delivered" }, String(task.DeliveredCount)),
-    el("td", {}, String(accepted)), el("td", {}, failed),
+    cell("audience", task.AudienceCount), cell("at-send", task.DeliveredCount - task.CaughtUpCount),
+    cell("caught-up", task.CaughtUpCount), cell("accepted", accepted),
+    el("td", { class: "failed" }, reasons.length ? el("ul", {}, ...reasons.map((r) => el("li", {}, r))) : "0"),
     el("td", { class: "state" }, task.Revoked ? "revoked" : "sent"), el("td", {}, revoke));
 }
 
