@@ -242,6 +242,32 @@ impl Store {
             .await
     }
 
+    /// Of the tasks `seqs`, looked through in that order, the first `limit` whose frozen
+    /// audience has `account`: in one read, as a per-account view of many tasks needs.
+    pub async fn tasks_reaching(
+        &self,
+        app: AppId,
+        seqs: Vec<u64>,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        self.read("tasks_reaching", move |t| {
+            let mut reaching = Vec::new();
+            for seq in seqs {
+                if reaching.len() == limit {
+                    break;
+                }
+                if t.task_audience(app, seq)?
+                    .is_some_and(|a| a.contains(account))
+                {
+                    reaching.push(seq);
+                }
+            }
+            Ok(reaching)
+        })
+        .await
+    }
+
     /// Tasks of `app` created in `[start_ms, end_ms)`, oldest first.
     pub async fn tasks_created_between(
         &self,

@@ -281,16 +281,15 @@ pub async fn account_pushes(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
     let window = window_of(&body)?;
     let account = account_of(ctx, &user).await?;
     let tasks = tasks_in(ctx, window).await?;
-    let mut pushes = Vec::new();
-    let mut looked_at = 0;
-    for task in tasks.iter().rev().take(MAX_PUSHES_LOOKED_AT) {
-        if pushes.len() == MAX_ACCOUNT_PUSHES {
-            break;
-        }
-        looked_at += 1;
-        if !in_audience(ctx, task, account).await? {
-            continue;
-        }
+    let newest: Vec<&TaskMeta> = tasks.iter().rev().take(MAX_PUSHES_LOOKED_AT).collect();
+    let seqs = newest.iter().map(|t| t.seq).collect();
+    let reaching = ctx
+        .store
+        .tasks_reaching(ctx.app.sdkappid, seqs, account, MAX_ACCOUNT_PUSHES)
+        .await
+        .map_err(|e| ctx.internal(e))?;
+    let mut pushes = Vec::with_capacity(reaching.len());
+    for task in newest.iter().filter(|t| reaching.contains(&t.seq)) {
         let online = websocket_outcome(ctx, task, account).await?;
         pushes.push(json!({
             "TaskID": task.task_id,
@@ -301,8 +300,18 @@ pub async fn account_pushes(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
             "CaughtUp": u8::from(online.caught_up),
         }));
     }
-    let complete = looked_at == tasks.len();
-    reply(json!({ "Pushes": pushes, "Complete": u8::from(complete) }))
+    reply(
+        json!({ "Pushes": pushes, "Complete": u8::from(looked_through_all(&tasks, &newest, &reaching)) }),
+    )
+}
+
+/// Whether `account_pushes` looked through every task of the window: it looked at all of them
+/// (no more than `MAX_PUSHES_LOOKED_AT`), and did not stop at `MAX_ACCOUNT_PUSHES` before the
+/// last.
+fn looked_through_all(tasks: &[TaskMeta], newest: &[&TaskMeta], reaching: &[u64]) -> bool {
+    let stopped_early = reaching.len() == MAX_ACCOUNT_PUSHES
+        && newest.last().map(|t| t.seq) != reaching.last().copied();
+    newest.len() == tasks.len() && !stopped_early
 }
 
 /// The app's account named `user`.

@@ -411,6 +411,26 @@ async fn account_pushes_lists_the_accounts_own_pushes_and_how_each_reached_it() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_pushes_lists_at_most_100_and_says_when_it_left_older_ones_out() {
+    let server = Server::start();
+    import(&server, &PUSH_APP, &["apl_me"]).await;
+    let mut tasks = Vec::new();
+    for n in 0..101 {
+        tasks.push(marker(&server, &PUSH_APP, 700 + n).await);
+    }
+    let answer = account_pushes(&server, "apl_me").await;
+    let listed: Vec<&str> = answer["Pushes"]
+        .as_array()
+        .expect("Pushes")
+        .iter()
+        .filter_map(|p| p["TaskID"].as_str())
+        .collect();
+    let newest: Vec<&str> = tasks.iter().rev().take(100).map(String::as_str).collect();
+    assert_eq!(listed, newest, "the newest 100, newest first");
+    assert_eq!(answer["Complete"], 0, "the oldest push was left out");
+}
+
 #[tokio::test]
 async fn account_pushes_refuses_what_it_cannot_answer_with_the_documented_codes() {
     let server = Server::start();
