@@ -203,6 +203,67 @@ mod tests {
         );
     }
 
+    /// A server of HTTP/2 with prior knowledge that answers each connection's first request
+    /// with the connection's number, then closes it gracefully (GOAWAY), as a provider does.
+    async fn one_answer_per_connection() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for n in 1u32.. {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (answered, mut closing) = tokio::sync::mpsc::channel::<()>(1);
+                let service = hyper::service::service_fn(move |_| {
+                    let answered = answered.clone();
+                    async move {
+                        let _ = answered.try_send(());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(n.to_string()),
+                        )))
+                    }
+                });
+                tokio::spawn(async move {
+                    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => return,
+                        _ = closing.recv() => connection.as_mut().graceful_shutdown(),
+                    }
+                    let _ = connection.await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closes_with_goaway_is_replaced_by_the_next_request() {
+        let port = one_answer_per_connection().await;
+        let client = Http2::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        for connection in 1..=3 {
+            let request = http::Request::post(format!("http://127.0.0.1:{port}/"))
+                .body(Vec::new())
+                .unwrap();
+            let answer = client.send(request, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(answer.body, connection.to_string().as_bytes());
+            // The GOAWAY and the close arrive a moment after the answer.
+            for _ in 0..100 {
+                let closed = client
+                    .connection
+                    .lock()
+                    .await
+                    .as_ref()
+                    .is_none_or(|s| s.is_closed());
+                if closed {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_an_error_and_the_next_request_tries_again() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
