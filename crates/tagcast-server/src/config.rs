@@ -25,6 +25,7 @@ pub struct ServerConfig {
     pub websocket: WsConfig,
     pub cluster: ClusterConfig,
     pub console: ConsoleConfig,
+    pub reports: ReportsConfig,
     pub apps: Vec<AppConfig>,
 }
 
@@ -107,6 +108,36 @@ fn validate_store_url(url: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How long a push's records stay once it has ended (`[reports]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Seconds a push's task, audience, deliveries and device answers are kept after its
+    /// lifetime ends (its statistics, loss and traces go with them): Tencent keeps 7 days.
+    pub keep_secs: u64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            keep_secs: 7 * 86_400,
+        }
+    }
+}
+
+impl ReportsConfig {
+    fn validate(&self) -> Result<(), String> {
+        match self.keep_secs {
+            0 => Err("keep_secs: must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn keep(&self) -> Duration {
+        Duration::from_secs(self.keep_secs)
+    }
 }
 
 /// Several nodes on one PostgreSQL store (`node_id`, `[cluster]`).
@@ -519,6 +550,9 @@ impl ServerConfig {
         self.websocket
             .validate()
             .map_err(|e| format!("websocket.{e}"))?;
+        self.reports
+            .validate()
+            .map_err(|e| format!("reports.{e}"))?;
         if self.console.enabled {
             self.console
                 .validate()

@@ -13,6 +13,7 @@ mod delivery;
 pub use clock::now_unix;
 pub mod config;
 mod metrics;
+mod retention;
 mod routes;
 mod state;
 mod sync;
@@ -167,6 +168,8 @@ async fn shared_state(
         console: console::Console::new(&config.console, config.tls.is_some()),
     });
     tokio::spawn(share_rates(Arc::downgrade(&state)));
+    let keep = config.reports.keep();
+    tokio::spawn(retention::remove_ended_pushes(Arc::downgrade(&state), keep));
     Ok(state)
 }
 

@@ -26,6 +26,7 @@ struct Metrics {
     callback_failures: IntCounter,
     callback_retries: IntCounter,
     callback_dropped: IntCounter,
+    pushes_removed: IntCounter,
     device_answers: IntCounterVec,
     device_failures: IntCounterVec,
     device_queue: IntGaugeVec,
@@ -151,6 +152,10 @@ impl Metrics {
                 "tagcast_callback_dropped_events_total",
                 "Callback events dropped: queue full, or every attempt failed",
             ),
+            pushes_removed: counter(
+                "tagcast_pushes_removed_total",
+                "Ended pushes removed with their records, [reports] keep_secs after they ended",
+            ),
             store_bytes: gauge(
                 "tagcast_store_bytes",
                 "Size of the embedded store's file (0 with PostgreSQL)",
@@ -251,8 +256,10 @@ pub fn callback_events_dropped(count: usize) {
     METRICS.callback_dropped.inc_by(count as u64);
 }
 
-/// Records the start-up facts: where the embedded store's file is (none with PostgreSQL) and how
-/// long opening the store took.
+pub fn pushes_removed(count: usize) {
+    METRICS.pushes_removed.inc_by(count as u64);
+}
+
 /// A device notification waits for its provider until the guard is dropped.
 pub fn device_queued(platform: Platform) -> impl Drop {
     let gauge = METRICS.device_queue.with_label_values(&[platform.name()]);
@@ -289,6 +296,8 @@ pub fn device_answered(platform: Platform, outcome: &Outcome, elapsed: std::time
         .observe(elapsed.as_secs_f64());
 }
 
+/// Records the start-up facts: where the embedded store's file is (none with PostgreSQL) and how
+/// long opening the store took.
 pub fn store_opened(file: Option<PathBuf>, seconds: f64) {
     if let Some(file) = file {
         let _ = STORE_FILE.set(file);

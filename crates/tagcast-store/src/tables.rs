@@ -119,6 +119,8 @@ pub(crate) enum TaskFilter {
     /// Every app's tasks an offline account may still receive at `now_ms`: stored for offline,
     /// not expired, not revoked.
     LiveAt { now_ms: u64 },
+    /// Every app's tasks whose lifetime ended before `ms`.
+    EndedBefore { ms: u64 },
 }
 
 impl TaskFilter {
@@ -132,6 +134,7 @@ impl TaskFilter {
             TaskFilter::LiveAt { now_ms } => {
                 meta.stored_for_offline() && meta.expires_ms > now_ms && meta.revoked_ms.is_none()
             }
+            TaskFilter::EndedBefore { ms } => meta.expires_ms < ms,
         }
     }
 }
@@ -239,6 +242,8 @@ pub(crate) trait Tables: ReadTables {
     fn set_msg_random(&mut self, app: AppId, msg_random: u32, seen: SeenMsgRandom) -> Result<()>;
     fn put_task(&mut self, app: AppId, meta: &TaskMeta) -> Result<()>;
     fn put_task_audience(&mut self, app: AppId, seq: u64, audience: &RoaringBitmap) -> Result<()>;
+    /// Removes the task with its audience, deliveries, catch-ups, fan-out and device sends.
+    fn remove_task(&mut self, app: AppId, seq: u64) -> Result<()>;
     fn set_delivered(
         &mut self,
         app: AppId,

@@ -2,7 +2,7 @@
 //! once per recipient. Also the push quota, MsgRandom idempotency, delivery records and the
 //! per-account delivery cursor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -266,6 +266,42 @@ impl Store {
             Ok(reaching)
         })
         .await
+    }
+
+    /// Removes, with every record of theirs, up to `limit` tasks whose lifetime ended before
+    /// `ended_before_ms` and whose fan-out to devices, if any, is finished; how many it
+    /// removed. They are found in a read, so the writer is held only for the removing.
+    pub async fn prune_tasks(&self, ended_before_ms: u64, limit: usize) -> Result<usize> {
+        let ended = self.read("ended_tasks", move |t| {
+            let open: HashSet<(AppId, u64)> = t.open_dispatches()?.into_iter().collect();
+            let ended = t.tasks(TaskFilter::EndedBefore {
+                ms: ended_before_ms,
+            })?;
+            Ok(ended
+                .into_iter()
+                .map(|(app, meta)| (app, meta.seq))
+                .filter(|task| !open.contains(task))
+                .take(limit)
+                .collect::<Vec<_>>())
+        });
+        let ended = ended.await?;
+        if ended.is_empty() {
+            return Ok(0);
+        }
+        self.writer
+            .write("prune_tasks", move |ctx| {
+                let mut removed = 0;
+                for (app, seq) in ended {
+                    // A recall may have reopened the fan-out since the read.
+                    if ctx.tables.dispatch(app, seq)?.is_some_and(|d| d.is_open()) {
+                        continue;
+                    }
+                    ctx.tables.remove_task(app, seq)?;
+                    removed += 1;
+                }
+                Ok(removed)
+            })
+            .await
     }
 
     /// Tasks of `app` created in `[start_ms, end_ms)`, oldest first.

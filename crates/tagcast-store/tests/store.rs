@@ -800,6 +800,11 @@ fn a_device_registered_alone_is_a_registration_id_account_of_its_own_tags_and_sl
 
 /// A push to `audience` that notifies devices; its sequence number.
 async fn device_push(store: &Store, audience: &[AccountId]) -> u64 {
+    device_push_at(store, audience, 1_000).await
+}
+
+/// `device_push`, made at `now_ms` (it lives an hour).
+async fn device_push_at(store: &Store, audience: &[AccountId], now_ms: u64) -> u64 {
     let task = NewTask {
         kind: TaskKind::All,
         from_account: "admin".into(),
@@ -817,7 +822,7 @@ async fn device_push(store: &Store, audience: &[AccountId]) -> u64 {
         dedupe_window_ms: 0,
         task_id: |parts| format!("task-{}", parts.seq),
     };
-    match store.create_task(APP, task, policy, 1_000).await.unwrap() {
+    match store.create_task(APP, task, policy, now_ms).await.unwrap() {
         tagcast_store::Created::New(meta) => meta.seq,
         other => panic!("not created: {other:?}"),
     }
@@ -1035,6 +1040,84 @@ fn migrate_copies_catch_ups() {
             assert_eq!(store.caught_up(APP, seq).await.unwrap(), expected);
         },
     );
+}
+
+#[test]
+fn pruning_removes_ended_tasks_with_every_record_but_not_a_fan_out_still_going() {
+    with_store(|store, dir| async move {
+        import(&store, APP, &["ann"]).await;
+        let ann = id_of(&store, APP, "ann").await.unwrap();
+        // Both made at 1 s and ended at 3601 s; the first one's fan-out is finished.
+        let ended = device_push(&store, &[ann]).await;
+        let going = device_push(&store, &[ann]).await;
+        let later = device_push_at(&store, &[ann], 10_000_000).await;
+        let progress = Progress {
+            finished: true,
+            sends: vec![(ann, vec![send("X", SendStatus::Accepted, 0)])],
+            ..Progress::default()
+        };
+        store.record_progress(APP, ended, progress).await.unwrap();
+        let reached = [
+            deliveries(ended, 5, &[], &[ann]),
+            deliveries(later, 9, &[ann], &[]),
+        ];
+        store
+            .record_deliveries(reached.to_vec(), vec![], vec![])
+            .await
+            .unwrap();
+
+        let ended_before = 3_601_001;
+        assert_eq!(store.prune_tasks(ended_before, 10).await.unwrap(), 1);
+        assert_eq!(
+            store.prune_tasks(ended_before, 10).await.unwrap(),
+            0,
+            "once"
+        );
+        let store = reopen(store, &dir);
+        assert!(store.task(APP, ended).await.unwrap().is_none());
+        assert!(store.task_audience(APP, ended).await.unwrap().is_none());
+        assert!(store.deliveries(APP, ended).await.unwrap().is_empty());
+        assert!(store.caught_up(APP, ended).await.unwrap().is_empty());
+        assert!(store.fan_out(APP, ended).await.unwrap().is_none());
+        assert!(
+            store
+                .device_sends(APP, ended, ann)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        for kept in [going, later] {
+            assert!(store.task(APP, kept).await.unwrap().is_some(), "{kept}");
+            assert!(
+                store.task_audience(APP, kept).await.unwrap().is_some(),
+                "{kept}"
+            );
+        }
+        assert_eq!(store.deliveries(APP, later).await.unwrap().len(), 1);
+        assert_eq!(
+            store.open_dispatches().await.unwrap(),
+            vec![(APP, going), (APP, later)]
+        );
+        assert!(store.close(Duration::from_secs(10)));
+
+        // Nothing of it is left anywhere: the copy counts every record.
+        let copy = tempfile::tempdir().unwrap();
+        let (from, to) = (
+            Location::Embedded(dir),
+            Location::Embedded(copy.path().into()),
+        );
+        let counts = tagcast_store::migrate(&from, &to, |_, _| {})
+            .unwrap()
+            .source;
+        let left = (
+            counts.tasks,
+            counts.audiences,
+            counts.deliveries,
+            counts.catch_ups,
+        );
+        assert_eq!(left, (2, 2, 1, 0));
+        assert_eq!((counts.dispatches, counts.device_sends), (2, 0));
+    });
 }
 
 #[test]

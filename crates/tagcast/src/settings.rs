@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use tagcast_server::config::{
-    AppConfig, ClusterConfig, ConsoleConfig, HttpConfig, ServerConfig, TlsConfig, WsConfig,
+    AppConfig, ClusterConfig, ConsoleConfig, HttpConfig, ReportsConfig, ServerConfig, TlsConfig,
+    WsConfig,
 };
 use tagcast_store::Location;
 
@@ -38,6 +39,8 @@ struct FileConfig {
     websocket: WsConfig,
     #[serde(default)]
     console: ConsoleConfig,
+    #[serde(default)]
+    reports: ReportsConfig,
     #[serde(default)]
     apps: Vec<AppConfig>,
 }
@@ -100,6 +103,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<(ServerConfig, Option<DevAppI
             ..file.cluster
         },
         console: file.console,
+        reports: file.reports,
         apps,
     };
     config

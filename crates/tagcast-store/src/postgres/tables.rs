@@ -162,6 +162,18 @@ impl<K: Hash + Eq + Ord + Clone, V: Clone> Cached<K, V> {
         self.values.entry(key).or_insert(value);
     }
 
+    /// The record is deleted by other means: it reads as none, and no change of it is written.
+    fn gone(&mut self, key: K) {
+        self.dirty.remove(&key);
+        self.values.insert(key, None);
+    }
+
+    /// Forgets what it holds for the keys `removed` picks, changes included.
+    fn forget(&mut self, removed: impl Fn(&K) -> bool) {
+        self.values.retain(|key, _| !removed(key));
+        self.dirty.retain(|key| !removed(key));
+    }
+
     fn set(&mut self, key: K, value: Option<V>) {
         self.values.insert(key.clone(), value);
         self.dirty.insert(key);
@@ -402,7 +414,8 @@ impl<'c> PgTables<'c> {
         write_schemas(&mut p, self.schemas.take_changed().0)?;
         upsert_push_states(&mut p, self.push_states.take_changed().0)?;
         upsert_msg_randoms(&mut p, self.msg_randoms.take_changed().0)?;
-        upsert_tasks(&mut p, self.tasks.take_changed().0)?;
+        let (tasks, removed_tasks) = self.tasks.take_changed();
+        upsert_tasks(&mut p, tasks)?;
         upsert_task_bitmaps(&mut p, UPSERT_AUDIENCES, self.audiences.take_changed().0);
         upsert_deliveries(&mut p, self.delivered.take_changed().0)?;
         upsert_task_bitmaps(&mut p, UPSERT_CATCH_UPS, self.catch_ups.take_changed().0);
@@ -415,6 +428,8 @@ impl<'c> PgTables<'c> {
         upsert_devices(&mut p, devices)?;
         upsert_dispatches(&mut p, self.dispatches.take_changed().0)?;
         upsert_device_sends(&mut p, self.device_sends.take_changed().0)?;
+        // Last: nothing written above for a removed task survives.
+        delete_tasks(&mut p, &removed_tasks);
         Ok(p)
     }
 
@@ -640,6 +655,10 @@ impl ReadTables for PgTables<'_> {
                 "SELECT app, seq, meta::text FROM tasks \
                  WHERE app = $1 AND created_ms >= $2 AND created_ms < $3 ORDER BY seq",
                 &[&(app as i64), &(start_ms as i64), &(end_ms as i64)],
+            )?,
+            TaskFilter::EndedBefore { ms } => self.db.query(
+                "SELECT app, seq, meta::text FROM tasks WHERE expires_ms < $1 ORDER BY app, seq",
+                &[&(ms as i64)],
             )?,
             TaskFilter::LiveAt { now_ms } => self.db.query(
                 "SELECT app, seq, meta::text FROM tasks \
@@ -932,6 +951,18 @@ impl Tables for PgTables<'_> {
 
     fn put_task_audience(&mut self, app: AppId, seq: u64, audience: &RoaringBitmap) -> Result<()> {
         self.audiences.set((app, seq), Some(audience.clone()));
+        Ok(())
+    }
+
+    /// The task's rows go at the end of the commit (`delete_tasks`); until then this
+    /// transaction reads none of its single-key records.
+    fn remove_task(&mut self, app: AppId, seq: u64) -> Result<()> {
+        self.tasks.set((app, seq), None);
+        self.audiences.gone((app, seq));
+        self.catch_ups.gone((app, seq));
+        self.dispatches.gone((app, seq));
+        self.delivered.forget(|&(a, s, _)| (a, s) == (app, seq));
+        self.device_sends.forget(|&(a, s, _)| (a, s) == (app, seq));
         Ok(())
     }
 
@@ -1434,6 +1465,35 @@ fn upsert_cursors(p: &mut Pipeline, rows: Vec<((AppId, AccountId), u64)>) -> Res
         vec![Box::new(apps), Box::new(accounts), Box::new(seqs)],
     );
     Ok(())
+}
+
+/// Every table keyed by a task's `(app, seq)`, and so every record of a removed task.
+const TASK_TABLES: [&str; 6] = [
+    "tasks",
+    "task_audiences",
+    "task_deliveries",
+    "task_catch_ups",
+    "dispatches",
+    "device_sends",
+];
+
+fn delete_tasks(p: &mut Pipeline, keys: &[(AppId, u64)]) {
+    if keys.is_empty() {
+        return;
+    }
+    let (apps, seqs): (Vec<i64>, Vec<i64>) = keys
+        .iter()
+        .map(|(app, seq)| (*app as i64, *seq as i64))
+        .unzip();
+    for table in TASK_TABLES {
+        p.push(
+            format!(
+                "DELETE FROM {table} WHERE (app, seq) IN \
+                 (SELECT * FROM unnest($1::int8[], $2::int8[]))"
+            ),
+            vec![Box::new(apps.clone()), Box::new(seqs.clone())],
+        );
+    }
 }
 
 fn delete_callbacks(p: &mut Pipeline, keys: &[(AppId, u64)]) {

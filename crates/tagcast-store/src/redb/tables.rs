@@ -215,7 +215,9 @@ impl<F: Family> ReadTables for Redb<F> {
         let table = &self.tasks;
         let entries = match filter {
             TaskFilter::CreatedBetween { app, .. } => table.range((app, 0)..=(app, u64::MAX))?,
-            TaskFilter::LiveAt { .. } => table.range::<(AppId, u64)>(..)?,
+            TaskFilter::LiveAt { .. } | TaskFilter::EndedBefore { .. } => {
+                table.range::<(AppId, u64)>(..)?
+            }
         };
         let mut out = Vec::new();
         for entry in entries {
@@ -528,6 +530,20 @@ impl Tables for Redb<Writable<'_>> {
         let id = device.registration_id.as_str();
         self.devices.remove((app, id))?;
         self.account_devices.remove((app, device.account, id))?;
+        Ok(())
+    }
+
+    fn remove_task(&mut self, app: AppId, seq: u64) -> Result<()> {
+        self.tasks.remove((app, seq))?;
+        self.task_audiences.remove((app, seq))?;
+        self.task_catch_ups.remove((app, seq))?;
+        self.dispatches.remove((app, seq))?;
+        self.open_dispatches.remove((app, seq))?;
+        let (first, last) = ((app, seq, 0), (app, seq, u64::MAX));
+        self.task_deliveries.retain_in(first..=last, |_, _| false)?;
+        let (first, last) = ((app, seq, AccountId::MIN), (app, seq, AccountId::MAX));
+        self.device_sends.retain_in(first..=last, |_, _| false)?;
+        self.sends_due.retain_in(first..=last, |_, _| false)?;
         Ok(())
     }
 

@@ -140,7 +140,7 @@ fn an_unknown_config_key_is_named_in_one_line() {
 }
 
 #[test]
-fn a_bad_node_id_or_gone_after_is_named_in_one_line() {
+fn a_bad_node_id_gone_after_or_keep_secs_is_named_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cases = [
@@ -149,6 +149,10 @@ fn a_bad_node_id_or_gone_after_is_named_in_one_line() {
         (
             "[cluster]\nnode_gone_after_secs = 0",
             "cluster.node_gone_after_secs",
+        ),
+        (
+            "[reports]\nkeep_secs = 0",
+            "reports.keep_secs: must be at least 1",
         ),
     ];
     for (n, (top, named)) in cases.iter().enumerate() {

@@ -470,6 +470,62 @@ async fn account_pushes_refuses_what_it_cannot_answer_with_the_documented_codes(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_leaves_the_store_keep_secs_after_it_ends_and_a_live_one_stays() {
+    let server = Server::start_with("[reports]\nkeep_secs = 2\n", None);
+    import(&server, &PUSH_APP, &["kp_on", "kp_off"]).await;
+    let mut online = Client::connect(&server, &PUSH_APP, "kp_on").await;
+    // Online only: it ends as it is made.
+    let body = json!({ "MsgRandom": 80, "MsgBody": text_body("now"), "MsgLifeTime": 0 });
+    let ended = server.ok(&PUSH_APP, "all_member_push/im_push", body).await["TaskId"]
+        .as_str()
+        .expect("TaskId")
+        .to_string();
+    let stored = marker(&server, &PUSH_APP, 81).await;
+    assert_eq!(online.next_frame().await["TaskId"], ended);
+    assert_eq!(online.next_frame().await["TaskId"], stored);
+    assert_eq!(
+        statistics(&server, &[&ended]).await[0]["TaskID"],
+        ended.as_str()
+    );
+
+    let (gone, _) = eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || async {
+            let r = server
+                .call(
+                    &PUSH_APP,
+                    "timpush/all_member_push_statistics",
+                    window(Some(&[&ended])),
+                )
+                .await;
+            match r["ErrorCode"] == 90049 {
+                true => Ok(r),
+                false => Err(r.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_fail(&gone, 90049, &ended);
+    let trace = json!({ "TaskID": ended, "UserID": "kp_on" });
+    assert_fail(
+        &server
+            .call(&PUSH_APP, "timpush/all_member_push_trace", trace)
+            .await,
+        90049,
+        &ended,
+    );
+    let listed = account_pushes(&server, "kp_on").await["Pushes"].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["TaskID"], stored.as_str());
+    // The stored push still reaches an account that connects, and is still reported.
+    let mut late = Client::connect(&server, &PUSH_APP, "kp_off").await;
+    assert_eq!(late.next_frame().await["TaskId"], stored);
+    let stats = statistics_once_delivered(&server, &stored, 2).await;
+    assert_eq!(stats[0]["CaughtUpCount"], 1);
+}
+
 /// `tagcast/account_pushes` for `user` over the last and next hour.
 async fn account_pushes(server: &Server, user: &str) -> Value {
     let mut body = window(None);
