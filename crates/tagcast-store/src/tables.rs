@@ -119,8 +119,6 @@ pub(crate) enum TaskFilter {
     /// Every app's tasks an offline account may still receive at `now_ms`: stored for offline,
     /// not expired, not revoked.
     LiveAt { now_ms: u64 },
-    /// Every app's tasks whose lifetime ended before `ms`.
-    EndedBefore { ms: u64 },
 }
 
 impl TaskFilter {
@@ -134,7 +132,6 @@ impl TaskFilter {
             TaskFilter::LiveAt { now_ms } => {
                 meta.stored_for_offline() && meta.expires_ms > now_ms && meta.revoked_ms.is_none()
             }
-            TaskFilter::EndedBefore { ms } => meta.expires_ms < ms,
         }
     }
 }
@@ -173,6 +170,9 @@ pub(crate) trait ReadTables {
     fn task_audience(&mut self, app: AppId, seq: u64) -> Result<Option<RoaringBitmap>>;
     /// Tasks `filter` admits, by app then sequence number.
     fn tasks(&mut self, filter: TaskFilter) -> Result<Vec<(AppId, TaskMeta)>>;
+    /// Up to `limit` tasks whose lifetime ended before `before_ms` and whose fan-out to
+    /// devices, if any, is finished, by app then sequence number.
+    fn ended_tasks(&mut self, before_ms: u64, limit: usize) -> Result<Vec<(AppId, u64)>>;
     /// Accounts the task reached during `second`.
     fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>>;
     /// Every second's deliveries of a task, oldest first.

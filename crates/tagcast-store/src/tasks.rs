@@ -2,7 +2,7 @@
 //! once per recipient. Also the push quota, MsgRandom idempotency, delivery records and the
 //! per-account delivery cursor.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -272,19 +272,11 @@ impl Store {
     /// `ended_before_ms` and whose fan-out to devices, if any, is finished; how many it
     /// removed. They are found in a read, so the writer is held only for the removing.
     pub async fn prune_tasks(&self, ended_before_ms: u64, limit: usize) -> Result<usize> {
-        let ended = self.read("ended_tasks", move |t| {
-            let open: HashSet<(AppId, u64)> = t.open_dispatches()?.into_iter().collect();
-            let ended = t.tasks(TaskFilter::EndedBefore {
-                ms: ended_before_ms,
-            })?;
-            Ok(ended
-                .into_iter()
-                .map(|(app, meta)| (app, meta.seq))
-                .filter(|task| !open.contains(task))
-                .take(limit)
-                .collect::<Vec<_>>())
-        });
-        let ended = ended.await?;
+        let ended = self
+            .read("ended_tasks", move |t| {
+                t.ended_tasks(ended_before_ms, limit)
+            })
+            .await?;
         if ended.is_empty() {
             return Ok(0);
         }

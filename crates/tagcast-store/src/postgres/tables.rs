@@ -656,10 +656,6 @@ impl ReadTables for PgTables<'_> {
                  WHERE app = $1 AND created_ms >= $2 AND created_ms < $3 ORDER BY seq",
                 &[&(app as i64), &(start_ms as i64), &(end_ms as i64)],
             )?,
-            TaskFilter::EndedBefore { ms } => self.db.query(
-                "SELECT app, seq, meta::text FROM tasks WHERE expires_ms < $1 ORDER BY app, seq",
-                &[&(ms as i64)],
-            )?,
             TaskFilter::LiveAt { now_ms } => self.db.query(
                 "SELECT app, seq, meta::text FROM tasks \
                  WHERE revoked_ms IS NULL AND expires_ms > $1 AND expires_ms > created_ms \
@@ -677,6 +673,20 @@ impl ReadTables for PgTables<'_> {
             }
         }
         Ok(out)
+    }
+
+    fn ended_tasks(&mut self, before_ms: u64, limit: usize) -> Result<Vec<(AppId, u64)>> {
+        self.flush_before_scan()?;
+        let rows = self.db.query(
+            "SELECT app, seq FROM tasks t WHERE expires_ms < $1 AND NOT EXISTS \
+             (SELECT 1 FROM dispatches d WHERE d.app = t.app AND d.seq = t.seq AND NOT finished) \
+             ORDER BY app, seq LIMIT $2",
+            &[&(before_ms as i64), &(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+            .collect())
     }
 
     fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>> {

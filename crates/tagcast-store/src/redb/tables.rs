@@ -215,9 +215,7 @@ impl<F: Family> ReadTables for Redb<F> {
         let table = &self.tasks;
         let entries = match filter {
             TaskFilter::CreatedBetween { app, .. } => table.range((app, 0)..=(app, u64::MAX))?,
-            TaskFilter::LiveAt { .. } | TaskFilter::EndedBefore { .. } => {
-                table.range::<(AppId, u64)>(..)?
-            }
+            TaskFilter::LiveAt { .. } => table.range::<(AppId, u64)>(..)?,
         };
         let mut out = Vec::new();
         for entry in entries {
@@ -229,6 +227,21 @@ impl<F: Family> ReadTables for Redb<F> {
             }
         }
         Ok(out)
+    }
+
+    fn ended_tasks(&mut self, before_ms: u64, limit: usize) -> Result<Vec<(AppId, u64)>> {
+        let mut ended = Vec::new();
+        for entry in self.tasks.iter()? {
+            if ended.len() == limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let meta = meta_in(value.value(), key.value())?;
+            if meta.expires_ms < before_ms && self.open_dispatches.get(key.value())?.is_none() {
+                ended.push(key.value());
+            }
+        }
+        Ok(ended)
     }
 
     fn delivered(&mut self, app: AppId, seq: u64, second: u64) -> Result<Option<RoaringBitmap>> {
