@@ -300,9 +300,8 @@ pub async fn account_pushes(ctx: &Ctx<'_>, body: &[u8]) -> Reply {
             "CaughtUp": u8::from(online.caught_up),
         }));
     }
-    reply(
-        json!({ "Pushes": pushes, "Complete": u8::from(looked_through_all(&tasks, &newest, &reaching)) }),
-    )
+    let complete = looked_through_all(&tasks, &newest, &reaching);
+    reply(json!({ "Pushes": pushes, "Complete": u8::from(complete) }))
 }
 
 /// Whether `account_pushes` looked through every task of the window: it looked at all of them
