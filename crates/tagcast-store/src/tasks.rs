@@ -332,6 +332,25 @@ impl Store {
         .await
     }
 
+    /// When the task reached `account` over the WebSocket, if it did: the unix second, and
+    /// whether it was from the account's backlog when it connected. One read.
+    pub async fn delivery_to(
+        &self,
+        app: AppId,
+        seq: u64,
+        account: AccountId,
+    ) -> Result<Option<(u64, bool)>> {
+        self.read("delivery_to", move |t| {
+            let deliveries = t.deliveries(app, seq)?;
+            let Some((second, _)) = deliveries.iter().find(|(_, a)| a.contains(account)) else {
+                return Ok(None);
+            };
+            let caught_up = t.caught_up(app, seq)?.is_some_and(|c| c.contains(account));
+            Ok(Some((*second, caught_up)))
+        })
+        .await
+    }
+
     /// The accounts a task reached from their backlog when they connected.
     pub async fn caught_up(&self, app: AppId, seq: u64) -> Result<RoaringBitmap> {
         let caught_up = self.read("caught_up", move |t| t.caught_up(app, seq));

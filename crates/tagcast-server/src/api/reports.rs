@@ -325,12 +325,12 @@ async fn account_of(ctx: &Ctx<'_>, user: &str) -> Result<AccountId, ApiError> {
 }
 
 async fn in_audience(ctx: &Ctx<'_>, task: &TaskMeta, account: AccountId) -> Result<bool, ApiError> {
-    let audience = ctx
+    let reaching = ctx
         .store
-        .task_audience(ctx.app.sdkappid, task.seq)
+        .tasks_reaching(ctx.app.sdkappid, vec![task.seq], account, 1)
         .await
         .map_err(|e| ctx.internal(e))?;
-    Ok(audience.is_some_and(|a| a.contains(account)))
+    Ok(!reaching.is_empty())
 }
 
 /// What became of a push for one account of its audience over the WebSocket.
@@ -348,33 +348,22 @@ async fn websocket_outcome(
     task: &TaskMeta,
     account: AccountId,
 ) -> Result<WebSocketOutcome, ApiError> {
-    let app = ctx.app.sdkappid;
-    let deliveries = ctx
+    let delivery = ctx
         .store
-        .deliveries(app, task.seq)
+        .delivery_to(ctx.app.sdkappid, task.seq, account)
         .await
         .map_err(|e| ctx.internal(e))?;
-    let delivered_at = deliveries
-        .iter()
-        .find(|(_, a)| a.contains(account))
-        .map(|(second, _)| *second);
+    let delivered_at = delivery.map(|(second, _)| second);
     let status = match delivered_at {
         Some(_) => "Delivered",
         None if task.revoked_ms.is_some() => "Revoked",
         None if task.expires_ms <= crate::clock::now_ms() => "Expired",
         None => "Pending",
     };
-    let caught_up = delivered_at.is_some()
-        && ctx
-            .store
-            .caught_up(app, task.seq)
-            .await
-            .map_err(|e| ctx.internal(e))?
-            .contains(account);
     Ok(WebSocketOutcome {
         status,
         delivered_at,
-        caught_up,
+        caught_up: delivery.is_some_and(|(_, caught_up)| caught_up),
     })
 }
 
